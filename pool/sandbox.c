@@ -1,0 +1,1487 @@
+/* sandbox.c - the sandbox's public API, on the worker's side: host probing,
+ * starting a job (clone of the init, uid/gid maps, cgroups), reading the
+ * init's frames without blocking, and turning them into an outcome.
+ *
+ * A job's states (job->state):
+ *
+ *   RUNNING ──(frames; DONE or EOF on the socket)──▶ DRAINED
+ *      │  timeout / output cap / kill: SIGKILL the init   │
+ *      └─────────────────────────────────────────────────┘
+ *   DRAINED ──(the init is reaped through its pidfd)──▶ FINISHED
+ *
+ * The job's fd is an epoll set of the socket (while RUNNING) and the
+ * init's pidfd, so that a caller's poll wakes for frames and for the
+ * init's exit and never spins on a socket at EOF.  Every number and
+ * string from the init is checked: it runs hostile code next to it. */
+#include "pool/sandbox.h"
+#include "pool/sandbox_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/sha256.h"
+#include "common/util.h"
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+#define NAME_MAX_LEN 1024	/* a staged or output path */
+#define FRAMES_PER_STEP 64	/* bounds the time one step takes */
+
+enum job_state { JOB_RUNNING, JOB_DRAINED, JOB_FINISHED };
+
+/* Why the worker killed the init; the first reason wins. */
+enum kill_reason { KILL_NONE, KILL_CANCEL, KILL_TIMEOUT, KILL_OUTPUT, KILL_PROTO };
+
+struct shoal_sandbox_job {
+	enum job_state state;
+	int native;
+	pid_t pid;		/* the init, as the worker sees it */
+	int pidfd;
+	int sock;		/* -1 once drained */
+	int epfd;		/* the job's fd */
+	int64_t start_us;
+	int64_t deadline_ms;	/* INT64_MAX: none (or already acted on) */
+	struct shoal_wire_sandbox lim;	/* numbers only: pointers dropped */
+	char argv0[128];	/* for "command not found: ..." */
+	char *tmpdir;		/* backend none: the host workspace */
+	struct sb_cgroup cg;
+	enum kill_reason killed;
+	int reaped;		/* the init has been waited for */
+	pid_t workload_pid;	/* from READY (host pid for backend none) */
+
+	/* what the init reported */
+	int got_exit, got_done, got_fail, outputs_over;
+	struct sb_exit exit;
+	struct sb_fail fail;
+	char fail_what[256];
+	char proto_err[128];
+	size_t out_max, files_max_bytes, files_bytes;
+	uint32_t files_max;
+	struct shoal_buf cur_file;	/* the output file being received */
+
+	char *frame;		/* SB_FRAME_MAX receive buffer */
+	struct shoal_sandbox_outcome outcome;
+};
+
+/* ---- host probing (once) ---- */
+
+static struct {
+	int ran;
+	int rc;
+	char msg[SHOAL_ERRMSG_MAX];
+	uint32_t outer_uid, outer_gid;
+	int configured;
+	uintptr_t arg_start, arg_end, env_start, env_end;
+} g = { 0, 0, "", 65534, 65534, 0, 0, 0, 0, 0 };
+
+int shoal_sandbox_configure(const struct shoal_sandbox_host_config *cfg,
+			    struct shoal_error *err)
+{
+	if (g.ran)
+		return shoal_error_set(err, SHOAL_EINVAL,
+				       "sandbox: configure must come before global_init");
+	g.outer_uid = cfg->outer_uid;
+	g.outer_gid = cfg->outer_gid;
+	g.configured = 1;
+	return SHOAL_OK;
+}
+
+void shoal_sandbox_host_info(struct shoal_sandbox_host_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->native_ok = g.ran && g.rc == SHOAL_OK;
+	sb_cgroup_available(&info->cgroup_memory, &info->cgroup_pids);
+	info->outer_uid = geteuid() == 0 ? g.outer_uid : (uint32_t)geteuid();
+	info->outer_gid = geteuid() == 0 ? g.outer_gid : (uint32_t)getegid();
+}
+
+int sb_read_proc(const char *path, size_t max, char **data, size_t *len)
+{
+	size_t cap = 4096, got = 0;
+	char *buf = malloc(cap + 1);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || buf == NULL)
+		goto fail;
+	for (;;) {
+		ssize_t n;
+
+		if (got == cap) {
+			char *bigger;
+
+			if (cap >= max)
+				goto fail;
+			cap = cap * 2 > max ? max : cap * 2;
+			bigger = realloc(buf, cap + 1);
+			if (bigger == NULL)
+				goto fail;
+			buf = bigger;
+		}
+		n = read(fd, buf + got, cap - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	buf[got] = '\0';
+	*data = buf;
+	*len = got;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return -1;
+}
+
+/* Reads a small integer sysctl; -1 when absent. */
+static long read_sysctl(const char *path)
+{
+	char buf[64];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10);
+}
+
+/* The knobs that switch namespaces off, named in the error. */
+static int check_sysctls(struct shoal_error *err)
+{
+	static const struct { const char *path, *what; } zero_means_off[] = {
+		{ "/proc/sys/user/max_user_namespaces", "user" },
+		{ "/proc/sys/user/max_mnt_namespaces", "mount" },
+		{ "/proc/sys/user/max_pid_namespaces", "pid" },
+		{ "/proc/sys/user/max_net_namespaces", "network" },
+	};
+	size_t i;
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(zero_means_off); i++)
+		if (read_sysctl(zero_means_off[i].path) == 0)
+			return shoal_error_set(err, SHOAL_EUNSUPPORTED,
+					       "%s namespaces are disabled: %s is 0",
+					       zero_means_off[i].what,
+					       zero_means_off[i].path);
+	if (geteuid() != 0 &&
+	    read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == 0)
+		return shoal_error_set(err, SHOAL_EUNSUPPORTED,
+				       "user namespaces are disabled: "
+				       "kernel.unprivileged_userns_clone=0");
+	return SHOAL_OK;
+}
+
+static int probe_sandbox(struct shoal_error *err);
+
+int shoal_sandbox_global_init(struct shoal_error *err)
+{
+	if (g.ran) {
+		if (g.rc != SHOAL_OK)
+			shoal_error_set(err, g.rc, "%s", g.msg);
+		return g.rc;
+	}
+	g.ran = 1;
+	sb_init_learn_args(&g.arg_start, &g.arg_end, &g.env_start, &g.env_end);
+	g.rc = check_sysctls(err);
+	if (g.rc == SHOAL_OK)
+		g.rc = sb_seccomp_build(err);
+	if (g.rc == SHOAL_OK)
+		g.rc = sb_mounts_plan(err);
+	if (g.rc == SHOAL_OK) {
+		sb_cgroup_probe();
+		g.rc = probe_sandbox(err);
+	}
+	if (g.rc != SHOAL_OK && err != NULL)
+		shoal_strlcpy(g.msg, err->msg, sizeof(g.msg));
+	else if (g.rc != SHOAL_OK)
+		shoal_strlcpy(g.msg, "sandbox: host probe failed", sizeof(g.msg));
+	return g.rc;
+}
+
+/* ---- spec validation ---- */
+
+/* A relative path inside the workspace: no "..", ".", empty parts. */
+static int valid_rel_path(const char *p)
+{
+	const char *s = p;
+
+	if (p == NULL || *p == '\0' || *p == '/' || strlen(p) > NAME_MAX_LEN)
+		return 0;
+	while (*s != '\0') {
+		const char *e = strchr(s, '/');
+		size_t n = e ? (size_t)(e - s) : strlen(s);
+
+		if (n == 0 || (n == 1 && s[0] == '.') ||
+		    (n == 2 && s[0] == '.' && s[1] == '.') || n > NAME_MAX)
+			return 0;
+		s += n;
+		if (*s == '/')
+			s++;
+		if (e != NULL && *s == '\0')
+			return 0;	/* trailing slash */
+	}
+	return 1;
+}
+
+/* An absolute, normalised host/sandbox path for readonly_paths. */
+static int valid_abs_path(const char *p)
+{
+	static const char *const reserved[] = { "/proc", "/dev", "/tmp", "/workspace" };
+	size_t i;
+
+	if (p == NULL || p[0] != '/' || p[1] == '\0' || !valid_rel_path(p + 1))
+		return 0;
+	for (i = 0; i < SHOAL_ARRAY_LEN(reserved); i++) {
+		size_t n = strlen(reserved[i]);
+
+		if (strncmp(p, reserved[i], n) == 0 && (p[n] == '\0' || p[n] == '/'))
+			return 0;
+	}
+	return 1;
+}
+
+static int validate_spec(const struct shoal_sandbox_spec *s,
+			 struct shoal_error *err)
+{
+	size_t i;
+
+	if (s->argc == 0 || s->argv == NULL || s->argv[0] == NULL ||
+	    s->argv[0][0] == '\0')
+		return shoal_error_set(err, SHOAL_EINVAL, "sandbox: empty command");
+	for (i = 0; i < s->argc; i++)
+		if (s->argv[i] == NULL)
+			return shoal_error_set(err, SHOAL_EINVAL,
+					       "sandbox: argv[%zu] is NULL", i);
+	for (i = 0; i < s->nenv; i++)
+		if (s->env[i] == NULL || strchr(s->env[i], '=') == NULL ||
+		    s->env[i][0] == '=')
+			return shoal_error_set(err, SHOAL_EINVAL,
+					       "sandbox: env entry %zu is not KEY=VALUE", i);
+	for (i = 0; i < s->nfiles; i++) {
+		const char *n = s->files[i].name;
+
+		if (!valid_rel_path(n) || (s->files[i].data == NULL && s->files[i].len))
+			return shoal_error_set(err, SHOAL_EINVAL,
+					       "sandbox: bad staged file name \"%s\"",
+					       n ? n : "(null)");
+		if (s->input != NULL && strcmp(n, "input") == 0)
+			return shoal_error_set(err, SHOAL_EINVAL,
+					       "sandbox: staged file \"input\" clashes "
+					       "with the input");
+	}
+	for (i = 0; i < s->noutputs; i++)
+		if (!valid_rel_path(s->outputs[i]))
+			return shoal_error_set(err, SHOAL_EINVAL,
+					       "sandbox: bad outputs folder \"%s\"",
+					       s->outputs[i] ? s->outputs[i] : "(null)");
+	for (i = 0; i < s->limits.n_readonly_paths; i++)
+		if (!valid_abs_path(s->limits.readonly_paths[i]))
+			return shoal_error_set(err, SHOAL_EINVAL,
+					       "sandbox: readonly path \"%s\" must be an "
+					       "absolute, normalised path outside /proc, "
+					       "/dev, /tmp and /workspace",
+					       s->limits.readonly_paths[i] ?
+					       s->limits.readonly_paths[i] : "(null)");
+	if (s->limits.backend != SHOAL_SANDBOX_NATIVE &&
+	    s->limits.backend != SHOAL_SANDBOX_NONE)
+		return shoal_error_set(err, SHOAL_EINVAL,
+				       "sandbox: unknown backend %u", s->limits.backend);
+	return SHOAL_OK;
+}
+
+/* ---- the launch record ---- */
+
+struct launch_mem {
+	struct sb_launch l;
+	struct shoal_sandbox_spec spec;	/* the caller's, some parts copied */
+	char **argv, **envp;
+	struct shoal_sandbox_file *files;
+	const char **outputs;
+	void **owned;			/* copies made by keep_out_of_wipe */
+	size_t nowned;
+	struct sb_bind *binds;
+	char *rootfs;
+};
+
+static void launch_free(struct launch_mem *m)
+{
+	size_t i;
+
+	for (i = 0; i < (size_t)m->l.ncg; i++)
+		close(m->l.cg_procs[i]);
+	for (i = 0; i < m->nowned; i++)
+		free(m->owned[i]);
+	free(m->owned);
+	free(m->files);
+	free(m->outputs);
+	free(m->argv);
+	free(m->envp);
+	for (i = 0; m->binds != NULL && i < m->l.nbinds; i++)
+		free((char *)m->binds[i].src);
+	free(m->binds);
+	free(m->rootfs);
+}
+
+static void add_rlimit(struct sb_launch *l, int res, rlim_t soft, rlim_t hard)
+{
+	l->rlims[l->nrlims].resource = res;
+	l->rlims[l->nrlims].lim.rlim_cur = soft;
+	l->rlims[l->nrlims].lim.rlim_max = hard;
+	l->nrlims++;
+}
+
+static void plan_rlimits(struct sb_launch *l, const struct shoal_wire_sandbox *lim,
+			 const struct sb_cgroup *cg)
+{
+	struct rlimit nofile;
+	rlim_t hard = 4096;
+
+	add_rlimit(l, RLIMIT_CORE, 0, 0);
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max < hard)
+		hard = nofile.rlim_max;
+	add_rlimit(l, RLIMIT_NOFILE, hard < 1024 ? hard : 1024, hard);
+	/* with a pids cgroup, the cgroup (whose hits can be counted) rules;
+	 * otherwise RLIMIT_NPROC, counted per user namespace (Linux 5.14+),
+	 * +1 because the init runs as the same uid */
+	if (lim->pids > 0 && !cg->has_pids)
+		add_rlimit(l, RLIMIT_NPROC, (rlim_t)lim->pids + 1,
+			   (rlim_t)lim->pids + 1);
+	if (lim->memory > 0 && !cg->has_memory)
+		add_rlimit(l, RLIMIT_AS, lim->memory, lim->memory);
+	if (lim->cpu_time_ms > 0) {
+		rlim_t s = (rlim_t)((lim->cpu_time_ms + 999) / 1000);
+
+		add_rlimit(l, RLIMIT_CPU, s, s + 1);
+	}
+	if (lim->disk > 0)
+		add_rlimit(l, RLIMIT_FSIZE, lim->disk, lim->disk);
+}
+
+/* The init wipes its copy of the worker's own argv and environ strings, so
+ * that /proc/1/cmdline shows nothing of the worker.  Spec data that lives
+ * there (a command taken from the worker's argv, an env value from
+ * getenv) is copied out first; *p is replaced by the copy. */
+static int keep_out_of_wipe(struct launch_mem *m, const void **p, size_t n)
+{
+	uintptr_t a = (uintptr_t)*p;
+	void **grown, *copy;
+
+	if (*p == NULL || !((a < g.arg_end && a + n > g.arg_start) ||
+			    (a < g.env_end && a + n > g.env_start)))
+		return SHOAL_OK;
+	copy = malloc(n > 0 ? n : 1);
+	grown = realloc(m->owned, (m->nowned + 1) * sizeof(*grown));
+	if (copy == NULL || grown == NULL) {
+		free(copy);
+		if (grown != NULL)
+			m->owned = grown;
+		return SHOAL_ENOMEM;
+	}
+	memcpy(copy, *p, n);
+	m->owned = grown;
+	m->owned[m->nowned++] = copy;
+	*p = copy;
+	return SHOAL_OK;
+}
+
+static int keep_string(struct launch_mem *m, const char **s)
+{
+	return keep_out_of_wipe(m, (const void **)s, *s ? strlen(*s) + 1 : 0);
+}
+
+static int build_argv_env(struct launch_mem *m, const struct shoal_sandbox_spec *s)
+{
+	size_t i;
+	int rc = SHOAL_OK;
+
+	m->argv = calloc(s->argc + 1, sizeof(char *));
+	m->envp = calloc(s->nenv + 1, sizeof(char *));
+	if (m->argv == NULL || m->envp == NULL)
+		return SHOAL_ENOMEM;
+	for (i = 0; rc == SHOAL_OK && i < s->argc; i++) {
+		const char *a = s->argv[i];
+
+		rc = keep_string(m, &a);
+		m->argv[i] = (char *)a;
+	}
+	m->l.path = "/usr/local/bin:/usr/bin:/bin";
+	for (i = 0; rc == SHOAL_OK && i < s->nenv; i++) {
+		const char *e = s->env[i];
+
+		rc = keep_string(m, &e);
+		m->envp[i] = (char *)e;
+		if (strncmp(e, "PATH=", 5) == 0)
+			m->l.path = e + 5;
+	}
+	m->l.argv = m->argv;
+	m->l.envp = m->envp;
+	return rc;
+}
+
+/* The spec the init reads: files, input and outputs, kept out of the
+ * wiped area as well. */
+static int build_spec_copy(struct launch_mem *m, const struct shoal_sandbox_spec *s)
+{
+	size_t i;
+	int rc = SHOAL_OK;
+
+	m->spec = *s;
+	if (s->nfiles > 0) {
+		m->files = calloc(s->nfiles, sizeof(*m->files));
+		if (m->files == NULL)
+			return SHOAL_ENOMEM;
+		memcpy(m->files, s->files, s->nfiles * sizeof(*m->files));
+		m->spec.files = m->files;
+	}
+	for (i = 0; rc == SHOAL_OK && i < s->nfiles; i++) {
+		rc = keep_string(m, &m->files[i].name);
+		if (rc == SHOAL_OK)
+			rc = keep_out_of_wipe(m, &m->files[i].data, m->files[i].len);
+	}
+	if (rc == SHOAL_OK)
+		rc = keep_out_of_wipe(m, &m->spec.input, s->input_len);
+	if (rc == SHOAL_OK && s->noutputs > 0) {
+		m->outputs = calloc(s->noutputs, sizeof(*m->outputs));
+		if (m->outputs == NULL)
+			return SHOAL_ENOMEM;
+		memcpy(m->outputs, s->outputs, s->noutputs * sizeof(*m->outputs));
+		m->spec.outputs = m->outputs;
+	}
+	for (i = 0; rc == SHOAL_OK && i < s->noutputs; i++)
+		rc = keep_string(m, &m->outputs[i]);
+	m->l.spec = &m->spec;
+	return rc;
+}
+
+/* readonly_paths and rootfs are resolved on the host here: the init sees
+ * the host only at /o, where an absolute symlink would point elsewhere. */
+static int resolve_paths(struct launch_mem *m, const struct shoal_wire_sandbox *lim,
+			 struct shoal_error *err)
+{
+	uint32_t i;
+
+	if (lim->rootfs != NULL && lim->rootfs[0] != '\0' &&
+	    strcmp(lim->rootfs, "host") != 0) {
+		struct stat st;
+
+		m->rootfs = realpath(lim->rootfs, NULL);
+		if (m->rootfs == NULL || stat(m->rootfs, &st) != 0 ||
+		    !S_ISDIR(st.st_mode))
+			return shoal_error_errno(err, SHOAL_ENOTFOUND,
+						 "sandbox: rootfs %s", lim->rootfs);
+		m->l.rootfs_dir = m->rootfs;
+	}
+	if (lim->n_readonly_paths == 0)
+		return SHOAL_OK;
+	m->binds = calloc(lim->n_readonly_paths, sizeof(*m->binds));
+	if (m->binds == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	for (i = 0; i < lim->n_readonly_paths; i++) {
+		struct sb_bind *b = &m->binds[i];
+		struct stat st;
+		char *real = realpath(lim->readonly_paths[i], NULL);
+
+		if (real == NULL || stat(real, &st) != 0) {
+			free(real);
+			return shoal_error_errno(err, SHOAL_ENOTFOUND,
+						 "sandbox: readonly path %s",
+						 lim->readonly_paths[i]);
+		}
+		b->src = real;
+		b->dst = lim->readonly_paths[i];
+		b->is_dir = S_ISDIR(st.st_mode);
+		m->l.nbinds = i + 1;
+	}
+	m->l.binds = m->binds;
+	return SHOAL_OK;
+}
+
+static void scratch_options(struct sb_launch *l, uint64_t disk)
+{
+	unsigned long long inodes = disk / 1024;
+
+	if (disk == 0) {
+		snprintf(l->scratch_opts, sizeof(l->scratch_opts), "mode=0755");
+		return;
+	}
+	if (inodes < 4096)
+		inodes = 4096;
+	if (inodes > 1048576)
+		inodes = 1048576;
+	snprintf(l->scratch_opts, sizeof(l->scratch_opts),
+		 "mode=0755,size=%llu,nr_inodes=%llu",
+		 (unsigned long long)disk, inodes);
+}
+
+/* ---- process plumbing ---- */
+
+int sb_pidfd_send_signal(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+}
+
+static int write_proc(pid_t pid, const char *file, const char *text)
+{
+	char path[64];
+	size_t len = strlen(text);
+	ssize_t w;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/%s", (long)pid, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	w = write(fd, text, len);
+	if (w < 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	return w == (ssize_t)len ? 0 : -1;
+}
+
+/* One id mapped: inside SB_UID/SB_GID; outside, our own ids or (as root)
+ * the configured unprivileged ones. */
+static int write_id_maps(pid_t pid, struct shoal_error *err)
+{
+	char map[64];
+	int root = geteuid() == 0;
+	unsigned long ou = root ? g.outer_uid : (unsigned long)geteuid();
+	unsigned long og = root ? g.outer_gid : (unsigned long)getegid();
+
+	snprintf(map, sizeof(map), "%d %lu 1\n", SB_UID, ou);
+	if (write_proc(pid, "uid_map", map) != 0)
+		return shoal_error_errno(err, SHOAL_EUNSUPPORTED,
+					 "sandbox: writing uid_map \"%d %lu 1\"",
+					 SB_UID, ou);
+	if (!root && write_proc(pid, "setgroups", "deny") != 0)
+		return shoal_error_errno(err, SHOAL_EUNSUPPORTED,
+					 "sandbox: writing setgroups");
+	snprintf(map, sizeof(map), "%d %lu 1\n", SB_GID, og);
+	if (write_proc(pid, "gid_map", map) != 0)
+		return shoal_error_errno(err, SHOAL_EUNSUPPORTED,
+					 "sandbox: writing gid_map \"%d %lu 1\"",
+					 SB_GID, og);
+	return SHOAL_OK;
+}
+
+static const char *clone_hint(int e)
+{
+	switch (e) {
+	case EPERM:
+		return " (user namespaces may be restricted: see "
+		       "kernel.unprivileged_userns_clone, "
+		       "kernel.apparmor_restrict_unprivileged_userns, or a "
+		       "container's seccomp profile)";
+	case ENOSPC:
+		return " (a max_*_namespaces limit in /proc/sys/user was reached)";
+	case EINVAL:
+		return " (the kernel lacks a namespace type or pidfds: Linux 5.3+ "
+		       "with user, mount, pid, net, ipc and uts namespaces)";
+	default:
+		return "";
+	}
+}
+
+/* Forks the init.  Signals stay blocked in the child until it execs the
+ * workload, so that no handler of the worker ever runs there. */
+static int clone_init(struct shoal_sandbox_job *job, const struct sb_launch *l,
+		      int child_sock, struct shoal_error *err)
+{
+	unsigned long flags = CLONE_PIDFD | SIGCHLD;
+	sigset_t all, old;
+	int pidfd = -1;
+	long pid;
+
+	if (l->native) {
+		flags |= CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
+			 CLONE_NEWUTS;
+		if (!l->network_host)
+			flags |= CLONE_NEWNET;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid = syscall(SYS_clone, flags, NULL, &pidfd, NULL, 0);
+	if (pid == 0)
+		sb_init_main(l, child_sock);	/* never returns */
+	{
+		int e = errno;
+
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		errno = e;
+	}
+	if (pid < 0)
+	{
+		int e = errno;
+
+		shoal_error_errno(err, l->native ? SHOAL_EUNSUPPORTED : SHOAL_ESYS,
+				  "sandbox: clone%s", l->native ?
+				  " with new user, mount, pid, net, ipc and uts "
+				  "namespaces" : "");
+		if (l->native && err != NULL) {
+			size_t used = strlen(err->msg);
+
+			snprintf(err->msg + used, sizeof(err->msg) - used, "%s",
+				 clone_hint(e));
+		}
+		return l->native ? SHOAL_EUNSUPPORTED : SHOAL_ESYS;
+	}
+	job->pid = (pid_t)pid;
+	job->pidfd = pidfd;
+	return SHOAL_OK;
+}
+
+static void kill_init(struct shoal_sandbox_job *job, enum kill_reason why)
+{
+	if (job->killed == KILL_NONE)
+		job->killed = why;
+	if (job->pidfd >= 0)
+		(void)sb_pidfd_send_signal(job->pidfd, SIGKILL);
+	/* backend none has no pid namespace: its process group too */
+	if (!job->native && job->workload_pid > 0)
+		(void)kill(-job->workload_pid, SIGKILL);
+	job->deadline_ms = INT64_MAX;
+}
+
+static int send_go(int sock)
+{
+	struct sb_hdr h = { SB_C_GO, 0 };
+
+	return send(sock, &h, sizeof(h), MSG_NOSIGNAL) == (ssize_t)sizeof(h) ? 0 : -1;
+}
+
+static int setup_epoll(struct shoal_sandbox_job *job)
+{
+	struct epoll_event ev;
+
+	job->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (job->epfd < 0)
+		return -1;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.fd = job->sock;
+	if (epoll_ctl(job->epfd, EPOLL_CTL_ADD, job->sock, &ev) != 0)
+		return -1;
+	ev.data.fd = job->pidfd;
+	return epoll_ctl(job->epfd, EPOLL_CTL_ADD, job->pidfd, &ev);
+}
+
+/* After clone: maps, cgroups, GO.  On error the init is killed. */
+static int release_init(struct shoal_sandbox_job *job, struct shoal_error *err)
+{
+	int rc = SHOAL_OK;
+
+	if (job->native)
+		rc = write_id_maps(job->pid, err);
+	if (rc == SHOAL_OK && send_go(job->sock) != 0)
+		rc = shoal_error_errno(err, SHOAL_ESYS, "sandbox: starting the init");
+	if (rc == SHOAL_OK && (fcntl(job->sock, F_SETFL, O_NONBLOCK) != 0 ||
+			       setup_epoll(job) != 0))
+		rc = shoal_error_errno(err, SHOAL_ESYS, "sandbox: job descriptors");
+	if (rc != SHOAL_OK) {
+		siginfo_t si;
+
+		/* start's error path: "no process is left" */
+		(void)sb_pidfd_send_signal(job->pidfd, SIGKILL);
+		while (waitid((idtype_t)P_PIDFD, (id_t)job->pidfd, &si, WEXITED) != 0 &&
+		       errno == EINTR)
+			;
+		job->reaped = 1;
+	}
+	return rc;
+}
+
+/* ---- backend none: a workspace folder on the host ---- */
+
+/* rm -rf without following symlinks; the workload may have left folders
+ * without permissions. */
+static void remove_tree_at(int parent, const char *name, int depth)
+{
+	struct dirent *e;
+	DIR *d;
+	int fd;
+
+	if (unlinkat(parent, name, 0) == 0 || errno == ENOENT)
+		return;
+	(void)fchmodat(parent, name, 0700, 0);
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || depth > 64) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return;
+	}
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			remove_tree_at(dirfd(d), e->d_name, depth + 1);
+	closedir(d);
+	(void)unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+static int make_tmp_workspace(struct shoal_sandbox_job *job,
+			      struct shoal_error *err)
+{
+	const char *base = getenv("TMPDIR");
+	char path[PATH_MAX];
+
+	if (base == NULL || base[0] != '/')
+		base = "/tmp";
+	snprintf(path, sizeof(path), "%s/shoal-ws-XXXXXX", base);
+	if (mkdtemp(path) == NULL)
+		return shoal_error_errno(err, SHOAL_EIO,
+					 "sandbox: creating a workspace in %s", base);
+	job->tmpdir = shoal_strdup(path);
+	if (job->tmpdir == NULL) {
+		rmdir(path);
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	return SHOAL_OK;
+}
+
+/* ---- start ---- */
+
+static struct shoal_sandbox_job *job_new(const struct shoal_sandbox_spec *s)
+{
+	struct shoal_sandbox_job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL)
+		return NULL;
+	job->frame = malloc(SB_FRAME_MAX);
+	if (job->frame == NULL) {
+		free(job);
+		return NULL;
+	}
+	job->pidfd = job->sock = job->epfd = -1;
+	job->native = s->limits.backend == SHOAL_SANDBOX_NATIVE;
+	job->lim = s->limits;
+	job->lim.rootfs = NULL;
+	job->lim.readonly_paths = NULL;
+	shoal_strlcpy(job->argv0, s->argv[0], sizeof(job->argv0));
+	job->out_max = (size_t)(s->limits.max_output ? s->limits.max_output
+				: SHOAL_SANDBOX_DEFAULT_MAX_OUTPUT);
+	job->files_max_bytes = s->outputs_max_bytes ? s->outputs_max_bytes
+				: SHOAL_SANDBOX_OUTPUTS_MAX_BYTES;
+	job->files_max = s->outputs_max_files ? s->outputs_max_files
+			 : SHOAL_SANDBOX_OUTPUTS_MAX_FILES;
+	shoal_buf_init(&job->outcome.out, job->out_max);
+	shoal_buf_init(&job->outcome.err, job->out_max);
+	shoal_buf_init(&job->cur_file, 0);
+	return job;
+}
+
+static void job_release(struct shoal_sandbox_job *job)
+{
+	size_t i;
+
+	if (job->cg.ndirs > 0)
+		sb_cgroup_destroy(&job->cg);
+	if (job->tmpdir != NULL) {
+		remove_tree_at(AT_FDCWD, job->tmpdir, 0);
+		free(job->tmpdir);
+		job->tmpdir = NULL;
+	}
+	if (job->epfd >= 0)
+		close(job->epfd);
+	if (job->sock >= 0)
+		close(job->sock);
+	if (job->pidfd >= 0)
+		close(job->pidfd);
+	job->epfd = job->sock = job->pidfd = -1;
+	for (i = 0; i < job->outcome.noutputs; i++) {
+		free(job->outcome.outputs[i].path);
+		free(job->outcome.outputs[i].data);
+	}
+	free(job->outcome.outputs);
+	shoal_buf_free(&job->outcome.out);
+	shoal_buf_free(&job->outcome.err);
+	shoal_buf_free(&job->cur_file);
+	free(job->frame);
+	free(job);
+}
+
+static int prepare_launch(struct launch_mem *m, struct shoal_sandbox_job *job,
+			  const struct shoal_sandbox_spec *s,
+			  struct shoal_error *err)
+{
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	m->l.native = job->native;
+	m->l.network_host = s->limits.network_host;
+	m->l.workspace = job->native ? "/workspace" : job->tmpdir;
+	m->l.outputs_max_bytes = job->files_max_bytes;
+	m->l.outputs_max_files = job->files_max;
+	m->l.arg_start = g.arg_start;
+	m->l.arg_end = g.arg_end;
+	m->l.env_start = g.env_start;
+	m->l.env_end = g.env_end;
+	if (build_argv_env(m, s) != SHOAL_OK || build_spec_copy(m, s) != SHOAL_OK)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	if (job->native) {
+		rc = resolve_paths(m, &s->limits, err);
+		if (rc != SHOAL_OK)
+			return rc;
+		scratch_options(&m->l, s->limits.disk);
+	}
+	plan_rlimits(&m->l, &s->limits, &job->cg);
+	if (job->cg.ndirs > 0) {
+		m->l.ncg = sb_cgroup_open_procs(&job->cg, m->l.cg_procs);
+		if (m->l.ncg < 0) {
+			m->l.ncg = 0;
+			return shoal_error_errno(err, SHOAL_ESYS,
+						 "sandbox: opening the job's cgroup");
+		}
+	}
+	return SHOAL_OK;
+}
+
+static int start_job(const struct shoal_sandbox_spec *spec,
+		     struct shoal_sandbox_job *job, struct shoal_error *err)
+{
+	struct launch_mem m;
+	int sv[2] = { -1, -1 };
+	int rc;
+
+	if (!job->native) {
+		rc = make_tmp_workspace(job, err);
+		if (rc != SHOAL_OK)
+			return rc;
+	} else {
+		sb_cgroup_create(&job->cg, spec->limits.memory, spec->limits.pids);
+	}
+	rc = prepare_launch(&m, job, spec, err);
+	if (rc == SHOAL_OK &&
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+		rc = shoal_error_errno(err, SHOAL_ESYS, "sandbox: socketpair");
+	if (rc == SHOAL_OK) {
+		job->start_us = shoal_now_us();
+		rc = clone_init(job, &m.l, sv[1], err);
+	}
+	launch_free(&m);
+	if (sv[1] >= 0)
+		close(sv[1]);
+	job->sock = sv[0];
+	if (rc == SHOAL_OK)
+		rc = release_init(job, err);
+	job->deadline_ms = spec->limits.timeout_ms > 0
+		? job->start_us / 1000 + (int64_t)spec->limits.timeout_ms
+		: INT64_MAX;
+	return rc;
+}
+
+int shoal_sandbox_start(const struct shoal_sandbox_spec *spec,
+			struct shoal_sandbox_job **out, struct shoal_error *err)
+{
+	struct shoal_sandbox_job *job;
+	int rc;
+
+	(void)shoal_sandbox_reap();
+	rc = validate_spec(spec, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (spec->limits.backend == SHOAL_SANDBOX_NATIVE) {
+		rc = shoal_sandbox_global_init(err);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
+	job = job_new(spec);
+	if (job == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	rc = start_job(spec, job, err);
+	if (rc != SHOAL_OK) {
+		job_release(job);
+		return rc;
+	}
+	*out = job;
+	return SHOAL_OK;
+}
+
+/* ---- frames from the init ---- */
+
+static int proto_error(struct shoal_sandbox_job *job, const char *what)
+{
+	if (job->proto_err[0] == '\0')
+		shoal_strlcpy(job->proto_err, what, sizeof(job->proto_err));
+	kill_init(job, KILL_PROTO);
+	return -1;
+}
+
+static void on_output(struct shoal_sandbox_job *job, struct shoal_buf *b,
+		      const char *p, size_t n)
+{
+	size_t used = job->outcome.out.len + job->outcome.err.len;
+	size_t room = used < job->out_max ? job->out_max - used : 0;
+
+	if (n > room) {
+		(void)shoal_buf_append(b, p, room);
+		job->outcome.truncated = 1;
+		kill_init(job, KILL_OUTPUT);
+		return;
+	}
+	if (shoal_buf_append(b, p, n) != SHOAL_OK)
+		kill_init(job, KILL_OUTPUT);
+}
+
+/* Moves the file being received into the outcome. */
+static void finish_file(struct shoal_sandbox_job *job)
+{
+	struct shoal_sandbox_output *o;
+
+	if (job->outcome.noutputs == 0)
+		return;
+	o = &job->outcome.outputs[job->outcome.noutputs - 1];
+	if (o->data != NULL)
+		return;
+	o->data = shoal_buf_steal(&job->cur_file, &o->len);
+	shoal_sha256(o->data, o->len, o->sha256);
+}
+
+static int on_file(struct shoal_sandbox_job *job, uint32_t mode,
+		   const char *p, size_t n)
+{
+	struct shoal_sandbox_outcome *oc = &job->outcome;
+	struct shoal_sandbox_output *grown, *o;
+	char path[NAME_MAX_LEN + 1];
+
+	if (n == 0 || n > NAME_MAX_LEN || memchr(p, '\0', n) != NULL)
+		return proto_error(job, "bad output file name");
+	memcpy(path, p, n);
+	path[n] = '\0';
+	if (!valid_rel_path(path) || oc->noutputs >= job->files_max)
+		return proto_error(job, "bad output file");
+	finish_file(job);
+	grown = realloc(oc->outputs, (oc->noutputs + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return proto_error(job, "out of memory");
+	oc->outputs = grown;
+	o = &oc->outputs[oc->noutputs];
+	memset(o, 0, sizeof(*o));
+	o->path = shoal_strdup(path);
+	if (o->path == NULL)
+		return proto_error(job, "out of memory");
+	o->mode = mode & 0777;
+	oc->noutputs++;
+	shoal_buf_free(&job->cur_file);
+	shoal_buf_init(&job->cur_file, job->files_max_bytes);
+	return 0;
+}
+
+static int on_data(struct shoal_sandbox_job *job, const char *p, size_t n)
+{
+	if (job->outcome.noutputs == 0 ||
+	    job->outcome.outputs[job->outcome.noutputs - 1].data != NULL)
+		return proto_error(job, "file data without a file");
+	if (job->files_bytes + n > job->files_max_bytes) {
+		job->outputs_over = 1;
+		return 0;
+	}
+	job->files_bytes += n;
+	if (shoal_buf_append(&job->cur_file, p, n) != SHOAL_OK)
+		return proto_error(job, "out of memory");
+	return 0;
+}
+
+static int on_fail(struct shoal_sandbox_job *job, const char *p, size_t n)
+{
+	size_t i, tn;
+
+	if (n < sizeof(struct sb_fail) || job->got_fail)
+		return proto_error(job, "bad FAIL frame");
+	memcpy(&job->fail, p, sizeof(job->fail));
+	tn = n - sizeof(job->fail);
+	if (tn >= sizeof(job->fail_what))
+		tn = sizeof(job->fail_what) - 1;
+	for (i = 0; i < tn; i++) {
+		char c = p[sizeof(job->fail) + i];
+
+		job->fail_what[i] = c >= 0x20 && c < 0x7f ? c : '?';
+	}
+	job->fail_what[tn] = '\0';
+	job->got_fail = 1;
+	return 0;
+}
+
+static int on_frame(struct shoal_sandbox_job *job, const char *f, size_t n)
+{
+	struct sb_hdr h;
+	const char *p = f + sizeof(h);
+	size_t pn;
+
+	if (n < sizeof(h))
+		return proto_error(job, "short frame");
+	memcpy(&h, f, sizeof(h));
+	pn = n - sizeof(h);
+	if (job->got_done)
+		return proto_error(job, "frame after DONE");
+	switch (h.type) {
+	case SB_F_READY:
+		if (pn != sizeof(uint32_t))
+			return proto_error(job, "bad READY frame");
+		memcpy(&job->workload_pid, p, sizeof(uint32_t));
+		return 0;
+	case SB_F_OUT:
+		on_output(job, &job->outcome.out, p, pn);
+		return 0;
+	case SB_F_ERR:
+		on_output(job, &job->outcome.err, p, pn);
+		return 0;
+	case SB_F_FAIL:
+		return on_fail(job, p, pn);
+	case SB_F_EXIT:
+		if (pn != sizeof(job->exit) || job->got_exit)
+			return proto_error(job, "bad EXIT frame");
+		memcpy(&job->exit, p, sizeof(job->exit));
+		job->got_exit = 1;
+		job->outcome.run_us = (uint64_t)(shoal_now_us() - job->start_us);
+		return 0;
+	case SB_F_FILE:
+		return on_file(job, h.arg, p, pn);
+	case SB_F_DATA:
+		return on_data(job, p, pn);
+	case SB_F_OVER:
+		job->outputs_over = 1;
+		return 0;
+	case SB_F_DONE:
+		finish_file(job);
+		job->got_done = 1;
+		return 0;
+	default:
+		return proto_error(job, "unknown frame type");
+	}
+}
+
+/* Reads what is there; moves to DRAINED at EOF. */
+static void read_frames(struct shoal_sandbox_job *job)
+{
+	int i;
+
+	for (i = 0; i < FRAMES_PER_STEP && job->state == JOB_RUNNING; i++) {
+		ssize_t n = recv(job->sock, job->frame, SB_FRAME_MAX, MSG_TRUNC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n > SB_FRAME_MAX) {
+			(void)proto_error(job, "oversized frame");
+			continue;
+		}
+		if (n > 0) {
+			if (job->killed != KILL_PROTO)
+				(void)on_frame(job, job->frame, (size_t)n);
+			continue;
+		}
+		/* EOF (or a dead socket): the init is gone or going */
+		(void)epoll_ctl(job->epfd, EPOLL_CTL_DEL, job->sock, NULL);
+		close(job->sock);
+		job->sock = -1;
+		job->state = JOB_DRAINED;
+	}
+}
+
+/* ---- the outcome ---- */
+
+static void fmt_size(char *buf, size_t n, uint64_t b)
+{
+	static const char *const units[] = { "GiB", "MiB", "KiB" };
+	static const int shifts[] = { 30, 20, 10 };
+	size_t i;
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(units); i++)
+		if (b >= ((uint64_t)1 << shifts[i]) &&
+		    b % ((uint64_t)1 << shifts[i]) == 0) {
+			snprintf(buf, n, "%llu%s",
+				 (unsigned long long)(b >> shifts[i]), units[i]);
+			return;
+		}
+	snprintf(buf, n, "%llu bytes", (unsigned long long)b);
+}
+
+static void fmt_ms(char *buf, size_t n, uint64_t ms)
+{
+	if (ms % 1000 == 0)
+		snprintf(buf, n, "%llus", (unsigned long long)(ms / 1000));
+	else if (ms > 1000)
+		snprintf(buf, n, "%.1fs", (double)ms / 1000.0);
+	else
+		snprintf(buf, n, "%llums", (unsigned long long)ms);
+}
+
+static void set_status(struct shoal_sandbox_job *job, int status,
+		       const char *fmt, const char *arg)
+{
+	job->outcome.status = status;
+	snprintf(job->outcome.reason, sizeof(job->outcome.reason), fmt, arg);
+}
+
+static int cmp_output(const void *a, const void *b)
+{
+	const struct shoal_sandbox_output *x = a, *y = b;
+
+	return strcmp(x->path, y->path);
+}
+
+static void outcome_from_fail(struct shoal_sandbox_job *job)
+{
+	struct shoal_sandbox_outcome *oc = &job->outcome;
+
+	oc->status = SHOAL_STATUS_ERROR;
+	if (job->fail.kind == SB_FAIL_EXEC && job->fail.err == ENOENT)
+		snprintf(oc->reason, sizeof(oc->reason), "command not found: %s",
+			 job->argv0);
+	else if (job->fail.kind == SB_FAIL_EXEC)
+		snprintf(oc->reason, sizeof(oc->reason), "cannot execute %s: %s",
+			 job->argv0, strerror(job->fail.err));
+	else
+		snprintf(oc->reason, sizeof(oc->reason),
+			 "sandbox set-up failed: %s: %s", job->fail_what,
+			 strerror(job->fail.err));
+}
+
+/* The limit a failed workload most likely hit, or 0. */
+static int limit_hit(struct shoal_sandbox_job *job, int oom, int pids_max)
+{
+	const struct shoal_wire_sandbox *lim = &job->lim;
+	int sig = WIFSIGNALED(job->exit.wstatus) ? WTERMSIG(job->exit.wstatus) : 0;
+	char num[32];
+
+	if (oom) {
+		fmt_size(num, sizeof(num), lim->memory);
+		set_status(job, SHOAL_STATUS_LIMIT, "memory limit %s reached", num);
+	} else if (lim->cpu_time_ms > 0 && (sig == SIGXCPU ||
+		   (sig == SIGKILL && job->exit.cpu_us / 1000 >= lim->cpu_time_ms))) {
+		fmt_ms(num, sizeof(num), lim->cpu_time_ms);
+		set_status(job, SHOAL_STATUS_LIMIT, "cpu time limit %s reached", num);
+	} else if (sig == SIGXFSZ || (job->exit.disk_full && lim->disk > 0)) {
+		fmt_size(num, sizeof(num), lim->disk);
+		set_status(job, SHOAL_STATUS_LIMIT,
+			   "disk limit %s reached (workspace full)", num);
+	} else if (pids_max) {
+		snprintf(num, sizeof(num), "%lu", (unsigned long)lim->pids);
+		set_status(job, SHOAL_STATUS_LIMIT, "process limit %s reached", num);
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+static void outcome_from_exit(struct shoal_sandbox_job *job, int oom,
+			      int pids_max)
+{
+	struct shoal_sandbox_outcome *oc = &job->outcome;
+	int st = job->exit.wstatus;
+	char num[48];
+
+	if (WIFEXITED(st))
+		oc->exit_code = WEXITSTATUS(st);
+	if (WIFSIGNALED(st))
+		oc->term_signal = WTERMSIG(st);
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+		oc->status = SHOAL_STATUS_OK;
+	} else if (!limit_hit(job, oom, pids_max)) {
+		if (WIFSIGNALED(st)) {
+			snprintf(num, sizeof(num), "%d (%s)", WTERMSIG(st),
+				 sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st))
+							     : "?");
+			set_status(job, SHOAL_STATUS_FAILED, "killed by signal %s", num);
+		} else {
+			snprintf(num, sizeof(num), "%d", WEXITSTATUS(st));
+			set_status(job, SHOAL_STATUS_FAILED, "exited with code %s", num);
+		}
+	}
+	if (oc->status == SHOAL_STATUS_OK && job->outputs_over) {
+		fmt_size(num, sizeof(num), job->files_max_bytes);
+		snprintf(oc->reason, sizeof(oc->reason),
+			 "output files exceeded %s or %u files", num, job->files_max);
+		oc->status = SHOAL_STATUS_LIMIT;
+	}
+}
+
+static void build_outcome(struct shoal_sandbox_job *job, const siginfo_t *si)
+{
+	struct shoal_sandbox_outcome *oc = &job->outcome;
+	int oom = 0, pids_max = 0;
+	char num[32];
+
+	sb_cgroup_events(&job->cg, &oom, &pids_max);
+	if (oc->run_us == 0)
+		oc->run_us = (uint64_t)(shoal_now_us() - job->start_us);
+	finish_file(job);
+	if (oc->noutputs > 1)
+		qsort(oc->outputs, oc->noutputs, sizeof(*oc->outputs), cmp_output);
+	switch (job->killed) {
+	case KILL_CANCEL:
+		set_status(job, SHOAL_STATUS_CANCELLED, "%s", "cancelled");
+		return;
+	case KILL_OUTPUT:
+		fmt_size(num, sizeof(num), job->out_max);
+		set_status(job, SHOAL_STATUS_LIMIT, "output exceeded %s", num);
+		oc->truncated = 1;
+		return;
+	case KILL_TIMEOUT:
+		fmt_ms(num, sizeof(num), job->lim.timeout_ms);
+		set_status(job, SHOAL_STATUS_TIMEOUT, "timed out after %s", num);
+		return;
+	case KILL_PROTO:
+		set_status(job, SHOAL_STATUS_ERROR, "sandbox protocol error: %s",
+			   job->proto_err);
+		return;
+	case KILL_NONE:
+		break;
+	}
+	if (job->got_fail) {
+		outcome_from_fail(job);
+	} else if (job->got_exit) {
+		outcome_from_exit(job, oom, pids_max);
+	} else if (oom) {
+		fmt_size(num, sizeof(num), job->lim.memory);
+		set_status(job, SHOAL_STATUS_LIMIT, "memory limit %s reached", num);
+	} else if (si != NULL) {
+		snprintf(oc->reason, sizeof(oc->reason),
+			 "sandbox init ended early (%s %d)",
+			 si->si_code == CLD_EXITED ? "exit code" : "signal",
+			 si->si_status);
+		oc->status = SHOAL_STATUS_ERROR;
+	} else {
+		set_status(job, SHOAL_STATUS_ERROR, "%s",
+			   "sandbox init ended without a result");
+	}
+}
+
+/* ---- reaping ---- */
+
+/* A freed job whose init had not exited yet (the kernel tears its mount
+ * and network namespaces down in the exiting init, which takes an RCU
+ * grace period or two): reaped later, then its cgroup and workspace are
+ * removed.  Per thread, like the jobs themselves. */
+struct pending {
+	struct pending *next;
+	int pidfd;
+	struct sb_cgroup cg;
+	char *tmpdir;
+};
+
+static _Thread_local struct pending *pending_list;
+
+/* 1 when the init behind pidfd has been reaped (now or before). */
+static int reap_now(int pidfd, siginfo_t *si)
+{
+	memset(si, 0, sizeof(*si));
+	if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, si, WEXITED | WNOHANG) != 0)
+		return errno == ECHILD;	/* SIGCHLD ignored: the kernel reaped */
+	return si->si_pid != 0;
+}
+
+static void remove_remains(struct sb_cgroup *cg, char **tmpdir)
+{
+	if (cg->ndirs > 0)
+		sb_cgroup_destroy(cg);
+	if (*tmpdir != NULL) {
+		remove_tree_at(AT_FDCWD, *tmpdir, 0);
+		free(*tmpdir);
+		*tmpdir = NULL;
+	}
+}
+
+size_t shoal_sandbox_reap(void)
+{
+	struct pending **pp = &pending_list;
+	size_t left = 0;
+
+	while (*pp != NULL) {
+		struct pending *p = *pp;
+		siginfo_t si;
+
+		if (!reap_now(p->pidfd, &si)) {
+			left++;
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		close(p->pidfd);
+		remove_remains(&p->cg, &p->tmpdir);
+		free(p);
+	}
+	return left;
+}
+
+/* Hands the job's init, cgroup and workspace to the pending list. */
+static void defer_reap(struct shoal_sandbox_job *job)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (p == NULL) {
+		siginfo_t si;
+
+		/* no memory for bookkeeping: wait for it here instead */
+		while (waitid((idtype_t)P_PIDFD, (id_t)job->pidfd, &si, WEXITED) != 0 &&
+		       errno == EINTR)
+			;
+		remove_remains(&job->cg, &job->tmpdir);
+		return;
+	}
+	p->pidfd = job->pidfd;
+	p->cg = job->cg;
+	p->tmpdir = job->tmpdir;
+	job->pidfd = -1;
+	job->cg.ndirs = 0;
+	job->tmpdir = NULL;
+	p->next = pending_list;
+	pending_list = p;
+}
+
+/* The job is over when the init said DONE (it has reaped every process
+ * of the sandbox) and closed the socket, or, without DONE (killed,
+ * crashed), when the init itself has exited: its pid namespace is then
+ * empty. */
+static int try_finish(struct shoal_sandbox_job *job)
+{
+	siginfo_t si;
+
+	job->reaped = reap_now(job->pidfd, &si);
+	if (!job->reaped && !job->got_done)
+		return 0;	/* the pidfd will wake the caller */
+	build_outcome(job, job->reaped ? &si : NULL);
+	if (job->reaped)
+		remove_remains(&job->cg, &job->tmpdir);
+	job->state = JOB_FINISHED;
+	return 1;
+}
+
+/* ---- the rest of the public API ---- */
+
+int shoal_sandbox_job_fd(const struct shoal_sandbox_job *job)
+{
+	return job->epfd;
+}
+
+int64_t shoal_sandbox_job_deadline(const struct shoal_sandbox_job *job)
+{
+	return job->deadline_ms;
+}
+
+int shoal_sandbox_job_step(struct shoal_sandbox_job *job, int64_t now_ms)
+{
+	if (job->state == JOB_FINISHED)
+		return 1;
+	if (job->state == JOB_RUNNING)
+		read_frames(job);
+	if (job->state != JOB_FINISHED && now_ms >= job->deadline_ms)
+		kill_init(job, KILL_TIMEOUT);
+	if (job->state == JOB_DRAINED)
+		return try_finish(job);
+	return 0;
+}
+
+void shoal_sandbox_job_kill(struct shoal_sandbox_job *job)
+{
+	if (job->state != JOB_FINISHED)
+		kill_init(job, KILL_CANCEL);
+}
+
+const struct shoal_sandbox_outcome *
+shoal_sandbox_job_outcome(const struct shoal_sandbox_job *job)
+{
+	return &job->outcome;
+}
+
+void shoal_sandbox_job_free(struct shoal_sandbox_job *job)
+{
+	siginfo_t si;
+
+	if (job == NULL)
+		return;
+	if (job->pidfd >= 0 && !job->reaped) {
+		if (job->state != JOB_FINISHED)
+			kill_init(job, KILL_CANCEL);
+		if (reap_now(job->pidfd, &si))
+			remove_remains(&job->cg, &job->tmpdir);
+		else
+			defer_reap(job);
+	}
+	job_release(job);
+	(void)shoal_sandbox_reap();
+}
+
+/* ---- the host probe: one real sandbox, up to the execve ---- */
+
+static int probe_sandbox(struct shoal_error *err)
+{
+	static const char *const argv[] = { "/.shoal-probe-does-not-exist" };
+	struct shoal_sandbox_spec spec;
+	struct shoal_sandbox_job *job = NULL;
+	const struct shoal_sandbox_outcome *oc;
+	int64_t give_up = shoal_now_ms() + 10000;
+	int rc;
+
+	memset(&spec, 0, sizeof(spec));
+	spec.argv = argv;
+	spec.argc = 1;
+	spec.limits.backend = SHOAL_SANDBOX_NATIVE;
+	spec.limits.disk = 1 << 20;
+	spec.limits.memory = 64 << 20;
+	spec.limits.pids = 8;
+	job = job_new(&spec);
+	if (job == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	rc = start_job(&spec, job, err);
+	if (rc != SHOAL_OK) {
+		job_release(job);
+		return shoal_error_prefix(err, "sandbox host probe");
+	}
+	while (shoal_sandbox_job_step(job, shoal_now_ms()) == 0) {
+		struct pollfd p = { job->epfd, POLLIN, 0 };
+
+		if (shoal_now_ms() > give_up) {
+			shoal_sandbox_job_free(job);
+			return shoal_error_set(err, SHOAL_EUNSUPPORTED,
+					       "sandbox host probe: no answer in 10s");
+		}
+		(void)poll(&p, 1, 100);
+	}
+	oc = shoal_sandbox_job_outcome(job);
+	rc = SHOAL_OK;
+	if (oc->status != SHOAL_STATUS_ERROR ||
+	    strncmp(oc->reason, "command not found", 17) != 0)
+		rc = shoal_error_set(err, SHOAL_EUNSUPPORTED,
+				     "sandbox host probe: %s", oc->reason);
+	shoal_sandbox_job_free(job);
+	return rc;
+}

@@ -1,0 +1,158 @@
+/* sandbox.h - what the sandbox promises.  Every way of running workload code
+ * (commands now; agent tools and MCP stdio servers later) goes through here.
+ *
+ * A job is one sandbox running one command: a fresh set of namespaces (user,
+ * mount, pid, net, ipc, uts, cgroup), a tmpfs root with the host's system
+ * folders bound read-only, a tmpfs /workspace holding the staged files and
+ * `input`, a seccomp filter, rlimits, cgroup limits where the host allows,
+ * a wall-clock timeout that kills every process in it, and capped output.
+ * The workload sees only the environment in the spec.
+ *
+ * The API is non-blocking so that one worker thread can drive many jobs:
+ *
+ *     shoal_sandbox_start(spec, &job)      fork the sandbox; returns at once
+ *     poll(shoal_sandbox_job_fd(job))      readable => call step
+ *     shoal_sandbox_job_step(job, now)     returns 1 when the job finished
+ *     shoal_sandbox_job_outcome(job)       status, exit code, output, files
+ *     shoal_sandbox_job_free(job)          kills it if still running
+ *
+ * Call step also when now >= shoal_sandbox_job_deadline(job): that is how the
+ * timeout is enforced.  Threads: a job belongs to the thread that started it.
+ */
+#ifndef SHOAL_SANDBOX_H
+#define SHOAL_SANDBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "transport/wire.h"
+
+struct shoal_sandbox_file {
+	const char *name;	/* relative path under /workspace */
+	const void *data;
+	size_t len;
+	uint32_t mode;		/* 0444 for staged read-only files */
+};
+
+struct shoal_sandbox_spec {
+	const char *const *argv;	/* argv[0] is looked up in PATH of env */
+	size_t argc;
+	const char *const *env;		/* "KEY=VALUE": the whole environment */
+	size_t nenv;
+	const struct shoal_sandbox_file *files;
+	size_t nfiles;
+	const void *input;		/* written to /workspace/input, and
+					 * given on stdin */
+	size_t input_len;
+	const char *const *outputs;	/* folders under /workspace collected
+					 * after the command exits */
+	size_t noutputs;
+	struct shoal_wire_sandbox limits; /* backend, network, limits, rootfs */
+	/* Added: caps on the collected `outputs` files (0: the defaults
+	 * below).  Past either cap the job ends SHOAL_STATUS_LIMIT. */
+	size_t outputs_max_bytes;
+	uint32_t outputs_max_files;
+};
+
+#define SHOAL_SANDBOX_OUTPUTS_MAX_BYTES ((size_t)32 << 20)
+#define SHOAL_SANDBOX_OUTPUTS_MAX_FILES 4096u
+/* max_output 0 means this much, never unlimited. */
+#define SHOAL_SANDBOX_DEFAULT_MAX_OUTPUT ((uint64_t)64 << 20)
+
+/* Inside every native sandbox the workload runs as uid/gid 1000,
+ * "sandbox", the only uid mapped into its user namespace. */
+#define SHOAL_SANDBOX_UID 1000
+
+/* Host-wide settings (added).  Optional; call before global_init. */
+struct shoal_sandbox_host_config {
+	/* When the worker runs as root, the host uid/gid that the sandbox's
+	 * uid 1000 maps to (default 65534, nobody/nogroup).  A non-root
+	 * worker always maps its own uid/gid: the kernel allows no other
+	 * single-id map without privilege. */
+	uint32_t outer_uid;
+	uint32_t outer_gid;
+};
+
+/* What global_init found (added), for logs and tests. */
+struct shoal_sandbox_host_info {
+	int native_ok;		/* native sandboxes can be started */
+	int cgroup_memory;	/* memory limits use a cgroup (else RLIMIT_AS) */
+	int cgroup_pids;	/* pids limits use a cgroup (else RLIMIT_NPROC) */
+	uint32_t outer_uid;	/* host ids the sandbox user maps to */
+	uint32_t outer_gid;
+};
+
+/* A collected output file; owned by the job. */
+struct shoal_sandbox_output {
+	char *path;		/* relative to /workspace */
+	uint32_t mode;
+	char *data;
+	size_t len;
+	uint8_t sha256[32];
+};
+
+struct shoal_sandbox_outcome {
+	int status;		/* enum shoal_task_status */
+	int exit_code;
+	int term_signal;
+	struct shoal_buf out;	/* stdout, capped */
+	struct shoal_buf err;	/* stderr, capped */
+	int truncated;		/* output passed max_output */
+	char reason[512];	/* why, when status != OK: "timed out after
+				 * 30s", "memory limit 512MiB reached", ... */
+	uint64_t run_us;
+	struct shoal_sandbox_output *outputs;
+	size_t noutputs;
+};
+
+struct shoal_sandbox_job;
+
+/* Probes the host once (user namespaces, cgroups) and compiles the seccomp
+ * filter once.  Call before any job; safe to call again.  Fails with
+ * SHOAL_EUNSUPPORTED and a message naming the missing kernel feature. */
+int shoal_sandbox_global_init(struct shoal_error *err);
+
+/* Added: sets host-wide settings; SHOAL_EINVAL after global_init ran. */
+int shoal_sandbox_configure(const struct shoal_sandbox_host_config *cfg,
+			    struct shoal_error *err);
+
+/* Added: what global_init found.  Valid after it returned. */
+void shoal_sandbox_host_info(struct shoal_sandbox_host_info *info);
+
+/* Starts a job.  The spec and everything it points to are copied or used
+ * before return; the caller may free them.  On error no process is left. */
+int shoal_sandbox_start(const struct shoal_sandbox_spec *spec,
+			struct shoal_sandbox_job **out, struct shoal_error *err);
+
+/* A descriptor that becomes readable when the job has progress to make. */
+int shoal_sandbox_job_fd(const struct shoal_sandbox_job *job);
+
+/* Absolute monotonic ms when step must be called even without I/O. */
+int64_t shoal_sandbox_job_deadline(const struct shoal_sandbox_job *job);
+
+/* Makes progress without blocking.  Returns 0 while running, 1 once
+ * finished (the outcome is then final), or a negative error. */
+int shoal_sandbox_job_step(struct shoal_sandbox_job *job, int64_t now_ms);
+
+/* Kills every process of the job (e.g. a cancel); step then returns 1 with
+ * status SHOAL_STATUS_CANCELLED. */
+void shoal_sandbox_job_kill(struct shoal_sandbox_job *job);
+
+/* Valid after step returned 1. Owned by the job. */
+const struct shoal_sandbox_outcome *
+shoal_sandbox_job_outcome(const struct shoal_sandbox_job *job);
+
+/* Kills the job if still running and frees it.  Never blocks: an init
+ * still exiting (the kernel tears its namespaces down) is reaped later,
+ * with its cgroup, by shoal_sandbox_reap. */
+void shoal_sandbox_job_free(struct shoal_sandbox_job *job);
+
+/* Added: reaps the inits of freed jobs that have exited since, removing
+ * their cgroups (and backend-none workspaces).  Every start and free does
+ * this too; a worker calls it before exiting, until it returns 0.
+ * Returns how many are still exiting.  Per thread. */
+size_t shoal_sandbox_reap(void);
+
+#endif

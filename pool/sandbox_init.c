@@ -1,0 +1,896 @@
+/* sandbox_init.c - the sandbox's pid 1 (the "init") and the workload's last
+ * steps before execve.  Runs only in children of the worker: no malloc,
+ * no stdio, _exit only; every buffer is static or on the stack.
+ *
+ * The init's life:
+ *
+ *   clone ──▶ close inherited fds ──▶ wait for GO (the worker has written
+ *   the uid/gid maps and moved us into the job's cgroups) ──▶ become the
+ *   sandbox user, non-dumpable, wipe the worker's argv/environ copy ──▶
+ *   build the file system (sandbox_mounts.c) ──▶ stage /workspace ──▶
+ *   spawn the workload ──▶ relay its stdout/stderr as frames, reap
+ *   every child ──▶ the workload exits: kill what is left, drain, report
+ *   EXIT ──▶ collect `outputs` ──▶ DONE ──▶ exit.
+ *
+ * Any failure before the workload runs is reported as SB_F_FAIL and the
+ * init exits; the worker turns it into SHOAL_STATUS_ERROR.  The worker
+ * enforces the timeout and the output cap by killing the init, which
+ * kills the whole pid namespace. */
+#include "pool/sandbox_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/securebits.h>
+#include <net/if.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+/* The workload runs on this stack until execve (CLONE_VM | CLONE_VFORK:
+ * no second copy of the worker's page tables). */
+#define WL_STACK_SIZE (256 * 1024)
+static char wl_stack[WL_STACK_SIZE] __attribute__((aligned(64)));
+
+/* Relay and walk buffers: static, the init is single-threaded. */
+static char frame_buf[SB_PAYLOAD_MAX];
+#define WALK_DEPTH 16
+static char dents_buf[WALK_DEPTH][4096];
+
+/* What the workload child needs; shared with the init (CLONE_VM). */
+struct wl_args {
+	const struct sb_launch *l;
+	int in_fd, out_fd, err_fd;
+	volatile int exec_errno;
+};
+
+/* Instrumented code on a foreign stack is avoided in the vfork child. */
+#define SB_CHILD __attribute__((no_sanitize("address", "undefined")))
+
+static int64_t mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- frames to the worker ---- */
+
+static int send_frame(int sock, uint32_t type, uint32_t arg, const void *p,
+		      size_t n)
+{
+	struct sb_hdr h;
+	struct iovec iov[2];
+	struct msghdr m;
+
+	h.type = type;
+	h.arg = arg;
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	iov[1].iov_base = (void *)p;
+	iov[1].iov_len = n;
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = iov;
+	m.msg_iovlen = n > 0 ? 2 : 1;
+	for (;;) {
+		if (sendmsg(sock, &m, MSG_NOSIGNAL) >= 0)
+			return 0;
+		if (errno != EINTR)
+			_exit(3);	/* the worker is gone */
+	}
+}
+
+static _Noreturn void fail_exit(int sock, uint32_t kind, int err,
+				const char *what)
+{
+	char buf[sizeof(struct sb_fail) + 512];
+	struct sb_fail f;
+	size_t n = strnlen(what, 511);
+
+	f.kind = kind;
+	f.err = err;
+	memcpy(buf, &f, sizeof(f));
+	memcpy(buf + sizeof(f), what, n);
+	send_frame(sock, SB_F_FAIL, 0, buf, sizeof(f) + n);
+	send_frame(sock, SB_F_DONE, 0, NULL, 0);
+	_exit(1);
+}
+
+/* ---- first steps after clone ---- */
+
+/* Keeps only the socket (as fd >= 3) and /dev/null on 0, 1, 2. */
+static int isolate_fds(int sock)
+{
+	int fd;
+
+	if (sock < 3) {
+		fd = fcntl(sock, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			_exit(2);
+		sock = fd;
+	}
+	if (close_range(0, (unsigned)sock - 1, 0) != 0 ||
+	    close_range((unsigned)sock + 1, ~0u, 0) != 0)
+		_exit(2);
+	fd = open("/dev/null", O_RDWR);
+	if (fd != 0 || dup2(0, 1) != 1 || dup2(0, 2) != 2)
+		_exit(2);
+	return sock;
+}
+
+static void wait_go(int sock)
+{
+	struct sb_hdr h;
+	ssize_t n;
+
+	do
+		n = read(sock, &h, sizeof(h));
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(h) || h.type != SB_C_GO)
+		_exit(1);	/* the worker gave up on us */
+}
+
+/* The worker's argv and environ strings are in our copy of its stack;
+ * /proc/1/cmdline would show them to the workload. */
+static void wipe_worker_args(const struct sb_launch *l)
+{
+	static const char name[] = "shoal-sandbox-init";
+
+	if (l->env_start < l->env_end && l->env_end - l->env_start < (1u << 20))
+		memset((void *)l->env_start, 0, l->env_end - l->env_start);
+	if (l->arg_start < l->arg_end && l->arg_end - l->arg_start < (1u << 20)) {
+		size_t n = l->arg_end - l->arg_start;
+
+		memset((void *)l->arg_start, 0, n);
+		memcpy((void *)l->arg_start, name, n > sizeof(name) ? sizeof(name) : n - 1);
+	}
+	prctl(PR_SET_NAME, "shoal-init", 0, 0, 0);
+}
+
+/* One uid (SB_UID) is mapped.  A non-root worker's uid maps to it, so we
+ * already are it; a root worker's child is still the unmapped outer root
+ * and switches.  Capabilities in the new user namespace survive the
+ * switch (the namespace has no uid 0 to lose them to). */
+static int become_sandbox_user(void)
+{
+	if (getuid() == SB_UID && getgid() == SB_GID)
+		return 0;
+	if (setgroups(0, NULL) != 0)
+		return -1;
+	if (setresgid(SB_GID, SB_GID, SB_GID) != 0)
+		return -1;
+	return setresuid(SB_UID, SB_UID, SB_UID);
+}
+
+static void loopback_up(void)
+{
+	struct ifreq ifr;
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (s < 0)
+		return;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, "lo", 3);
+	ifr.ifr_flags = IFF_UP | IFF_RUNNING;
+	(void)ioctl(s, SIOCSIFFLAGS, &ifr);
+	close(s);
+}
+
+static void setup_namespaces(const struct sb_launch *l, int sock)
+{
+	char what[600];
+	int rc;
+
+	if (become_sandbox_user() != 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "become the sandbox user");
+	/* the cgroup namespace's root is the job's cgroup, now that the
+	 * worker has moved us there */
+	if (unshare(CLONE_NEWCGROUP) != 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "unshare the cgroup namespace");
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	wipe_worker_args(l);
+	rc = sb_mounts_build(l, what, sizeof(what));
+	if (rc != 0)
+		fail_exit(sock, SB_FAIL_SETUP, -rc, what);
+	(void)sethostname("sandbox", 7);
+	if (!l->network_host)
+		loopback_up();
+}
+
+/* ---- staging /workspace ---- */
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = ENOSPC;
+			return -1;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+/* mkdir -p for the folders of a relative name, under dirfd ws. */
+static int make_dirs_at(int ws, const char *name)
+{
+	char buf[PATH_MAX];
+	char *s;
+	size_t n = strlen(name);
+
+	if (n >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(buf, name, n + 1);
+	for (s = strchr(buf, '/'); s != NULL; s = strchr(s + 1, '/')) {
+		*s = '\0';
+		if (mkdirat(ws, buf, 0755) != 0 && errno != EEXIST)
+			return -1;
+		*s = '/';
+	}
+	return 0;
+}
+
+static int stage_file(const struct sb_launch *l, int ws, const char *name,
+		      const void *data, size_t len, uint32_t mode)
+{
+	char abs[PATH_MAX];
+	int fd;
+
+	if (make_dirs_at(ws, name) != 0)
+		return -1;
+	fd = openat(ws, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
+	if (fd < 0)
+		return -1;
+	if (write_all(fd, data, len) != 0 || fchmod(fd, (mode_t)(mode & 0777)) != 0) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	close(fd);
+	if (!l->native || (mode & 0222) != 0)
+		return 0;
+	/* read-only: a read-only bind of the file onto itself, so that the
+	 * workload (the same uid) can neither write nor chmod it */
+	if ((size_t)snprintf(abs, sizeof(abs), "%s/%s", l->workspace, name) >=
+	    sizeof(abs)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (sb_mounts_make_readonly(abs) != 0)
+		return -1;
+	return 0;
+}
+
+static void stage_workspace(const struct sb_launch *l, int sock)
+{
+	const struct shoal_sandbox_spec *s = l->spec;
+	char what[PATH_MAX + 16];
+	size_t i;
+	int ws;
+
+	ws = open(l->workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ws < 0 || chdir(l->workspace) != 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "open the workspace");
+	if (s->input != NULL &&
+	    stage_file(l, ws, "input", s->input, s->input_len, 0444) != 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "stage input");
+	for (i = 0; i < s->nfiles; i++) {
+		const struct shoal_sandbox_file *f = &s->files[i];
+
+		if (stage_file(l, ws, f->name, f->data, f->len, f->mode) != 0) {
+			snprintf(what, sizeof(what), "stage %s", f->name);
+			fail_exit(sock, SB_FAIL_SETUP, errno, what);
+		}
+	}
+	close(ws);
+}
+
+/* ---- the workload: last steps before execve (vfork child) ---- */
+
+SB_CHILD static int drop_capabilities(void)
+{
+	struct __user_cap_header_struct hdr;
+	struct __user_cap_data_struct data[2];
+	int cap;
+
+	/* no uid 0 magic even if one appeared; locked */
+	if (prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED |
+		  SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED |
+		  SECBIT_KEEP_CAPS_LOCKED | SECBIT_NO_CAP_AMBIENT_RAISE |
+		  SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED, 0, 0, 0) != 0)
+		return -1;
+	for (cap = 0; cap < 64; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL)
+			break;
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
+		return -1;
+	memset(&hdr, 0, sizeof(hdr));
+	memset(data, 0, sizeof(data));
+	hdr.version = _LINUX_CAPABILITY_VERSION_3;
+	return (int)syscall(SYS_capset, &hdr, data);
+}
+
+SB_CHILD static void reset_signals(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+	int sig;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (sig = 1; sig < NSIG; sig++)
+		(void)sigaction(sig, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+SB_CHILD static int setup_stdio(const struct wl_args *w)
+{
+	if (dup2(w->in_fd, 0) != 0 || dup2(w->out_fd, 1) != 1 ||
+	    dup2(w->err_fd, 2) != 2)
+		return -1;
+	return close_range(3, ~0u, 0);
+}
+
+SB_CHILD static int apply_rlimits(const struct sb_launch *l)
+{
+	size_t i;
+
+	for (i = 0; i < l->nrlims; i++)
+		if (setrlimit((__rlimit_resource_t)l->rlims[i].resource,
+			      &l->rlims[i].lim) != 0)
+			return -1;
+	return 0;
+}
+
+/* execve argv[0], searched in the spec's PATH (not the worker's). */
+SB_CHILD static int exec_workload(const struct sb_launch *l)
+{
+	const char *file = l->argv[0], *p = l->path;
+	char buf[PATH_MAX];
+	size_t fl = strlen(file);
+	int saw_eacces = 0;
+
+	if (strchr(file, '/') != NULL) {
+		execve(file, l->argv, l->envp);
+		return errno;
+	}
+	while (*p != '\0' || p == l->path) {
+		const char *end = strchr(p, ':');
+		size_t dl = end != NULL ? (size_t)(end - p) : strlen(p);
+
+		if (dl == 0) {
+			buf[0] = '.';
+			dl = 1;
+		} else if (dl < sizeof(buf)) {
+			memcpy(buf, p, dl);
+		}
+		if (dl + 1 + fl < sizeof(buf)) {
+			buf[dl] = '/';
+			memcpy(buf + dl + 1, file, fl + 1);
+			execve(buf, l->argv, l->envp);
+			if (errno == EACCES)
+				saw_eacces = 1;
+			else if (errno != ENOENT && errno != ENOTDIR &&
+				 errno != ELOOP && errno != ENAMETOOLONG)
+				return errno;
+		}
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return saw_eacces ? EACCES : ENOENT;
+}
+
+SB_CHILD static int workload_main(void *arg)
+{
+	struct wl_args *w = arg;
+	const struct sb_launch *l = w->l;
+	int e;
+
+	reset_signals();
+	if (setsid() < 0 || setup_stdio(w) != 0 || apply_rlimits(l) != 0)
+		goto fail;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+		goto fail;
+	if (l->native) {
+		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+
+		/* under memory pressure the workload goes first */
+		if (fd >= 0) {
+			(void)write(fd, "1000", 4);
+			close(fd);
+		}
+	}
+	(void)personality(PER_LINUX);
+	if (l->native && drop_capabilities() != 0)
+		goto fail;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		goto fail;
+	if (l->native) {
+		e = sb_seccomp_install();
+		if (e != 0) {
+			errno = -e;
+			goto fail;
+		}
+	}
+	if (chdir(l->workspace) != 0)
+		goto fail;
+	e = exec_workload(l);
+	w->exec_errno = e ? e : ENOENT;
+	_exit(127);
+fail:
+	w->exec_errno = errno ? -errno : -EINVAL;	/* negative: set-up */
+	_exit(127);
+}
+
+/* ---- relaying and reaping ---- */
+
+struct relay {
+	int sock;
+	int out_r, err_r;	/* -1 after EOF */
+	int sigfd;
+	pid_t main_pid;
+	int main_done;
+	int wstatus;
+	struct rusage ru;
+	int64_t start_us, end_us;
+};
+
+static void relay_pipe(struct relay *r, int *fd, uint32_t type)
+{
+	ssize_t n = read(*fd, frame_buf, sizeof(frame_buf));
+
+	if (n > 0) {
+		send_frame(r->sock, type, 0, frame_buf, (size_t)n);
+		return;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	close(*fd);
+	*fd = -1;
+}
+
+static void reap(struct relay *r, int block)
+{
+	struct rusage ru;
+	int st;
+	pid_t p;
+
+	for (;;) {
+		p = wait4(-1, &st, block ? 0 : WNOHANG, &ru);
+		if (p < 0 && errno == EINTR)
+			continue;
+		if (p <= 0)
+			return;
+		if (p == r->main_pid && !r->main_done) {
+			r->main_done = 1;
+			r->wstatus = st;
+			r->ru = ru;
+			r->end_us = mono_us();
+		}
+	}
+}
+
+/* The workload has exited: nothing else in the sandbox may outlive it
+ * (or write to the workspace while outputs are collected). */
+static void kill_rest(const struct sb_launch *l, pid_t main_pid)
+{
+	if (l->native)
+		(void)kill(-1, SIGKILL);	/* pid 1: everyone but us */
+	else
+		(void)kill(-main_pid, SIGKILL);	/* its process group */
+}
+
+static void relay_loop(const struct sb_launch *l, struct relay *r)
+{
+	int64_t grace_end = 0;
+	int killed = 0;
+
+	while (r->out_r >= 0 || r->err_r >= 0 || !r->main_done) {
+		struct pollfd p[3];
+		int timeout = -1, n;
+
+		p[0].fd = r->out_r;
+		p[1].fd = r->err_r;
+		p[2].fd = r->sigfd;
+		p[0].events = p[1].events = p[2].events = POLLIN;
+		if (killed) {
+			int64_t left = (grace_end - mono_us()) / 1000;
+
+			if (left <= 0)
+				break;	/* something holds a pipe open */
+			timeout = (int)left;
+		}
+		n = poll(p, 3, timeout);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && (p[2].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+
+			while (read(r->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+				;
+			reap(r, 0);
+		}
+		if (n > 0 && p[0].revents != 0)
+			relay_pipe(r, &r->out_r, SB_F_OUT);
+		if (n > 0 && p[1].revents != 0)
+			relay_pipe(r, &r->err_r, SB_F_ERR);
+		if (r->main_done && !killed) {
+			kill_rest(l, r->main_pid);
+			killed = 1;
+			grace_end = mono_us() + 2000000;
+		}
+	}
+	if (!killed)
+		kill_rest(l, r->main_pid);
+}
+
+static int disk_full(const struct sb_launch *l)
+{
+	struct statfs sf;
+
+	if (!l->native || statfs(l->workspace, &sf) != 0)
+		return 0;
+	return sf.f_blocks > 0 && sf.f_bavail == 0;
+}
+
+static void report_exit(const struct sb_launch *l, struct relay *r)
+{
+	struct sb_exit e;
+
+	memset(&e, 0, sizeof(e));
+	e.wstatus = r->wstatus;
+	e.disk_full = (uint32_t)disk_full(l);
+	e.cpu_us = (uint64_t)r->ru.ru_utime.tv_sec * 1000000 +
+		   (uint64_t)r->ru.ru_utime.tv_usec +
+		   (uint64_t)r->ru.ru_stime.tv_sec * 1000000 +
+		   (uint64_t)r->ru.ru_stime.tv_usec;
+	e.run_us = (uint64_t)(r->end_us - r->start_us);
+	send_frame(r->sock, SB_F_EXIT, 0, &e, sizeof(e));
+}
+
+/* ---- collecting outputs ---- */
+
+struct collect {
+	const struct sb_launch *l;
+	int sock;
+	char path[PATH_MAX];	/* relative to the workspace */
+	uint32_t files;
+	uint64_t bytes;
+	int over;
+};
+
+static void send_over(struct collect *c)
+{
+	char buf[12];
+	uint64_t b = c->bytes;
+
+	if (c->over)
+		return;
+	c->over = 1;
+	memcpy(buf, &c->files, 4);
+	memcpy(buf + 4, &b, 8);
+	send_frame(c->sock, SB_F_OVER, 0, buf, sizeof(buf));
+}
+
+/* Sends one regular file (opened without following symlinks). */
+static void collect_file(struct collect *c, int dirfd, const char *name)
+{
+	struct stat st;
+	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+			O_NOCTTY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return;
+	}
+	if (c->files + 1 > c->l->outputs_max_files ||
+	    c->bytes + (uint64_t)st.st_size > c->l->outputs_max_bytes) {
+		close(fd);
+		send_over(c);
+		return;
+	}
+	c->files++;
+	send_frame(c->sock, SB_F_FILE, (uint32_t)(st.st_mode & 07777), c->path,
+		   strlen(c->path));
+	for (;;) {
+		ssize_t n = read(fd, frame_buf, sizeof(frame_buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (c->bytes + (uint64_t)n > c->l->outputs_max_bytes) {
+			send_over(c);
+			break;
+		}
+		c->bytes += (uint64_t)n;
+		send_frame(c->sock, SB_F_DATA, 0, frame_buf, (size_t)n);
+	}
+	close(fd);
+}
+
+struct linux_dirent64 {
+	uint64_t d_ino;
+	int64_t d_off;
+	unsigned short d_reclen;
+	unsigned char d_type;
+	char d_name[];
+};
+
+static void collect_dir(struct collect *c, int dirfd, int depth);
+
+/* One directory entry: path already holds it; recurse or send. */
+static void collect_entry(struct collect *c, int dirfd, const char *name,
+			  unsigned char type, int depth)
+{
+	struct stat st;
+
+	if (type == DT_UNKNOWN) {
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+			return;
+		type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG
+									    : DT_LNK;
+	}
+	if (type == DT_REG) {
+		collect_file(c, dirfd, name);
+	} else if (type == DT_DIR && depth + 1 < WALK_DEPTH) {
+		int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+				O_CLOEXEC);
+
+		if (fd >= 0) {
+			collect_dir(c, fd, depth + 1);
+			close(fd);
+		}
+	}
+	/* symlinks, fifos, sockets, devices: never followed nor read */
+}
+
+static void collect_dir(struct collect *c, int dirfd, int depth)
+{
+	char *buf = dents_buf[depth];
+	size_t base = strlen(c->path);
+
+	for (;;) {
+		long n = syscall(SYS_getdents64, dirfd, buf, sizeof(dents_buf[0]));
+		long off;
+
+		if (n <= 0)
+			return;
+		for (off = 0; off < n && !c->over;) {
+			struct linux_dirent64 *d = (void *)(buf + off);
+			size_t nl = strlen(d->d_name);
+
+			off += d->d_reclen;
+			if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
+				continue;
+			if (base + 1 + nl >= sizeof(c->path))
+				continue;
+			c->path[base] = '/';
+			memcpy(c->path + base + 1, d->d_name, nl + 1);
+			collect_entry(c, dirfd, d->d_name, d->d_type, depth);
+			c->path[base] = '\0';
+		}
+		if (c->over)
+			return;
+	}
+}
+
+/* Opens a relative folder path component by component, never following
+ * a symlink; returns the last component's parent fd and its name. */
+static int open_parent(int ws, const char *rel, char *last, size_t ln)
+{
+	char buf[PATH_MAX];
+	char *s, *p;
+	int fd = dup(ws);
+
+	if (fd < 0 || strlen(rel) >= sizeof(buf))
+		return -1;
+	memcpy(buf, rel, strlen(rel) + 1);
+	p = buf;
+	while ((s = strchr(p, '/')) != NULL) {
+		int next;
+
+		*s = '\0';
+		next = openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		close(fd);
+		if (next < 0)
+			return -1;
+		fd = next;
+		p = s + 1;
+	}
+	shoal_strlcpy(last, p, ln);
+	return fd;
+}
+
+static void collect_outputs(const struct sb_launch *l, int sock)
+{
+	const struct shoal_sandbox_spec *s = l->spec;
+	struct collect c;
+	size_t i;
+	int ws;
+
+	if (s->noutputs == 0)
+		return;
+	ws = open(l->workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (ws < 0)
+		return;
+	memset(&c, 0, sizeof(c));
+	c.l = l;
+	c.sock = sock;
+	for (i = 0; i < s->noutputs && !c.over; i++) {
+		char last[NAME_MAX + 1];
+		int dir = open_parent(ws, s->outputs[i], last, sizeof(last));
+
+		if (dir < 0)
+			continue;
+		shoal_strlcpy(c.path, s->outputs[i], sizeof(c.path));
+		collect_entry(&c, dir, last, DT_UNKNOWN, 0);
+		close(dir);
+	}
+	close(ws);
+}
+
+/* ---- the init ---- */
+
+static int make_pipe(int fds[2])
+{
+	if (pipe2(fds, O_CLOEXEC) != 0)
+		return -1;
+	return fcntl(fds[0], F_SETFL, O_NONBLOCK);
+}
+
+/* Spawns the workload; returns its pid, or fails the init. */
+static pid_t spawn_workload(const struct sb_launch *l, int sock,
+			    struct relay *r)
+{
+	struct wl_args w;
+	int out[2], err[2];
+	pid_t pid;
+
+	memset(&w, 0, sizeof(w));
+	w.l = l;
+	if (make_pipe(out) != 0 || make_pipe(err) != 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "create pipes");
+	w.in_fd = l->spec->input != NULL ? open("input", O_RDONLY | O_CLOEXEC)
+					 : open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w.in_fd < 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "open stdin");
+	w.out_fd = out[1];
+	w.err_fd = err[1];
+	r->start_us = mono_us();
+	pid = clone(workload_main, wl_stack + sizeof(wl_stack),
+		    CLONE_VM | CLONE_VFORK | SIGCHLD, &w);
+	if (pid < 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "start the workload");
+	close(w.in_fd);
+	close(out[1]);
+	close(err[1]);
+	r->out_r = out[0];
+	r->err_r = err[0];
+	if (w.exec_errno < 0)
+		fail_exit(sock, SB_FAIL_SETUP, -w.exec_errno,
+			  "prepare the workload (caps, seccomp, rlimits)");
+	if (w.exec_errno > 0)
+		fail_exit(sock, SB_FAIL_EXEC, w.exec_errno, l->argv[0]);
+	return pid;
+}
+
+/* Moves the init into the job's cgroups before it runs anything else;
+ * children follow.  The write waits out the kernel's cgroup migration. */
+static void join_cgroups(const struct sb_launch *l, int sock)
+{
+	int i;
+
+	for (i = 0; i < l->ncg; i++)
+		if (write(l->cg_procs[i], "0", 1) != 1)
+			fail_exit(sock, SB_FAIL_SETUP, errno, "join the job's cgroup");
+}
+
+_Noreturn void sb_init_main(const struct sb_launch *l, int sock)
+{
+	struct relay r;
+	sigset_t chld;
+	uint32_t wpid;
+
+	join_cgroups(l, sock);
+	sock = isolate_fds(sock);
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+		_exit(2);
+	wait_go(sock);
+	umask(022);
+	if (l->native)
+		setup_namespaces(l, sock);
+	else
+		(void)prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	stage_workspace(l, sock);
+
+	memset(&r, 0, sizeof(r));
+	r.sock = sock;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	r.sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (r.sigfd < 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "signalfd");
+	r.main_pid = spawn_workload(l, sock, &r);
+	wpid = (uint32_t)r.main_pid;
+	send_frame(sock, SB_F_READY, 0, &wpid, sizeof(wpid));
+
+	relay_loop(l, &r);
+	reap(&r, l->native);	/* everything, so that nothing writes */
+	report_exit(l, &r);
+	collect_outputs(l, sock);
+	send_frame(sock, SB_F_DONE, 0, NULL, 0);
+	_exit(0);
+}
+
+/* Reads fields 48-51 of /proc/self/stat (arg_start .. env_end). */
+void sb_init_learn_args(uintptr_t *arg_start, uintptr_t *arg_end,
+			uintptr_t *env_start, uintptr_t *env_end)
+{
+	char *data = NULL, *p;
+	size_t len;
+	unsigned long long v[4];
+	int field, i;
+
+	*arg_start = *arg_end = *env_start = *env_end = 0;
+	if (sb_read_proc("/proc/self/stat", 1 << 16, &data, &len))
+		return;
+	p = strrchr(data, ')');
+	/* after ')' comes field 3 */
+	for (field = 3; p != NULL && field <= 48; field++)
+		p = strchr(p + 1, ' ');
+	for (i = 0; p != NULL && i < 4; i++) {
+		char *end;
+
+		v[i] = strtoull(p + 1, &end, 10);
+		p = *end == ' ' ? end : NULL;
+		if (p == NULL && i < 3)
+			break;
+	}
+	if (i == 4) {
+		*arg_start = (uintptr_t)v[0];
+		*arg_end = (uintptr_t)v[1];
+		*env_start = (uintptr_t)v[2];
+		*env_end = (uintptr_t)v[3];
+	}
+	free(data);
+}

@@ -1,0 +1,691 @@
+/* worker.c - the worker loop: one thread polls the dialer's wake fd and
+ * every running sandbox job's fd.
+ *
+ *   start -> HELLO (ctl) -> WELCOME -> loop:
+ *     free slots and no POLL out      -> send POLL {free, results}
+ *     WORK arrives                    -> start each lease; cancels kill
+ *     a job finishes                  -> queue its result
+ *     results queued, POLL held       -> send REPORT {results} (ctl)
+ *     heartbeat due, ctl idle         -> send REPORT {running}
+ *     draining and nothing running    -> BYE, exit
+ *
+ * Results stay owned by the worker until the harness acknowledged the
+ * message that carried them; a failed exchange queues them again, so a
+ * result is lost only if the worker itself dies (then the lease expires
+ * and the harness leases the subtask again). */
+#include "pool/worker.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "pool/sandbox.h"
+#include "transport/endpoint.h"
+#include "transport/wire.h"
+
+#define WORKER_MAX_MSG ((size_t)256 << 20)
+#define WORKER_RESULT_BATCH 512	/* results per message at most */
+#define WORKER_SLACK_MS 15000	/* reply deadline beyond the harness's hold */
+
+/* A finished lease waiting to be delivered. */
+struct pending {
+	struct shoal_wire_result r;
+	struct shoal_sandbox_job *job;	/* owns r's bytes, or NULL */
+	char *owned;			/* owns r.out for no-op results */
+	int chan;			/* -1 queued, else the channel carrying it */
+};
+
+struct running {
+	uint64_t lease_id;
+	struct shoal_sandbox_job *job;
+	int64_t started_us;
+};
+
+struct worker {
+	const struct shoal_worker_opts *opts;
+	char id[128];
+	struct shoal_dialer *dialer;
+	struct shoal_wire_limits limits;
+	uint32_t heartbeat_ms;
+	uint32_t poll_ms;
+	int welcomed;
+	int draining;
+	int done;
+	int64_t next_heartbeat;
+	uint64_t corr;
+	struct running *run;		/* slots entries; job NULL = free */
+	uint32_t nrunning;
+	struct pending *pend;
+	size_t npend, cap_pend;
+	struct shoal_buf out;		/* encode buffer */
+};
+
+static volatile sig_atomic_t got_term;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	got_term = 1;
+}
+
+/* ---- pending results ------------------------------------------------- */
+
+static struct pending *pend_add(struct worker *w)
+{
+	struct pending *p;
+
+	if (w->npend == w->cap_pend) {
+		size_t cap = w->cap_pend ? w->cap_pend * 2 : 64;
+
+		p = realloc(w->pend, cap * sizeof(*p));
+		if (p == NULL)
+			return NULL;
+		w->pend = p;
+		w->cap_pend = cap;
+	}
+	p = &w->pend[w->npend++];
+	memset(p, 0, sizeof(*p));
+	p->chan = -1;
+	return p;
+}
+
+static void pend_free(struct pending *p)
+{
+	shoal_sandbox_job_free(p->job);
+	free(p->owned);
+	free(p->r.outputs);
+}
+
+/* Drops the results a channel delivered (ok) or re-queues them. */
+static void pend_settle(struct worker *w, int chan, int ok)
+{
+	size_t i, keep = 0;
+
+	for (i = 0; i < w->npend; i++) {
+		struct pending *p = &w->pend[i];
+
+		if (p->chan == chan && ok) {
+			pend_free(p);
+			continue;
+		}
+		if (p->chan == chan)
+			p->chan = -1;
+		w->pend[keep++] = *p;
+	}
+	w->npend = keep;
+}
+
+static size_t pend_queued(const struct worker *w)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < w->npend; i++)
+		n += w->pend[i].chan == -1;
+	return n;
+}
+
+/* ---- leases ---------------------------------------------------------- */
+
+static void result_from_outcome(struct pending *p, uint64_t lease_id)
+{
+	const struct shoal_sandbox_outcome *o = shoal_sandbox_job_outcome(p->job);
+	size_t i;
+
+	p->r.lease_id = lease_id;
+	p->r.status = (uint8_t)o->status;
+	p->r.exit_code = o->exit_code;
+	p->r.term_signal = o->term_signal;
+	p->r.out.data = o->out.data;
+	p->r.out.len = o->out.len;
+	p->r.err.data = o->err.data;
+	p->r.err.len = o->err.len;
+	p->r.truncated = (uint8_t)(o->truncated != 0);
+	p->r.error = o->status == SHOAL_STATUS_OK ? NULL : o->reason;
+	p->r.run_us = o->run_us;
+	if (o->noutputs == 0)
+		return;
+	p->r.outputs = calloc(o->noutputs, sizeof(*p->r.outputs));
+	if (p->r.outputs == NULL)
+		return;
+	for (i = 0; i < o->noutputs; i++) {
+		struct shoal_wire_output *wo = &p->r.outputs[i];
+
+		wo->path = o->outputs[i].path;
+		wo->mode = o->outputs[i].mode;
+		wo->data.data = o->outputs[i].data;
+		wo->data.len = o->outputs[i].len;
+		memcpy(wo->sha256, o->outputs[i].sha256, 32);
+	}
+	p->r.noutputs = (uint32_t)o->noutputs;
+}
+
+/* A result for a lease that could not start; reason is copied. */
+static int fail_lease(struct worker *w, uint64_t lease_id, const char *reason)
+{
+	struct pending *p = pend_add(w);
+
+	if (p == NULL)
+		return SHOAL_ENOMEM;
+	p->owned = shoal_strdup(reason);
+	p->r.lease_id = lease_id;
+	p->r.status = SHOAL_STATUS_ERROR;
+	p->r.exit_code = -1;
+	p->r.error = p->owned;
+	return SHOAL_OK;
+}
+
+static int run_noop(struct worker *w, const struct shoal_wire_lease *l)
+{
+	struct pending *p = pend_add(w);
+
+	if (p == NULL)
+		return SHOAL_ENOMEM;
+	p->owned = malloc(l->input.len + 1);
+	if (p->owned == NULL)
+		return SHOAL_ENOMEM;
+	memcpy(p->owned, l->input.data, l->input.len);
+	p->r.lease_id = l->lease_id;
+	p->r.status = SHOAL_STATUS_OK;
+	p->r.out.data = p->owned;
+	p->r.out.len = l->input.len;
+	return SHOAL_OK;
+}
+
+/* Builds the sandbox spec of a lease; arrays are allocated in *mem. */
+static int spec_from_lease(const struct shoal_wire_lease *l,
+			   struct shoal_sandbox_spec *spec, void **mem)
+{
+	size_t envbytes = 0, i, off = 0;
+	const char **envp;
+	struct shoal_sandbox_file *files;
+	char *strs;
+	char *block;
+
+	for (i = 0; i < l->nenv; i++)
+		envbytes += strlen(l->env[i].key) + strlen(l->env[i].value) + 2;
+	block = malloc(l->nenv * sizeof(char *) + l->nfiles * sizeof(*files) +
+		       envbytes + 1);
+	if (block == NULL)
+		return SHOAL_ENOMEM;
+	envp = (const char **)(void *)block;
+	files = (struct shoal_sandbox_file *)(void *)(block + l->nenv * sizeof(char *));
+	strs = (char *)(files + l->nfiles);
+	for (i = 0; i < l->nenv; i++) {
+		int n = snprintf(strs + off, envbytes + 1 - off, "%s=%s",
+				 l->env[i].key, l->env[i].value);
+
+		envp[i] = strs + off;
+		off += (size_t)n + 1;
+	}
+	for (i = 0; i < l->nfiles; i++) {
+		files[i].name = l->files[i].name;
+		files[i].data = l->files[i].data.data;
+		files[i].len = l->files[i].data.len;
+		files[i].mode = l->files[i].mode;
+	}
+	memset(spec, 0, sizeof(*spec));
+	spec->argv = l->argv;
+	spec->argc = l->argc;
+	spec->env = envp;
+	spec->nenv = l->nenv;
+	spec->files = files;
+	spec->nfiles = l->nfiles;
+	spec->input = l->input.data;
+	spec->input_len = l->input.len;
+	spec->outputs = l->outputs;
+	spec->noutputs = l->noutputs;
+	spec->limits = l->sandbox;
+	*mem = block;
+	return SHOAL_OK;
+}
+
+static struct running *free_slot(struct worker *w)
+{
+	uint32_t i;
+
+	for (i = 0; i < w->opts->slots; i++)
+		if (w->run[i].job == NULL)
+			return &w->run[i];
+	return NULL;
+}
+
+static int start_command(struct worker *w, const struct shoal_wire_lease *l)
+{
+	struct shoal_sandbox_spec spec;
+	struct shoal_error err = { 0, "" };
+	struct running *slot = free_slot(w);
+	void *mem = NULL;
+	int rc;
+
+	if (slot == NULL)
+		return fail_lease(w, l->lease_id, "worker has no free slot");
+	rc = spec_from_lease(l, &spec, &mem);
+	if (rc != SHOAL_OK)
+		return fail_lease(w, l->lease_id, "worker out of memory");
+	rc = shoal_sandbox_start(&spec, &slot->job, &err);
+	free(mem);
+	if (rc != SHOAL_OK) {
+		slot->job = NULL;
+		return fail_lease(w, l->lease_id, err.msg);
+	}
+	slot->lease_id = l->lease_id;
+	slot->started_us = shoal_now_us();
+	w->nrunning++;
+	return SHOAL_OK;
+}
+
+static int start_lease(struct worker *w, const struct shoal_wire_lease *l)
+{
+	if (l->kind == SHOAL_TASK_NOOP)
+		return run_noop(w, l);
+	return start_command(w, l);
+}
+
+static void cancel_lease(struct worker *w, uint64_t lease_id)
+{
+	uint32_t i;
+
+	for (i = 0; i < w->opts->slots; i++)
+		if (w->run[i].job != NULL && w->run[i].lease_id == lease_id)
+			shoal_sandbox_job_kill(w->run[i].job);
+}
+
+/* ---- jobs ------------------------------------------------------------ */
+
+static void finish_job(struct worker *w, struct running *slot)
+{
+	struct pending *p = pend_add(w);
+
+	if (p == NULL) {
+		shoal_warn("out of memory queueing a result; lease %llu will expire",
+			   (unsigned long long)slot->lease_id);
+		shoal_sandbox_job_free(slot->job);
+	} else {
+		p->job = slot->job;
+		result_from_outcome(p, slot->lease_id);
+	}
+	slot->job = NULL;
+	w->nrunning--;
+}
+
+static void step_jobs(struct worker *w)
+{
+	int64_t now = shoal_now_ms();
+	uint32_t i;
+
+	for (i = 0; i < w->opts->slots; i++) {
+		struct running *slot = &w->run[i];
+		int rc;
+
+		if (slot->job == NULL)
+			continue;
+		rc = shoal_sandbox_job_step(slot->job, now);
+		if (rc == 1 || rc < 0)
+			finish_job(w, slot);
+	}
+}
+
+/* ---- messages -------------------------------------------------------- */
+
+static int send_msg(struct worker *w, int chan, struct shoal_msg *m,
+		    int64_t timeout_ms, struct shoal_error *err)
+{
+	int rc;
+
+	m->version = SHOAL_WIRE_VERSION;
+	m->corr = ++w->corr;
+	shoal_buf_reset(&w->out);
+	rc = shoal_wire_encode(m, &w->out, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	return shoal_dialer_send(w->dialer, chan, w->out.data, w->out.len,
+				 timeout_ms, err);
+}
+
+static int send_hello(struct worker *w, struct shoal_error *err)
+{
+	struct shoal_msg m;
+	char host[64] = "";
+
+	gethostname(host, sizeof(host) - 1);
+	memset(&m, 0, sizeof(m));
+	m.type = SHOAL_MSG_HELLO;
+	m.u.hello.worker_id = w->id;
+	m.u.hello.slots = w->opts->slots;
+	m.u.hello.pid = getpid();
+	m.u.hello.host = host;
+	m.u.hello.token = w->opts->token;
+	return send_msg(w, SHOAL_CHAN_CTL, &m, 10000, err);
+}
+
+/* Fills a POLL/REPORT body with queued results (marking them as carried
+ * by chan) and running lease ids. */
+static int fill_poll(struct worker *w, struct shoal_msg_poll *p, int chan,
+		     struct shoal_wire_result *res, uint64_t *running)
+{
+	size_t i;
+	uint32_t n = 0, r = 0;
+
+	for (i = 0; i < w->npend && n < WORKER_RESULT_BATCH; i++) {
+		if (w->pend[i].chan != -1)
+			continue;
+		w->pend[i].chan = chan;
+		res[n++] = w->pend[i].r;
+	}
+	for (i = 0; i < w->opts->slots; i++)
+		if (w->run[i].job != NULL)
+			running[r++] = w->run[i].lease_id;
+	p->worker_id = w->id;
+	p->results = res;
+	p->nresults = n;
+	p->running = running;
+	p->nrunning = r;
+	return (int)n;
+}
+
+static int send_poll_or_report(struct worker *w, int type, int chan,
+			       struct shoal_error *err)
+{
+	struct shoal_wire_result *res = calloc(WORKER_RESULT_BATCH, sizeof(*res));
+	uint64_t *running = calloc(w->opts->slots + 1, sizeof(*running));
+	struct shoal_msg m;
+	int rc = SHOAL_ENOMEM;
+
+	if (res == NULL || running == NULL)
+		goto out;
+	memset(&m, 0, sizeof(m));
+	m.type = (uint8_t)type;
+	fill_poll(w, &m.u.poll, chan, res, running);
+	if (type == SHOAL_MSG_POLL)
+		m.u.poll.free_slots = w->draining ? 0 : w->opts->slots - w->nrunning;
+	rc = send_msg(w, chan, &m, (int64_t)w->poll_ms + WORKER_SLACK_MS, err);
+	if (rc != SHOAL_OK)
+		pend_settle(w, chan, 0);
+	if (type == SHOAL_MSG_REPORT)
+		w->next_heartbeat = shoal_now_ms() + w->heartbeat_ms;
+out:
+	free(res);
+	free(running);
+	return rc;
+}
+
+static int send_bye(struct worker *w, struct shoal_error *err)
+{
+	struct shoal_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = SHOAL_MSG_BYE;
+	m.u.bye.reason = got_term ? "SIGTERM" : "drained";
+	return send_msg(w, SHOAL_CHAN_CTL, &m, 5000, err);
+}
+
+static void on_reject(struct worker *w, const struct shoal_msg_reject *r)
+{
+	if (r->code == SHOAL_REJECT_HELLO) {
+		w->welcomed = 0;
+		return;
+	}
+	shoal_errorf("harness refused this worker: %s",
+		     r->reason ? r->reason : "no reason given");
+	w->done = 1;
+}
+
+static void on_work(struct worker *w, const struct shoal_msg_work *work)
+{
+	uint32_t i;
+
+	for (i = 0; i < work->ncancels; i++)
+		cancel_lease(w, work->cancels[i]);
+	for (i = 0; i < work->nleases; i++)
+		if (start_lease(w, &work->leases[i]) != SHOAL_OK)
+			shoal_warn("out of memory starting a lease");
+	if (work->drain)
+		w->draining = 1;
+}
+
+static void on_reply(struct worker *w, int chan, const struct shoal_msg *m)
+{
+	pend_settle(w, chan, 1);
+	switch (m->type) {
+	case SHOAL_MSG_WELCOME:
+		w->welcomed = 1;
+		w->heartbeat_ms = m->u.welcome.heartbeat_ms ? m->u.welcome.heartbeat_ms : 5000;
+		w->poll_ms = m->u.welcome.poll_ms ? m->u.welcome.poll_ms : 1000;
+		w->next_heartbeat = shoal_now_ms() + w->heartbeat_ms;
+		break;
+	case SHOAL_MSG_WORK:
+		on_work(w, &m->u.work);
+		break;
+	case SHOAL_MSG_REJECT:
+		on_reject(w, &m->u.reject);
+		break;
+	case SHOAL_MSG_ACK:
+		if (m->u.ack.nrefused > 0)
+			shoal_debug("harness refused %u stale results", m->u.ack.nrefused);
+		break;
+	default:
+		shoal_warn("unexpected %s from the harness", shoal_wire_type_name(m->type));
+	}
+}
+
+static void take_channel(struct worker *w, int chan)
+{
+	struct shoal_error err = { 0, "" };
+	struct shoal_msg *m = NULL;
+	void *data = NULL;
+	size_t len = 0;
+	int rc = shoal_dialer_take(w->dialer, chan, &data, &len, &err);
+
+	if (rc == SHOAL_EAGAIN)
+		return;
+	if (rc != SHOAL_OK) {
+		shoal_debug("exchange failed (%s); will retry", err.msg);
+		pend_settle(w, chan, 0);
+		if (chan == SHOAL_CHAN_CTL && !w->welcomed)
+			w->welcomed = 0;
+		return;
+	}
+	rc = shoal_wire_decode(data, len, &w->limits, &m, &err);
+	free(data);
+	if (rc != SHOAL_OK) {
+		shoal_warn("bad message from the harness: %s", err.msg);
+		pend_settle(w, chan, 0);
+		return;
+	}
+	on_reply(w, chan, m);
+	shoal_wire_msg_free(m);
+}
+
+/* ---- the loop -------------------------------------------------------- */
+
+static void maybe_send(struct worker *w, int64_t now)
+{
+	struct shoal_error err = { 0, "" };
+	int ctl_busy = shoal_dialer_busy(w->dialer, SHOAL_CHAN_CTL);
+	int poll_busy = shoal_dialer_busy(w->dialer, SHOAL_CHAN_POLL);
+
+	if (!w->welcomed) {
+		if (!ctl_busy && send_hello(w, &err) != SHOAL_OK)
+			shoal_warn("cannot send HELLO: %s", err.msg);
+		return;
+	}
+	if (!poll_busy && (w->nrunning < w->opts->slots || pend_queued(w) > 0) &&
+	    !(w->draining && pend_queued(w) == 0)) {
+		if (send_poll_or_report(w, SHOAL_MSG_POLL, SHOAL_CHAN_POLL, &err) != SHOAL_OK)
+			shoal_warn("cannot send POLL: %s", err.msg);
+		poll_busy = 1;
+	}
+	if (!ctl_busy && (pend_queued(w) > 0 || now >= w->next_heartbeat)) {
+		if (send_poll_or_report(w, SHOAL_MSG_REPORT, SHOAL_CHAN_CTL, &err) != SHOAL_OK)
+			shoal_warn("cannot send REPORT: %s", err.msg);
+	}
+}
+
+static int poll_timeout(const struct worker *w, int64_t now)
+{
+	int64_t until = w->next_heartbeat;
+	uint32_t i;
+
+	if (!w->welcomed)
+		until = now + 100;
+	for (i = 0; i < w->opts->slots; i++) {
+		int64_t d;
+
+		if (w->run[i].job == NULL)
+			continue;
+		d = shoal_sandbox_job_deadline(w->run[i].job);
+		if (d > 0 && d < until)
+			until = d;
+	}
+	if (until <= now)
+		return 0;
+	return until - now > 1000 ? 1000 : (int)(until - now);
+}
+
+static void wait_events(struct worker *w)
+{
+	struct pollfd *fds = calloc(w->opts->slots + 1, sizeof(*fds));
+	int64_t now = shoal_now_ms();
+	nfds_t n = 1;
+	uint32_t i;
+
+	if (fds == NULL) {
+		usleep(10000);
+		return;
+	}
+	fds[0].fd = shoal_dialer_fd(w->dialer);
+	fds[0].events = POLLIN;
+	for (i = 0; i < w->opts->slots; i++) {
+		if (w->run[i].job == NULL)
+			continue;
+		fds[n].fd = shoal_sandbox_job_fd(w->run[i].job);
+		fds[n].events = POLLIN;
+		n++;
+	}
+	poll(fds, n, poll_timeout(w, now));
+	free(fds);
+}
+
+static int is_finished(struct worker *w)
+{
+	if (w->done)
+		return 1;
+	return w->draining && w->nrunning == 0 && w->npend == 0 &&
+	       !shoal_dialer_busy(w->dialer, SHOAL_CHAN_CTL);
+}
+
+static void loop(struct worker *w)
+{
+	int64_t give_up = shoal_now_ms() + w->opts->hello_timeout_ms;
+
+	while (!is_finished(w)) {
+		if (got_term)
+			w->draining = 1;
+		take_channel(w, SHOAL_CHAN_CTL);
+		take_channel(w, SHOAL_CHAN_POLL);
+		step_jobs(w);
+		if (!w->welcomed && w->opts->hello_timeout_ms > 0 &&
+		    shoal_now_ms() > give_up) {
+			shoal_errorf("no harness answered at %s", w->opts->connect_url);
+			return;
+		}
+		maybe_send(w, shoal_now_ms());
+		wait_events(w);
+	}
+}
+
+static void say_goodbye(struct worker *w)
+{
+	struct shoal_error err = { 0, "" };
+	int64_t deadline = shoal_now_ms() + 2000;
+	void *data;
+	size_t len;
+
+	if (!w->welcomed)
+		return;
+	while (shoal_dialer_busy(w->dialer, SHOAL_CHAN_CTL) && shoal_now_ms() < deadline) {
+		if (shoal_dialer_take(w->dialer, SHOAL_CHAN_CTL, &data, &len, &err) == SHOAL_OK)
+			free(data);
+		usleep(1000);
+	}
+	if (send_bye(w, &err) != SHOAL_OK)
+		return;
+	while (shoal_dialer_busy(w->dialer, SHOAL_CHAN_CTL) && shoal_now_ms() < deadline) {
+		if (shoal_dialer_take(w->dialer, SHOAL_CHAN_CTL, &data, &len, &err) == SHOAL_OK) {
+			free(data);
+			break;
+		}
+		usleep(1000);
+	}
+}
+
+static void worker_free(struct worker *w)
+{
+	uint32_t i;
+	size_t j;
+
+	for (i = 0; i < w->opts->slots; i++)
+		shoal_sandbox_job_free(w->run[i].job);
+	for (j = 0; j < w->npend; j++)
+		pend_free(&w->pend[j]);
+	free(w->pend);
+	free(w->run);
+	shoal_buf_free(&w->out);
+	shoal_dialer_close(w->dialer);
+}
+
+static void make_id(char *out, size_t n)
+{
+	unsigned char rnd[4] = { 0, 0, 0, 0 };
+	char host[64] = "", hex[9];
+
+	gethostname(host, sizeof(host) - 1);
+	shoal_random_bytes(rnd, sizeof(rnd));
+	shoal_hex(rnd, sizeof(rnd), hex);
+	snprintf(out, n, "%s-%ld-%s", host, (long)getpid(), hex);
+}
+
+int shoal_worker_run(const struct shoal_worker_opts *opts, struct shoal_error *err)
+{
+	struct sigaction sa;
+	struct worker w;
+	int rc;
+
+	if (opts->slots == 0 || opts->slots > 4096)
+		return shoal_error_set(err, SHOAL_EINVAL, "--slots must be 1..4096");
+	memset(&w, 0, sizeof(w));
+	w.opts = opts;
+	w.heartbeat_ms = 5000;
+	w.poll_ms = 1000;
+	shoal_wire_limits_default(&w.limits);
+	w.limits.max_message = WORKER_MAX_MSG;
+	shoal_buf_init(&w.out, WORKER_MAX_MSG);
+	make_id(w.id, sizeof(w.id));
+	w.run = calloc(opts->slots, sizeof(*w.run));
+	if (w.run == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	rc = shoal_sandbox_global_init(err);
+	if (rc == SHOAL_OK)
+		rc = shoal_dialer_open(opts->connect_url, WORKER_MAX_MSG, &w.dialer, err);
+	if (rc != SHOAL_OK) {
+		free(w.run);
+		shoal_buf_free(&w.out);
+		return rc;
+	}
+	loop(&w);
+	say_goodbye(&w);
+	worker_free(&w);
+	return SHOAL_OK;
+}

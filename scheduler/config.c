@@ -1,0 +1,2579 @@
+/* config.c - loads and validates a shoal YAML config (version 1).
+ *
+ * The schema is the key tables below: one row per key with its kind,
+ * bounds, default and validation callback.  libyaml parses the whole file
+ * into a document; the loader walks it guided by those rows, so that every
+ * error names the line and column of the node that is wrong.  The key table
+ * in docs/CONFIG.md is printed from the same rows (shoal_config_doc_table)
+ * and tests/unit/test_config.c checks that the two agree.
+ *
+ * ${VAR} expansion is done on scalar values after parsing, not on the raw
+ * text: marks stay exact, and a variable's value can never change the
+ * structure of the file (a value holding ": " or a newline stays one
+ * value).  Keys are never expanded.
+ */
+#include "scheduler/config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <yaml.h>
+
+#include "common/buf.h"
+#include "common/sha256.h"
+#include "common/util.h"
+
+#define DEFAULT_LANG "C.UTF-8"
+#define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
+#define MAX_ID 64			/* stage ids and the run name */
+#define MAX_VAR_NAME 255		/* ${NAME} */
+#define MAX_HASH_TEXT ((size_t)64 << 20) /* expanded text of one value span */
+#define MAX_DURATION_MS (UINT64_C(30) * 24 * 3600 * 1000) /* 30 days */
+#define MAX_CHUNK (UINT64_C(1) << 30)	/* split.size and split.overlap */
+#define MIB (UINT64_C(1) << 20)
+
+/* ---- the loader's state ------------------------------------------------ */
+
+/* Where each dependency of a stage was written, for messages. */
+struct stage_ref {
+	const yaml_node_t **need_nodes;	/* parallel to the stage's needs[] */
+	const yaml_node_t *from_node;	/* for_each.stage's value, or NULL */
+};
+
+/* A scalar whose value held ${...} or $$: its expansion, and its span in
+ * the file (libyaml marks count characters) for the hash. */
+struct expansion {
+	size_t start, end;
+	char *value;
+};
+
+struct loader {
+	const char *path;	/* as the caller wrote it: every error's prefix */
+	const char *text;	/* the file, after any UTF-8 byte-order mark */
+	size_t len;
+	yaml_document_t doc;
+	int have_doc;
+	struct shoal_config *cfg;	/* being filled; owned until success */
+	struct shoal_error *err;
+	const char *where;	/* "in merge": the section being read */
+	int defaults;		/* fill absent keys' defaults (0 while reading
+				 * a stage's sandbox overrides) */
+	size_t stage;		/* index of the stage being read */
+	struct stage_ref *refs;	/* one per stage */
+	size_t nrefs;
+	struct expansion *exp;
+	size_t nexp, capexp;
+};
+
+/* ---- the schema -------------------------------------------------------- */
+
+enum kind {
+	K_STR,		/* a non-empty string */
+	K_PATH,		/* a path, stored absolute (relative: to the config) */
+	K_UINT,		/* a whole number in [lo, hi] */
+	K_DURATION,	/* "30s" -> milliseconds in [lo, hi] */
+	K_SIZE,		/* "512MiB" -> bytes in [lo, hi] */
+	K_ENUM,		/* one of names[] -> its value */
+	K_FRACTION,	/* a number in (0, 1] -> double */
+	K_STRLIST,	/* a list of non-empty strings -> char ** + count */
+	K_MAP,		/* a nested section, read into obj + off */
+	K_CUSTOM,	/* apply() reads the node itself */
+};
+
+struct enum_name {
+	const char *name;
+	int value;
+};
+
+struct key;
+typedef int (*apply_fn)(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, void *obj);
+typedef int (*check_fn)(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, const char *value);
+typedef int (*default_fn)(struct loader *ld, const struct key *k, void *obj);
+typedef int (*finish_fn)(struct loader *ld, const yaml_node_t *map, void *obj);
+
+#define F_REQUIRED 1u	/* absent (or empty) is an error */
+#define F_ALWAYS 2u	/* K_MAP: fill the section's defaults when absent */
+#define F_LIST 4u	/* sub describes each item of a list (docs: key[]) */
+#define F_DOC_FLAT 8u	/* docs: one row; sub's keys are documented elsewhere */
+
+struct section;
+
+/* One key of the schema.  `dflt` is the default as it would be written in
+ * YAML: for scalar kinds without dflt_fn it is parsed by the key's own
+ * parser when the key is absent; otherwise it only describes dflt_fn (or
+ * the zero value) in the docs. */
+struct key {
+	const char *name;
+	enum kind kind;
+	unsigned flags;			/* F_* */
+	size_t off, width;		/* the field: offsetof, sizeof */
+	size_t noff, nwidth;		/* K_STRLIST: its count field */
+	uint64_t lo, hi;		/* K_UINT, K_DURATION, K_SIZE */
+	const struct enum_name *names;	/* K_ENUM, NULL-terminated */
+	const char *dflt;
+	default_fn dflt_fn;
+	check_fn check;			/* a string value, or each list item */
+	apply_fn apply;			/* K_CUSTOM */
+	const struct section *sub;	/* K_MAP; K_CUSTOM maps, for docs/hints */
+	const char *type;		/* docs: Type column (else from kind) */
+	const char *doc;		/* docs: what it means, its rules */
+	const char *example;		/* shown when a required key is missing */
+};
+
+struct section {
+	const char *where;		/* "in merge", for messages */
+	const struct key *keys;
+	size_t nkeys;
+	finish_fn finish;		/* cross-key checks, after every key */
+	const char *const *reserved;	/* names kept for later versions */
+};
+
+#define FIELD(T, f) .off = offsetof(T, f), .width = sizeof(((T *)0)->f)
+#define COUNT(T, f) .noff = offsetof(T, f), .nwidth = sizeof(((T *)0)->f)
+#define SECTION(where, keys, finish, reserved) \
+	{ where, keys, SHOAL_ARRAY_LEN(keys), finish, reserved }
+
+static int apply_version(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_stages(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_needs(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_files(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_run(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_fan_in(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_stage_sandbox(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_rootfs(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_env(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int default_name(struct loader *, const struct key *, void *);
+static int default_workers(struct loader *, const struct key *, void *);
+static int default_env(struct loader *, const struct key *, void *);
+static int inherit_sandbox(struct loader *, const struct key *, void *);
+static int check_name(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_redis_url(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_stage_id(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_stage_ref(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_regex(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_absolute(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_workspace_path(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int finish_for_each(struct loader *, const yaml_node_t *, void *);
+static int finish_split(struct loader *, const yaml_node_t *, void *);
+
+static const struct enum_name backend_names[] = {
+	{ "native", SHOAL_SANDBOX_NATIVE }, { "none", SHOAL_SANDBOX_NONE },
+	{ NULL, 0 },
+};
+static const struct enum_name network_names[] = {
+	{ "none", 0 }, { "host", 1 }, { NULL, 0 },
+};
+static const struct enum_name split_names[] = {
+	{ "lines", SHOAL_SPLIT_LINES }, { "bytes", SHOAL_SPLIT_BYTES },
+	{ "regex", SHOAL_SPLIT_REGEX }, { NULL, 0 },
+};
+static const struct enum_name strategy_names[] = {
+	{ "concat", SHOAL_MERGE_CONCAT }, { "jsonl", SHOAL_MERGE_JSONL },
+	{ "json", SHOAL_MERGE_JSON }, { NULL, 0 },
+};
+static const struct enum_name fan_in_names[] = {
+	{ "fail_fast", SHOAL_FAN_IN_FAIL_FAST },
+	{ "continue", SHOAL_FAN_IN_CONTINUE }, { NULL, 0 },
+};
+
+#define SB struct shoal_sandbox_conf
+static const struct key sandbox_keys[] = {
+	{ .name = "backend", .kind = K_ENUM, FIELD(SB, limits.backend),
+	  .names = backend_names, .dflt = "native",
+	  .doc = "`native`: namespaces, seccomp and limits. `none`: no "
+		 "isolation at all, for development hosts without user "
+		 "namespaces" },
+	{ .name = "network", .kind = K_ENUM, FIELD(SB, limits.network_host),
+	  .names = network_names, .dflt = "none",
+	  .doc = "`none`: an empty network namespace. `host`: the host's "
+		 "network" },
+	{ .name = "memory", .kind = K_SIZE, FIELD(SB, limits.memory),
+	  .lo = MIB, .hi = UINT64_MAX, .dflt = "512MiB",
+	  .doc = "memory of the whole sandbox" },
+	{ .name = "pids", .kind = K_UINT, FIELD(SB, limits.pids),
+	  .lo = 1, .hi = 4194304, .dflt = "256",
+	  .doc = "processes and threads" },
+	{ .name = "cpu_time", .kind = K_DURATION, FIELD(SB, limits.cpu_time_ms),
+	  .lo = 1000, .hi = MAX_DURATION_MS, .dflt = "60s",
+	  .doc = "CPU time of the command" },
+	{ .name = "timeout", .kind = K_DURATION, FIELD(SB, limits.timeout_ms),
+	  .lo = 0, .hi = MAX_DURATION_MS, .dflt = "0",
+	  .doc = "wall clock of the whole sandbox; `0`: the stage's `timeout` "
+		 "applies (and a longer one is cut to it)" },
+	{ .name = "disk", .kind = K_SIZE, FIELD(SB, limits.disk),
+	  .lo = MIB, .hi = UINT64_MAX, .dflt = "256MiB",
+	  .doc = "size of the workspace" },
+	{ .name = "max_output", .kind = K_SIZE, FIELD(SB, limits.max_output),
+	  .lo = 1024, .hi = UINT64_MAX, .dflt = "8MiB",
+	  .doc = "stdout plus stderr kept; the rest is cut and the result "
+		 "marked truncated" },
+	{ .name = "rootfs", .kind = K_CUSTOM, .apply = apply_rootfs,
+	  .type = "`host` or path", .dflt = "`host`",
+	  .doc = "`host`: the host's system folders, read-only. Otherwise an "
+		 "absolute folder (on the worker's host) used as the root" },
+	{ .name = "readonly_paths", .kind = K_STRLIST,
+	  FIELD(SB, limits.readonly_paths), COUNT(SB, limits.n_readonly_paths),
+	  .check = check_absolute, .type = "list of paths", .dflt = "`[]`",
+	  .doc = "absolute host paths bound read-only at the same place; a "
+		 "stage's list replaces the top-level one" },
+	{ .name = "env", .kind = K_CUSTOM, .apply = apply_env,
+	  .dflt_fn = default_env, .type = "mapping of strings",
+	  .dflt = "`{LANG: " DEFAULT_LANG ", PATH: " DEFAULT_PATH "}`",
+	  .doc = "the command's whole environment: names `[A-Za-z_][A-Za-z0-9_]*`,"
+		 " at most 256; `PATH: " DEFAULT_PATH "` is added when absent; "
+		 "a stage's `env` is merged into the top-level one" },
+};
+#undef SB
+static const struct section sandbox_section =
+	SECTION("in sandbox", sandbox_keys, NULL, NULL);
+
+#define CF struct shoal_config
+static const struct key state_keys[] = {
+	{ .name = "redis", .kind = K_STR, FIELD(CF, redis_url),
+	  .check = check_redis_url, .type = "URL",
+	  .doc = "`redis://[user:password@]host:port/db`, `rediss://...` or "
+		 "`unix:///path/redis.sock`. Absent: shoal starts a private "
+		 "`redis-server` for the run" },
+};
+static const struct section state_section =
+	SECTION("in state", state_keys, NULL, NULL);
+
+static const struct key pool_keys[] = {
+	{ .name = "max_workers", .kind = K_UINT, FIELD(CF, max_workers),
+	  .lo = 1, .hi = 1024, .dflt_fn = default_workers,
+	  .dflt = "the number of online CPUs",
+	  .doc = "local worker processes at most" },
+	{ .name = "slots_per_worker", .kind = K_UINT,
+	  FIELD(CF, slots_per_worker), .lo = 1, .hi = 256, .dflt = "1",
+	  .doc = "subtasks one worker runs at once" },
+};
+static const struct section pool_section =
+	SECTION("in pool", pool_keys, NULL, NULL);
+#undef CF
+
+#define ST struct shoal_stage_conf
+static const struct key for_each_keys[] = {
+	{ .name = "files", .kind = K_STR, FIELD(ST, glob), .type = "glob",
+	  .doc = "one item per matching file; relative to the config's folder; "
+		 "matched when the run is planned" },
+	{ .name = "stage", .kind = K_STR, FIELD(ST, from_stage),
+	  .check = check_stage_ref, .type = "stage id",
+	  .doc = "one item per result record of that stage (not this one); "
+		 "implies `needs`" },
+};
+static const struct section for_each_section =
+	SECTION("in for_each", for_each_keys, finish_for_each, NULL);
+
+#define SP struct shoal_split_conf
+static const struct key split_keys[] = {
+	{ .name = "by", .kind = K_ENUM, .flags = F_REQUIRED, FIELD(SP, by),
+	  .names = split_names, .example = "by: lines",
+	  .doc = "`lines`, `bytes`, or `regex`: a chunk starts at each line "
+		 "matching `pattern`" },
+	{ .name = "size", .kind = K_UINT, FIELD(SP, size), .lo = 1,
+	  .hi = MAX_CHUNK,
+	  .doc = "lines or bytes per chunk; required unless `by: regex`, where "
+		 "it caps a chunk's lines" },
+	{ .name = "overlap", .kind = K_UINT, FIELD(SP, overlap), .lo = 0,
+	  .hi = MAX_CHUNK, .dflt = "0",
+	  .doc = "lines or bytes repeated from the previous chunk; less than "
+		 "`size`" },
+	{ .name = "pattern", .kind = K_STR, FIELD(SP, pattern),
+	  .check = check_regex, .type = "regex",
+	  .doc = "POSIX extended regex, matched per line; required with "
+		 "`by: regex` and only allowed there" },
+};
+#undef SP
+static const struct section split_section =
+	SECTION("in split", split_keys, finish_split, NULL);
+
+#define MG struct shoal_merge_conf
+static const struct key merge_keys[] = {
+	{ .name = "strategy", .kind = K_ENUM, FIELD(MG, strategy),
+	  .names = strategy_names, .dflt = "jsonl",
+	  .doc = "`concat`: outputs one after another in task order. `jsonl`: "
+		 "each output line is a JSON object. `json`: all records in "
+		 "one JSON array" },
+	{ .name = "dedupe_by", .kind = K_STRLIST, FIELD(MG, dedupe_by),
+	  COUNT(MG, ndedupe_by), .type = "list of fields", .dflt = "`[]`",
+	  .doc = "keep the first record of each distinct key" },
+	{ .name = "sort_by", .kind = K_STRLIST, FIELD(MG, sort_by),
+	  COUNT(MG, nsort_by), .type = "list of fields", .dflt = "`[]`",
+	  .doc = "stable sort of the records by these fields" },
+};
+#undef MG
+static const struct section merge_section =
+	SECTION("in merge", merge_keys, NULL, NULL);
+
+static const struct key fan_in_keys[] = {
+	{ .name = "min_success", .kind = K_FRACTION, .flags = F_REQUIRED,
+	  FIELD(ST, min_success), .example = "fan_in: {min_success: 0.95}",
+	  .doc = "the only key of `fan_in` as a mapping: the stage passes when "
+		 "at least this fraction of its subtasks succeed; in (0, 1]" },
+};
+static const struct section fan_in_section =
+	SECTION("in fan_in", fan_in_keys, NULL, NULL);
+
+static const struct key stage_keys[] = {
+	{ .name = "id", .kind = K_STR, .flags = F_REQUIRED, FIELD(ST, id),
+	  .check = check_stage_id, .example = "id: entries",
+	  .doc = "`[A-Za-z0-9_-]`, 1 to 64 characters, unique" },
+	{ .name = "for_each", .kind = K_MAP, .flags = F_REQUIRED, .off = 0,
+	  .sub = &for_each_section,
+	  .example = "for_each: {files: \"corpus/*.txt\"}",
+	  .doc = "what the stage fans out over: exactly one of `files` and "
+		 "`stage`" },
+	{ .name = "needs", .kind = K_CUSTOM, .apply = apply_needs,
+	  .type = "list of stage ids", .dflt = "`[]`",
+	  .doc = "stages that must finish first (in any place in the file); "
+		 "`for_each.stage` is added; no cycles" },
+	{ .name = "split", .kind = K_MAP, FIELD(ST, split), .sub = &split_section,
+	  .dflt = "none: an item is one chunk",
+	  .doc = "cut each item into chunks, one subtask per chunk" },
+	{ .name = "files", .kind = K_CUSTOM, .apply = apply_files,
+	  .type = "mapping name: path", .dflt = "`{}`",
+	  .doc = "files staged read-only into each subtask's `/workspace`: a "
+		 "name (relative, no `..`, not `input`) to a path relative to the "
+		 "config's folder, which must be a regular file" },
+	{ .name = "run", .kind = K_CUSTOM, .flags = F_REQUIRED, .apply = apply_run,
+	  .type = "list of strings, or `builtin:noop`",
+	  .example = "run: [awk, -f, detect.awk]",
+	  .doc = "the command as argv, run without a shell: a non-empty list "
+		 "whose first item is not empty. `builtin:noop`: the built-in "
+		 "no-op subagent" },
+	{ .name = "timeout", .kind = K_DURATION, FIELD(ST, timeout_ms), .lo = 1,
+	  .hi = MAX_DURATION_MS, .dflt = "30m",
+	  .doc = "wall clock of one attempt" },
+	{ .name = "retries", .kind = K_UINT, FIELD(ST, retries), .lo = 0,
+	  .hi = 100, .dflt = "2",
+	  .doc = "attempts after the first" },
+	{ .name = "fan_in", .kind = K_CUSTOM, .apply = apply_fan_in,
+	  .sub = &fan_in_section,
+	  .type = "`fail_fast` \\| `continue` \\| mapping",
+	  .dflt = "`fail_fast`",
+	  .doc = "`fail_fast`: a subtask that fails for good fails the stage. "
+		 "`continue`: failures are reported, the stage passes. "
+		 "`{min_success: R}`: see below" },
+	{ .name = "merge", .kind = K_MAP, .flags = F_ALWAYS, FIELD(ST, merge),
+	  .sub = &merge_section,
+	  .doc = "how the subtasks' results become `output`" },
+	{ .name = "output", .kind = K_PATH, .flags = F_REQUIRED, FIELD(ST, output),
+	  .example = "output: out/entries.jsonl",
+	  .doc = "the merged output file, relative to the config's folder" },
+	{ .name = "outputs", .kind = K_STRLIST, FIELD(ST, outputs),
+	  COUNT(ST, noutputs), .check = check_workspace_path,
+	  .type = "list of folders", .dflt = "`[]`",
+	  .doc = "folders under `/workspace` collected after the command "
+		 "(relative, no `..`)" },
+	{ .name = "sandbox", .kind = K_CUSTOM, .flags = F_DOC_FLAT,
+	  .apply = apply_stage_sandbox, .dflt_fn = inherit_sandbox,
+	  .sub = &sandbox_section, .type = "mapping",
+	  .dflt = "the top-level `sandbox`",
+	  .doc = "the same keys as the top-level `sandbox`, overriding it key "
+		 "by key; `env` is merged" },
+};
+#undef ST
+static const struct section stage_section =
+	SECTION("in a stage", stage_keys, NULL, NULL);
+
+#define CF struct shoal_config
+static const struct key top_keys[] = {
+	{ .name = "version", .kind = K_CUSTOM, .flags = F_REQUIRED,
+	  .apply = apply_version, .type = "integer", .example = "version: 1",
+	  .doc = "must be `1`; checked before any other key" },
+	{ .name = "name", .kind = K_STR, FIELD(CF, name), .check = check_name,
+	  .dflt_fn = default_name,
+	  .dflt = "the file's name without `.yaml` or `.yml`",
+	  .doc = "names the run: `[A-Za-z0-9_.-]`, 1 to 64 characters" },
+	{ .name = "state", .kind = K_MAP, .off = 0, .sub = &state_section,
+	  .doc = "where the run's state lives" },
+	{ .name = "pool", .kind = K_MAP, .flags = F_ALWAYS, .off = 0,
+	  .sub = &pool_section, .doc = "local worker processes" },
+	{ .name = "sandbox", .kind = K_MAP, .flags = F_ALWAYS, FIELD(CF, sandbox),
+	  .sub = &sandbox_section,
+	  .doc = "sandbox settings of every stage" },
+	{ .name = "stages", .kind = K_CUSTOM, .flags = F_REQUIRED | F_LIST,
+	  .apply = apply_stages, .sub = &stage_section,
+	  .type = "list of mappings", .example = "stages: [{id: ..., ...}]",
+	  .doc = "1 to 256 stages; `needs` decides the order they run in" },
+};
+#undef CF
+static const char *const top_reserved[] = {
+	"models", "agents", "mcp_servers", "retry", "timeouts", "checkpoint",
+	"metrics", NULL,
+};
+static const struct section top_section =
+	SECTION("at the top level", top_keys, NULL, top_reserved);
+
+/* ---- errors ------------------------------------------------------------ */
+
+static int fail_at(struct loader *ld, const yaml_mark_t *mark, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int fail(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Sets "path:line:col: message" (or "path: message" without a mark). */
+static int vfail(struct loader *ld, const yaml_mark_t *mark, const char *fmt,
+		 va_list ap)
+{
+	char msg[SHOAL_ERRMSG_MAX];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (mark == NULL)
+		return shoal_error_set(ld->err, SHOAL_ECONFIG, "%s: %s", ld->path, msg);
+	return shoal_error_set(ld->err, SHOAL_ECONFIG, "%s:%zu:%zu: %s", ld->path,
+			       mark->line + 1, mark->column + 1, msg);
+}
+
+static int fail_at(struct loader *ld, const yaml_mark_t *mark, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vfail(ld, mark, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+/* An error at node's first character; node NULL: the file as a whole. */
+static int fail(struct loader *ld, const yaml_node_t *node, const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vfail(ld, node != NULL ? &node->start_mark : NULL, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int nomem(struct loader *ld)
+{
+	return shoal_error_set(ld->err, SHOAL_ENOMEM, "%s: out of memory", ld->path);
+}
+
+/* ---- the text behind the marks ------------------------------------------ */
+
+static int is_continuation(char c)
+{
+	return ((unsigned char)c & 0xC0) == 0x80;
+}
+
+/* Moves the cursor (*b bytes, *ch characters) forward to character `index`
+ * (libyaml's marks count characters, a "\r\n" as two). */
+static size_t advance(const struct loader *ld, size_t *b, size_t *ch, size_t index)
+{
+	while (*b < ld->len && *ch < index) {
+		(*b)++;
+		while (*b < ld->len && is_continuation(ld->text[*b]))
+			(*b)++;
+		(*ch)++;
+	}
+	return *b;
+}
+
+static size_t byte_offset(const struct loader *ld, size_t index)
+{
+	size_t b = 0, ch = 0;
+
+	return advance(ld, &b, &ch, index);
+}
+
+/* The mark of byte `offset` (libyaml's reader reports bytes). */
+static yaml_mark_t mark_of_byte(const struct loader *ld, size_t offset)
+{
+	yaml_mark_t m = { 0, 0, 0 };
+	size_t b;
+
+	for (b = 0; b < offset && b < ld->len; b++) {
+		if (ld->text[b] == '\n') {
+			m.line++;
+			m.column = 0;
+		} else if (!is_continuation(ld->text[b])) {
+			m.column++;
+		}
+	}
+	m.index = b;
+	return m;
+}
+
+/* ---- ${VAR} expansion --------------------------------------------------- */
+
+struct expand_error {
+	size_t nth;		/* which ${ of the value, from 0 */
+	char msg[512];
+};
+
+static int is_name_start(char c)
+{
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+
+static int is_name_char(char c)
+{
+	return is_name_start(c) || (c >= '0' && c <= '9');
+}
+
+static int bad_ref(struct expand_error *e, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int bad_ref(struct expand_error *e, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	return SHOAL_ECONFIG;
+}
+
+/* Expands one reference at s ("${..."), n bytes available.  Sets *used to
+ * the bytes consumed.  Lenient (strict 0): anything that would be an error
+ * is copied as written instead. */
+static int expand_ref(const char *s, size_t n, int strict, struct shoal_buf *out,
+		      size_t *used, struct expand_error *e)
+{
+	const char *close = memchr(s, '}', n);
+	char name[MAX_VAR_NAME + 1];
+	const char *val, *arg;
+	size_t j = 2, nlen, alen;
+	char op = 0;
+
+	*used = 2;
+	if (close == NULL)
+		return strict ? bad_ref(e, "unterminated '${'; write $$ for a "
+				       "literal $") : shoal_buf_append(out, s, 2);
+	while (s + j < close && is_name_char(s[j]))
+		j++;
+	nlen = j - 2;
+	if (nlen == 0 || !is_name_start(s[2]) || nlen > MAX_VAR_NAME)
+		return strict ? bad_ref(e, "bad variable name after '${': a name "
+				       "is letters, digits and _, not starting "
+				       "with a digit; write $$ for a literal $")
+			      : shoal_buf_append(out, s, 2);
+	memcpy(name, s + 2, nlen);
+	name[nlen] = '\0';
+	if (s + j < close) {
+		if (s[j] != ':' || s + j + 1 >= close ||
+		    (s[j + 1] != '-' && s[j + 1] != '?'))
+			return strict ? bad_ref(e, "unexpected text after ${%s: "
+					       "write ${NAME}, ${NAME:-default} "
+					       "or ${NAME:?message}", name)
+				      : shoal_buf_append(out, s, 2);
+		op = s[j + 1];
+	}
+	arg = s + j + 2;
+	alen = op != 0 ? (size_t)(close - arg) : 0;
+	*used = (size_t)(close - s) + 1;
+	val = getenv(name);
+	if (op == 0 && val != NULL)
+		return shoal_buf_puts(out, val);
+	if (op != 0 && val != NULL && val[0] != '\0')
+		return shoal_buf_puts(out, val);
+	if (op == '-')
+		return shoal_buf_append(out, arg, alen);
+	if (!strict)
+		return shoal_buf_append(out, s, *used);
+	if (op == '?')
+		return bad_ref(e, "${%s} is not set: %.*s", name, (int)alen, arg);
+	return bad_ref(e, "${%s} is not set in the environment; set it, or "
+		       "give a default: ${NAME:-default}", name);
+}
+
+/* Appends the expansion of s[0..n) to out: ${NAME}, ${NAME:-default} (used
+ * when NAME is unset or empty), ${NAME:?message} (an error then), $$ for
+ * one $.  Any other $ is kept.  Strict: an error is SHOAL_ECONFIG with e
+ * filled; lenient: such text is copied as written (used for the hash). */
+static int expand(const char *s, size_t n, int strict, struct shoal_buf *out,
+		  struct expand_error *e)
+{
+	size_t i = 0, nth = 0;
+	int rc = SHOAL_OK;
+
+	while (rc == SHOAL_OK && i < n) {
+		const char *d = memchr(s + i, '$', n - i);
+		size_t run = d != NULL ? (size_t)(d - (s + i)) : n - i, used;
+
+		rc = shoal_buf_append(out, s + i, run);
+		i += run;
+		if (rc != SHOAL_OK || i >= n)
+			break;
+		if (i + 1 < n && s[i + 1] == '$') {
+			rc = shoal_buf_append(out, "$", 1);
+			i += 2;
+		} else if (i + 1 < n && s[i + 1] == '{') {
+			e->nth = nth++;
+			rc = expand_ref(s + i, n - i, strict, out, &used, e);
+			i += used;
+		} else {
+			rc = shoal_buf_append(out, "$", 1);
+			i++;
+		}
+	}
+	return rc;
+}
+
+/* Where the nth ${ of a scalar is in the file (the scalar's start when the
+ * source text does not show it, e.g. written with escapes). */
+static yaml_mark_t ref_mark(const struct loader *ld, const yaml_node_t *node,
+			    size_t nth)
+{
+	yaml_mark_t m = node->start_mark;
+	size_t b = byte_offset(ld, m.index);
+	size_t end = byte_offset(ld, node->end_mark.index), seen = 0;
+
+	for (; b + 1 < end; b++) {
+		char c = ld->text[b];
+
+		if (c == '$' && ld->text[b + 1] == '$') {
+			b++;
+			m.column += 2;
+			continue;
+		}
+		if (c == '$' && ld->text[b + 1] == '{' && seen++ == nth)
+			return m;
+		if (c == '\n') {
+			m.line++;
+			m.column = 0;
+		} else if (!is_continuation(c)) {
+			m.column++;
+		}
+	}
+	return node->start_mark;
+}
+
+static int remember(struct loader *ld, const yaml_node_t *node, char *value)
+{
+	if (ld->nexp == ld->capexp) {
+		size_t cap = ld->capexp ? ld->capexp * 2 : 16;
+		struct expansion *p = realloc(ld->exp, cap * sizeof(*p));
+
+		if (p == NULL) {
+			free(value);
+			return nomem(ld);
+		}
+		ld->exp = p;
+		ld->capexp = cap;
+	}
+	ld->exp[ld->nexp].start = node->start_mark.index;
+	ld->exp[ld->nexp].end = node->end_mark.index;
+	ld->exp[ld->nexp].value = value;
+	ld->nexp++;
+	return SHOAL_OK;
+}
+
+static const char *raw(const yaml_node_t *node)
+{
+	return (const char *)node->data.scalar.value;
+}
+
+/* The value of a scalar after ${VAR} expansion.  *out lives as long as the
+ * loader. */
+static int scalar_text(struct loader *ld, const yaml_node_t *node,
+		       const char *key, const char **out)
+{
+	const char *v = raw(node);
+	size_t n = node->data.scalar.length;
+	struct expand_error e;
+	struct shoal_buf b;
+	yaml_mark_t m;
+	int rc;
+
+	if (strlen(v) != n)
+		return fail(ld, node, "'%s' %s holds a NUL character", key, ld->where);
+	if (n > SHOAL_CONFIG_MAX_STRING)
+		return fail(ld, node, "'%s' %s is longer than %d bytes", key,
+			    ld->where, SHOAL_CONFIG_MAX_STRING);
+	if (memchr(v, '$', n) == NULL) {
+		*out = v;
+		return SHOAL_OK;
+	}
+	shoal_buf_init(&b, SHOAL_CONFIG_MAX_STRING);
+	rc = expand(v, n, 1, &b, &e);
+	if (rc == SHOAL_ECONFIG) {
+		m = ref_mark(ld, node, e.nth);
+		rc = fail_at(ld, &m, "%s", e.msg);
+	} else if (rc == SHOAL_ETOOBIG) {
+		rc = fail(ld, node, "'%s' %s is longer than %d bytes after ${...} "
+			  "expansion", key, ld->where, SHOAL_CONFIG_MAX_STRING);
+	} else if (rc != SHOAL_OK) {
+		rc = nomem(ld);
+	} else {
+		char *value = shoal_buf_steal(&b, NULL);
+
+		rc = value != NULL ? remember(ld, node, value) : nomem(ld);
+		if (rc == SHOAL_OK)
+			*out = value;
+	}
+	shoal_buf_free(&b);
+	return rc;
+}
+
+/* ---- nodes --------------------------------------------------------------- */
+
+static const yaml_node_t *node_at(struct loader *ld, int id)
+{
+	return yaml_document_get_node(&ld->doc, id);
+}
+
+static size_t npairs(const yaml_node_t *map)
+{
+	return (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+}
+
+static size_t nitems(const yaml_node_t *seq)
+{
+	return (size_t)(seq->data.sequence.items.top - seq->data.sequence.items.start);
+}
+
+static const yaml_node_t *item_at(struct loader *ld, const yaml_node_t *seq, size_t i)
+{
+	return node_at(ld, seq->data.sequence.items.start[i]);
+}
+
+/* A plain empty, ~ or null scalar: "no value". */
+static int is_null(const yaml_node_t *n)
+{
+	static const char *const nulls[] = { "", "~", "null", "Null", "NULL" };
+	size_t i;
+
+	if (n->type != YAML_SCALAR_NODE ||
+	    n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+		return 0;
+	for (i = 0; i < SHOAL_ARRAY_LEN(nulls); i++)
+		if (strcmp(raw(n), nulls[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *describe(const yaml_node_t *n)
+{
+	if (is_null(n))
+		return "nothing";
+	if (n->type == YAML_MAPPING_NODE)
+		return "a mapping";
+	if (n->type == YAML_SEQUENCE_NODE)
+		return "a list";
+	return "a single value";
+}
+
+static int expect_type(struct loader *ld, const yaml_node_t *node,
+		       yaml_node_type_t type, const char *key)
+{
+	const char *want = type == YAML_MAPPING_NODE ? "a mapping (key: value)"
+			 : type == YAML_SEQUENCE_NODE ? "a list"
+			 : "a single value";
+
+	if (node->type == type && !(type == YAML_SCALAR_NODE && is_null(node)))
+		return SHOAL_OK;
+	return fail(ld, node, "'%s' %s must be %s, not %s", key, ld->where, want,
+		    describe(node));
+}
+
+/* The value of key `name` in map, or NULL when absent. */
+static const yaml_node_t *lookup(struct loader *ld, const yaml_node_t *map,
+				 const char *name)
+{
+	const yaml_node_pair_t *p;
+
+	for (p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+		const yaml_node_t *k = node_at(ld, p->key);
+
+		if (k != NULL && k->type == YAML_SCALAR_NODE && strcmp(raw(k), name) == 0)
+			return node_at(ld, p->value);
+	}
+	return NULL;
+}
+
+/* ---- storing values -------------------------------------------------------- */
+
+static void *field(void *obj, size_t off)
+{
+	return (char *)obj + off;
+}
+
+static void store_uint(void *p, size_t width, uint64_t v)
+{
+	uint8_t v8 = (uint8_t)v;
+	uint16_t v16 = (uint16_t)v;
+	uint32_t v32 = (uint32_t)v;
+
+	if (width == 1)
+		memcpy(p, &v8, 1);
+	else if (width == 2)
+		memcpy(p, &v16, 2);
+	else if (width == 4)
+		memcpy(p, &v32, 4);
+	else
+		memcpy(p, &v, 8);
+}
+
+static uint64_t load_uint(const void *p, size_t width)
+{
+	uint8_t v8;
+	uint16_t v16;
+	uint32_t v32;
+	uint64_t v;
+
+	if (width == 1) {
+		memcpy(&v8, p, 1);
+		return v8;
+	}
+	if (width == 2) {
+		memcpy(&v16, p, 2);
+		return v16;
+	}
+	if (width == 4) {
+		memcpy(&v32, p, 4);
+		return v32;
+	}
+	memcpy(&v, p, 8);
+	return v;
+}
+
+static void strv_free(char **v, size_t n)
+{
+	size_t i;
+
+	for (i = 0; v != NULL && i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static char **strv_dup(char *const *v, size_t n)
+{
+	char **c = calloc(n + 1, sizeof(*c));
+	size_t i;
+
+	for (i = 0; c != NULL && i < n; i++) {
+		c[i] = shoal_strdup(v[i]);
+		if (c[i] == NULL) {
+			strv_free(c, i);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+/* Replaces the list in k's field (and its count) with v[0..n). */
+static void store_list(void *obj, const struct key *k, char **v, size_t n)
+{
+	char **old;
+
+	memcpy(&old, field(obj, k->off), sizeof(old));
+	strv_free(old, (size_t)load_uint(field(obj, k->noff), k->nwidth));
+	memcpy(field(obj, k->off), &v, sizeof(v));
+	store_uint(field(obj, k->noff), k->nwidth, n);
+}
+
+static int store_string(struct loader *ld, char **slot, const char *s)
+{
+	char *c = shoal_strdup(s);
+
+	if (c == NULL)
+		return nomem(ld);
+	free(*slot);
+	*slot = c;
+	return SHOAL_OK;
+}
+
+/* ---- messages that name the closest thing ---------------------------------- */
+
+/* Optimal string alignment distance (edits and swaps), ASCII case folded;
+ * SIZE_MAX for names over 64 bytes. */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), i, j;
+	size_t rows[3][65];
+	size_t *pp = rows[0], *p = rows[1], *c = rows[2];
+
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	for (j = 0; j <= lb; j++)
+		p[j] = j;
+	for (i = 1; i <= la; i++) {
+		c[0] = i;
+		for (j = 1; j <= lb; j++) {
+			int ca = a[i - 1] | 0x20, cb = b[j - 1] | 0x20;
+			size_t best = p[j - 1] + (ca != cb);
+
+			if (p[j] + 1 < best)
+				best = p[j] + 1;
+			if (c[j - 1] + 1 < best)
+				best = c[j - 1] + 1;
+			if (i > 1 && j > 1 && ca == (b[j - 2] | 0x20) &&
+			    (a[i - 2] | 0x20) == cb && pp[j - 2] + 1 < best)
+				best = pp[j - 2] + 1;
+			c[j] = best;
+		}
+		{
+			size_t *t = pp;
+
+			pp = p;
+			p = c;
+			c = t;
+		}
+	}
+	return p[lb];
+}
+
+static size_t common_prefix(const char *a, const char *b)
+{
+	size_t n = 0;
+
+	while (a[n] != '\0' && a[n] == b[n])
+		n++;
+	return n;
+}
+
+/* Keeps cand in *best when it is closer to s and close enough to be what
+ * the user meant; of two as close, the one sharing more of s's start
+ * ("stage" -> "stages", not "state"). */
+static void consider(const char *s, const char *cand, const char **best,
+		     size_t *bestd)
+{
+	size_t d = edit_distance(s, cand);
+
+	if (d == SIZE_MAX || d >= strlen(s) || d > *bestd)
+		return;
+	if (d == *bestd && common_prefix(s, cand) <= common_prefix(s, *best))
+		return;
+	if (d <= 2 || d * 3 <= strlen(cand)) {
+		*best = cand;
+		*bestd = d;
+	}
+}
+
+static const char *nearest_key(const struct section *sec, const char *s)
+{
+	const char *best = NULL;
+	size_t bestd = SIZE_MAX, i;
+
+	for (i = 0; i < sec->nkeys; i++)
+		consider(s, sec->keys[i].name, &best, &bestd);
+	return best;
+}
+
+static const char *nearest_name(const struct enum_name *names, const char *s)
+{
+	const char *best = NULL;
+	size_t bestd = SIZE_MAX;
+
+	for (; names->name != NULL; names++)
+		consider(s, names->name, &best, &bestd);
+	return best;
+}
+
+/* "a, b or c" */
+static void join_names(char *buf, size_t size, const struct enum_name *names)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (; names->name != NULL && used < size; names++) {
+		const char *sep = used == 0 ? "" : names[1].name == NULL ? " or " : ", ";
+		int n = snprintf(buf + used, size - used, "%s%s", sep, names->name);
+
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+static void join_keys(char *buf, size_t size, const struct section *sec)
+{
+	size_t used = 0, i;
+
+	buf[0] = '\0';
+	for (i = 0; i < sec->nkeys && used < size; i++) {
+		int n = snprintf(buf + used, size - used, "%s%s", i ? ", " : "",
+				 sec->keys[i].name);
+
+		if (n < 0)
+			break;
+		used += (size_t)n;
+	}
+}
+
+static const struct key *find_key(const struct section *sec, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sec->nkeys; i++)
+		if (strcmp(sec->keys[i].name, name) == 0)
+			return &sec->keys[i];
+	return NULL;
+}
+
+/* The key of sec whose own section holds `name` ("memory" -> "sandbox"). */
+static const char *owner_of(const struct section *sec, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sec->nkeys; i++)
+		if (sec->keys[i].sub != NULL && !(sec->keys[i].flags & F_LIST) &&
+		    find_key(sec->keys[i].sub, name) != NULL)
+			return sec->keys[i].name;
+	return NULL;
+}
+
+static int is_reserved(const struct section *sec, const char *name)
+{
+	const char *const *r;
+
+	for (r = sec->reserved; r != NULL && *r != NULL; r++)
+		if (strcmp(*r, name) == 0)
+			return 1;
+	return 0;
+}
+
+static int unknown_key(struct loader *ld, const struct section *sec,
+		       const yaml_node_t *key)
+{
+	const char *name = raw(key), *near, *owner;
+	char keys[256];
+
+	if (is_reserved(sec, name))
+		return fail(ld, key, "unknown key '%s' %s (not supported in this "
+			    "version)", name, ld->where);
+	near = nearest_key(sec, name);
+	if (near != NULL)
+		return fail(ld, key, "unknown key '%s' %s; did you mean '%s'?",
+			    name, ld->where, near);
+	owner = owner_of(sec, name);
+	if (owner != NULL)
+		return fail(ld, key, "unknown key '%s' %s; it belongs under "
+			    "'%s:'", name, ld->where, owner);
+	join_keys(keys, sizeof(keys), sec);
+	return fail(ld, key, "unknown key '%s' %s; the keys here are: %s", name,
+		    ld->where, keys);
+}
+
+/* Checks a mapping's keys, in file order: each a plain name, none twice,
+ * and (with sec) each one the section knows. */
+static int check_map(struct loader *ld, const yaml_node_t *map,
+		     const struct section *sec, const char *in, size_t max)
+{
+	size_t n = npairs(map), i, j;
+
+	if (n > max)
+		return fail(ld, map, "%s has %zu entries; at most %zu are allowed",
+			    in, n, max);
+	for (i = 0; i < n; i++) {
+		const yaml_node_t *k = node_at(ld, map->data.mapping.pairs.start[i].key);
+
+		if (k->type != YAML_SCALAR_NODE || is_null(k))
+			return fail(ld, k, "a key %s must be a name, not %s", in,
+				    describe(k));
+		for (j = 0; j < i; j++) {
+			const yaml_node_t *o =
+				node_at(ld, map->data.mapping.pairs.start[j].key);
+
+			if (strcmp(raw(o), raw(k)) == 0)
+				return fail(ld, k, "duplicate key '%s' %s: it is "
+					    "already set at line %zu", raw(k), in,
+					    o->start_mark.line + 1);
+		}
+		if (sec != NULL && find_key(sec, raw(k)) == NULL)
+			return unknown_key(ld, sec, k);
+	}
+	return SHOAL_OK;
+}
+
+/* ---- scalar kinds -------------------------------------------------------- */
+
+static void fmt_duration(char *buf, size_t size, uint64_t ms)
+{
+	static const struct { const char *unit; uint64_t ms; } units[] = {
+		{ "h", 3600000 }, { "m", 60000 }, { "s", 1000 },
+	};
+	size_t i;
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(units); i++) {
+		if (ms != 0 && ms % units[i].ms == 0) {
+			snprintf(buf, size, "%llu%s",
+				 (unsigned long long)(ms / units[i].ms), units[i].unit);
+			return;
+		}
+	}
+	snprintf(buf, size, "%llums", (unsigned long long)ms);
+}
+
+static void fmt_size(char *buf, size_t size, uint64_t n)
+{
+	static const struct { const char *unit; uint64_t mul; } units[] = {
+		{ "GiB", UINT64_C(1) << 30 }, { "MiB", UINT64_C(1) << 20 },
+		{ "KiB", UINT64_C(1) << 10 },
+	};
+	size_t i;
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(units); i++) {
+		if (n != 0 && n % units[i].mul == 0) {
+			snprintf(buf, size, "%llu%s",
+				 (unsigned long long)(n / units[i].mul), units[i].unit);
+			return;
+		}
+	}
+	snprintf(buf, size, "%llu", (unsigned long long)n);
+}
+
+/* A bound of k in the unit the user writes. */
+static void fmt_bound(char *buf, size_t size, const struct key *k, uint64_t v)
+{
+	if (k->kind == K_DURATION)
+		fmt_duration(buf, size, v);
+	else if (k->kind == K_SIZE)
+		fmt_size(buf, size, v);
+	else
+		snprintf(buf, size, "%llu", (unsigned long long)v);
+}
+
+static int set_number(struct loader *ld, const struct key *k,
+		      const yaml_node_t *node, const char *text, void *obj)
+{
+	char bound[32];
+	uint64_t v;
+	int rc;
+
+	if (k->kind == K_UINT)
+		rc = shoal_parse_u64(text, &v);
+	else if (k->kind == K_DURATION)
+		rc = shoal_parse_duration_ms(text, &v);
+	else
+		rc = shoal_parse_size(text, &v);
+	if (rc != SHOAL_OK)
+		return fail(ld, node, "'%s' %s must be %s, not '%s'", k->name,
+			    ld->where,
+			    k->kind == K_UINT ? "a whole number"
+			    : k->kind == K_DURATION ? "a duration such as 250ms, "
+						      "30s, 10m or 2h"
+			    : "a size such as 64KiB, 512MiB or 2GiB", text);
+	if (v < k->lo) {
+		fmt_bound(bound, sizeof(bound), k, k->lo);
+		return fail(ld, node, "'%s' %s must be at least %s, not '%s'",
+			    k->name, ld->where, bound, text);
+	}
+	if (v > k->hi) {
+		fmt_bound(bound, sizeof(bound), k, k->hi);
+		return fail(ld, node, "'%s' %s must be at most %s, not '%s'",
+			    k->name, ld->where, bound, text);
+	}
+	store_uint(field(obj, k->off), k->width, v);
+	return SHOAL_OK;
+}
+
+static int set_enum(struct loader *ld, const struct key *k,
+		    const yaml_node_t *node, const char *text, void *obj)
+{
+	const struct enum_name *e;
+	const char *near;
+	char names[128];
+
+	for (e = k->names; e->name != NULL; e++) {
+		if (strcmp(e->name, text) == 0) {
+			store_uint(field(obj, k->off), k->width, (uint64_t)e->value);
+			return SHOAL_OK;
+		}
+	}
+	join_names(names, sizeof(names), k->names);
+	near = nearest_name(k->names, text);
+	if (near != NULL)
+		return fail(ld, node, "'%s' %s must be %s, not '%s'; did you mean "
+			    "'%s'?", k->name, ld->where, names, text, near);
+	return fail(ld, node, "'%s' %s must be %s, not '%s'", k->name, ld->where,
+		    names, text);
+}
+
+/* A decimal fraction in (0, 1]: digits and one '.', nothing else. */
+static int set_fraction(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, const char *text, void *obj)
+{
+	size_t digits = strspn(text, "0123456789.");
+	char *end = NULL;
+	double v = 0;
+
+	if (digits == strlen(text) && digits > 0 && strchr(text, '.') == strrchr(text, '.'))
+		v = strtod(text, &end);
+	if (end == NULL || *end != '\0' || !isfinite(v) || v <= 0 || v > 1)
+		return fail(ld, node, "'%s' %s must be a fraction in (0, 1] such "
+			    "as 0.95, not '%s'", k->name, ld->where, text);
+	memcpy(field(obj, k->off), &v, sizeof(v));
+	return SHOAL_OK;
+}
+
+static int set_string(struct loader *ld, const struct key *k,
+		      const yaml_node_t *node, const char *text, void *obj)
+{
+	char *path;
+	int rc;
+
+	if (text[0] == '\0')
+		return fail(ld, node, "'%s' %s is empty", k->name, ld->where);
+	if (k->check != NULL) {
+		rc = k->check(ld, k, node, text);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
+	if (k->kind == K_STR)
+		return store_string(ld, field(obj, k->off), text);
+	path = shoal_path_join(ld->cfg->dir, text);
+	if (path == NULL)
+		return nomem(ld);
+	free(*(char **)field(obj, k->off));
+	*(char **)field(obj, k->off) = path;
+	return SHOAL_OK;
+}
+
+static int is_scalar_kind(enum kind kind)
+{
+	return kind != K_STRLIST && kind != K_MAP && kind != K_CUSTOM;
+}
+
+/* Parses text (a value, or a default when node is NULL) into k's field. */
+static int set_scalar(struct loader *ld, const struct key *k,
+		      const yaml_node_t *node, const char *text, void *obj)
+{
+	switch (k->kind) {
+	case K_STR:
+	case K_PATH:
+		return set_string(ld, k, node, text, obj);
+	case K_UINT:
+	case K_DURATION:
+	case K_SIZE:
+		return set_number(ld, k, node, text, obj);
+	case K_ENUM:
+		return set_enum(ld, k, node, text, obj);
+	case K_FRACTION:
+		return set_fraction(ld, k, node, text, obj);
+	default:
+		return shoal_error_set(ld->err, SHOAL_EINVAL,
+				       "config key table: '%s' is not a scalar",
+				       k->name);
+	}
+}
+
+/* A list item that must be a string; *text is its expanded value. */
+static int item_text(struct loader *ld, const yaml_node_t *item, size_t i,
+		     const char *key, const char **text)
+{
+	if (item->type != YAML_SCALAR_NODE || is_null(item))
+		return fail(ld, item, "item %zu of '%s' %s must be a string, not %s",
+			    i + 1, key, ld->where, describe(item));
+	return scalar_text(ld, item, key, text);
+}
+
+static int apply_strlist(struct loader *ld, const struct key *k,
+			 const yaml_node_t *node, void *obj)
+{
+	size_t n, i;
+	char **v;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_SEQUENCE_NODE, k->name);
+	if (rc != SHOAL_OK)
+		return rc;
+	n = nitems(node);
+	if (n > SHOAL_CONFIG_MAX_ITEMS)
+		return fail(ld, node, "'%s' %s has %zu items; at most %d are allowed",
+			    k->name, ld->where, n, SHOAL_CONFIG_MAX_ITEMS);
+	v = calloc(n + 1, sizeof(*v));
+	if (v == NULL)
+		return nomem(ld);
+	for (i = 0; i < n; i++) {
+		const yaml_node_t *item = item_at(ld, node, i);
+		const char *text;
+
+		rc = item_text(ld, item, i, k->name, &text);
+		if (rc == SHOAL_OK && text[0] == '\0')
+			rc = fail(ld, item, "item %zu of '%s' %s is empty", i + 1,
+				  k->name, ld->where);
+		if (rc == SHOAL_OK && k->check != NULL)
+			rc = k->check(ld, k, item, text);
+		if (rc == SHOAL_OK && (v[i] = shoal_strdup(text)) == NULL)
+			rc = nomem(ld);
+		if (rc != SHOAL_OK)
+			goto out;
+	}
+	store_list(obj, k, v, n);
+	v = NULL;
+out:
+	strv_free(v, n);
+	return rc;
+}
+
+/* ---- the section walker -------------------------------------------------- */
+
+static int parse_section(struct loader *ld, const struct section *sec,
+			 const yaml_node_t *map, void *obj);
+
+static int apply_key(struct loader *ld, const struct key *k,
+		     const yaml_node_t *node, void *obj)
+{
+	const char *text;
+	int rc;
+
+	switch (k->kind) {
+	case K_MAP:
+		rc = expect_type(ld, node, YAML_MAPPING_NODE, k->name);
+		return rc != SHOAL_OK ? rc
+		       : parse_section(ld, k->sub, node, field(obj, k->off));
+	case K_STRLIST:
+		return apply_strlist(ld, k, node, obj);
+	case K_CUSTOM:
+		return k->apply(ld, k, node, obj);
+	default:
+		break;
+	}
+	rc = expect_type(ld, node, YAML_SCALAR_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = scalar_text(ld, node, k->name, &text);
+	return rc != SHOAL_OK ? rc : set_scalar(ld, k, node, text, obj);
+}
+
+static int apply_default(struct loader *ld, const struct key *k, void *obj)
+{
+	if (!ld->defaults)
+		return SHOAL_OK;
+	if (k->dflt_fn != NULL)
+		return k->dflt_fn(ld, k, obj);
+	if (k->kind == K_MAP && (k->flags & F_ALWAYS))
+		return parse_section(ld, k->sub, NULL, field(obj, k->off));
+	if (is_scalar_kind(k->kind) && k->dflt != NULL)
+		return set_scalar(ld, k, NULL, k->dflt, obj);
+	return SHOAL_OK;
+}
+
+/* A required key that is absent (empty: it is there with no value). */
+static int missing_key(struct loader *ld, const struct key *k,
+		       const yaml_node_t *map, const yaml_node_t *empty)
+{
+	if (empty != NULL)
+		return fail(ld, empty, "'%s' %s has no value; e.g. %s", k->name,
+			    ld->where, k->example);
+	return fail(ld, map, "missing required key '%s' %s; e.g. %s", k->name,
+		    ld->where, k->example);
+}
+
+static int read_key(struct loader *ld, const struct key *k,
+		    const yaml_node_t *map, void *obj)
+{
+	const yaml_node_t *v = map != NULL ? lookup(ld, map, k->name) : NULL;
+
+	if (v != NULL && !is_null(v))
+		return apply_key(ld, k, v, obj);
+	if (k->flags & F_REQUIRED)
+		return missing_key(ld, k, map, v);
+	return apply_default(ld, k, obj);
+}
+
+static int valid_id(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			     "0123456789_-");
+
+	return n > 0 && n <= MAX_ID && s[n] == '\0';
+}
+
+/* "in stage 'entries'" (or "in stage 2" before its id is known). */
+static void stage_where(struct loader *ld, const yaml_node_t *map, char *buf,
+			size_t size)
+{
+	const yaml_node_t *id = map != NULL ? lookup(ld, map, "id") : NULL;
+
+	if (id != NULL && id->type == YAML_SCALAR_NODE && valid_id(raw(id)))
+		snprintf(buf, size, "in stage '%s'", raw(id));
+	else
+		snprintf(buf, size, "in stage %zu", ld->stage + 1);
+}
+
+/* Reads map (NULL: absent, so defaults only) into obj by sec's rows: the
+ * keys are checked in file order, then read in table order. */
+static int parse_section(struct loader *ld, const struct section *sec,
+			 const yaml_node_t *map, void *obj)
+{
+	const char *saved = ld->where;
+	char where[MAX_ID + 32];
+	size_t i;
+	int rc = SHOAL_OK;
+
+	shoal_strlcpy(where, sec->where, sizeof(where));
+	if (sec == &stage_section)
+		stage_where(ld, map, where, sizeof(where));
+	ld->where = where;
+	if (map != NULL)
+		rc = check_map(ld, map, sec, where, SHOAL_CONFIG_MAX_ITEMS);
+	for (i = 0; rc == SHOAL_OK && i < sec->nkeys; i++)
+		rc = read_key(ld, &sec->keys[i], map, obj);
+	if (rc == SHOAL_OK && sec->finish != NULL)
+		rc = sec->finish(ld, map, obj);
+	ld->where = saved;
+	return rc;
+}
+
+/* ---- checks of single values -------------------------------------------- */
+
+static int check_name(struct loader *ld, const struct key *k,
+		      const yaml_node_t *node, const char *value)
+{
+	size_t n = strspn(value, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				 "0123456789_.-");
+
+	if (n > 0 && n <= MAX_ID && value[n] == '\0')
+		return SHOAL_OK;
+	return fail(ld, node, "'%s' %s must be 1 to %d of A-Z a-z 0-9 _ . -, not "
+		    "'%s'", k->name, ld->where, MAX_ID, value);
+}
+
+static int check_redis_url(struct loader *ld, const struct key *k,
+			   const yaml_node_t *node, const char *value)
+{
+	static const char *const schemes[] = { "redis://", "rediss://", "unix://" };
+	size_t i;
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(schemes); i++)
+		if (strncmp(value, schemes[i], strlen(schemes[i])) == 0 &&
+		    value[strlen(schemes[i])] != '\0')
+			return SHOAL_OK;
+	return fail(ld, node, "'%s' %s must be a redis://, rediss:// or unix:// "
+		    "URL, not '%s'; leave it out for a private redis-server",
+		    k->name, ld->where, value);
+}
+
+static int check_id_syntax(struct loader *ld, const yaml_node_t *node,
+			   const char *what, const char *value)
+{
+	if (valid_id(value))
+		return SHOAL_OK;
+	return fail(ld, node, "%s '%s' %s must be 1 to %d of A-Z a-z 0-9 _ -",
+		    what, value, ld->where, MAX_ID);
+}
+
+static int check_stage_id(struct loader *ld, const struct key *k,
+			  const yaml_node_t *node, const char *value)
+{
+	size_t i;
+	int rc;
+
+	(void)k;
+	rc = check_id_syntax(ld, node, "stage id", value);
+	for (i = 0; rc == SHOAL_OK && i < ld->stage; i++)
+		if (strcmp(ld->cfg->stages[i].id, value) == 0)
+			rc = fail(ld, node, "duplicate stage id '%s': the stage at "
+				  "line %d already has it", value,
+				  ld->cfg->stages[i].line);
+	return rc;
+}
+
+static int check_stage_ref(struct loader *ld, const struct key *k,
+			   const yaml_node_t *node, const char *value)
+{
+	(void)k;
+	ld->refs[ld->stage].from_node = node;
+	return check_id_syntax(ld, node, "stage", value);
+}
+
+static int check_regex(struct loader *ld, const struct key *k,
+		       const yaml_node_t *node, const char *value)
+{
+	char msg[256];
+	regex_t re;
+	int rc = regcomp(&re, value, REG_EXTENDED | REG_NEWLINE | REG_NOSUB);
+
+	if (rc == 0) {
+		regfree(&re);
+		return SHOAL_OK;
+	}
+	regerror(rc, &re, msg, sizeof(msg));
+	return fail(ld, node, "'%s' %s is not a valid POSIX extended regex: %s",
+		    k->name, ld->where, msg);
+}
+
+static int check_absolute(struct loader *ld, const struct key *k,
+			  const yaml_node_t *node, const char *value)
+{
+	if (value[0] == '/')
+		return SHOAL_OK;
+	return fail(ld, node, "'%s' %s must hold absolute paths, not '%s'",
+		    k->name, ld->where, value);
+}
+
+/* A path inside /workspace: relative, no "..", at most PATH_MAX. */
+static int check_workspace_path(struct loader *ld, const struct key *k,
+				const yaml_node_t *node, const char *value)
+{
+	const char *p = value;
+
+	if (value[0] == '/')
+		return fail(ld, node, "'%s' %s must be relative to /workspace, not "
+			    "'%s'", k->name, ld->where, value);
+	if (strlen(value) >= PATH_MAX)
+		return fail(ld, node, "'%s' %s holds a path longer than %d bytes",
+			    k->name, ld->where, PATH_MAX - 1);
+	while (*p != '\0') {
+		size_t n = strcspn(p, "/");
+
+		if (n == 2 && p[0] == '.' && p[1] == '.')
+			return fail(ld, node, "'%s' %s must stay inside /workspace: "
+				    "'%s' has '..'", k->name, ld->where, value);
+		p += n;
+		p += *p == '/';
+	}
+	return SHOAL_OK;
+}
+
+/* ---- checks across keys of one section ------------------------------------- */
+
+static int finish_for_each(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	struct shoal_stage_conf *st = obj;
+
+	if (st->glob != NULL && st->from_stage != NULL)
+		return fail(ld, map, "for_each has both 'files' and 'stage'; give "
+			    "one: files: GLOB for files, stage: ID for the results "
+			    "of another stage");
+	if (st->glob == NULL && st->from_stage == NULL)
+		return fail(ld, map, "for_each needs 'files: GLOB' or 'stage: ID'");
+	st->for_each = st->glob != NULL ? SHOAL_FOR_EACH_FILES : SHOAL_FOR_EACH_STAGE;
+	return SHOAL_OK;
+}
+
+static int finish_split(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	struct shoal_split_conf *sp = obj;
+	const yaml_node_t *at;
+
+	if (sp->by == SHOAL_SPLIT_REGEX && sp->pattern == NULL)
+		return fail(ld, lookup(ld, map, "by"), "split by: regex needs a "
+			    "'pattern', e.g. pattern: '^Date:'");
+	if (sp->by != SHOAL_SPLIT_REGEX && sp->pattern != NULL)
+		return fail(ld, lookup(ld, map, "pattern"), "'pattern' in split is "
+			    "only used with by: regex");
+	if (sp->by != SHOAL_SPLIT_REGEX && sp->size == 0)
+		return fail(ld, map, "split by: %s needs a 'size' (%s per chunk)",
+			    sp->by == SHOAL_SPLIT_LINES ? "lines" : "bytes",
+			    sp->by == SHOAL_SPLIT_LINES ? "lines" : "bytes");
+	if (sp->size > 0 && sp->overlap >= sp->size) {
+		at = lookup(ld, map, "overlap");
+		return fail(ld, at != NULL ? at : map, "'overlap' in split (%llu) "
+			    "must be less than 'size' (%llu)",
+			    (unsigned long long)sp->overlap,
+			    (unsigned long long)sp->size);
+	}
+	return SHOAL_OK;
+}
+
+/* ---- custom keys ----------------------------------------------------------- */
+
+static int apply_version(struct loader *ld, const struct key *k,
+			 const yaml_node_t *node, void *obj)
+{
+	struct shoal_config *cfg = obj;
+	const char *text;
+	uint64_t v;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_SCALAR_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = scalar_text(ld, node, k->name, &text);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (shoal_parse_u64(text, &v) != SHOAL_OK || v != 1)
+		return fail(ld, node, "version '%s' is not supported; this shoal "
+			    "reads version: 1", text);
+	cfg->version = 1;
+	return SHOAL_OK;
+}
+
+static int apply_rootfs(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, void *obj)
+{
+	struct shoal_sandbox_conf *sb = obj;
+	const char *text;
+	char *copy = NULL;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_SCALAR_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = scalar_text(ld, node, k->name, &text);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (strcmp(text, "host") != 0 && text[0] != '/')
+		return fail(ld, node, "'%s' %s must be host or an absolute folder, "
+			    "not '%s'", k->name, ld->where, text);
+	if (text[0] == '/' && (copy = shoal_strdup(text)) == NULL)
+		return nomem(ld);
+	free((void *)sb->limits.rootfs);
+	sb->limits.rootfs = copy;
+	return SHOAL_OK;
+}
+
+static int env_set(struct loader *ld, const yaml_node_t *node,
+		   struct shoal_sandbox_conf *sb, const char *key, const char *value)
+{
+	struct shoal_kv_conf *p;
+	size_t i;
+
+	for (i = 0; i < sb->nenv; i++)
+		if (strcmp(sb->env[i].key, key) == 0)
+			return store_string(ld, &sb->env[i].value, value);
+	if (sb->nenv >= SHOAL_CONFIG_MAX_ENV)
+		return fail(ld, node, "env has more than %d variables",
+			    SHOAL_CONFIG_MAX_ENV);
+	p = realloc(sb->env, (sb->nenv + 1) * sizeof(*p));
+	if (p == NULL)
+		return nomem(ld);
+	sb->env = p;
+	p[sb->nenv].key = shoal_strdup(key);
+	p[sb->nenv].value = shoal_strdup(value);
+	if (p[sb->nenv].key == NULL || p[sb->nenv].value == NULL) {
+		free(p[sb->nenv].key);
+		free(p[sb->nenv].value);
+		return nomem(ld);
+	}
+	sb->nenv++;
+	return SHOAL_OK;
+}
+
+static int env_has(const struct shoal_sandbox_conf *sb, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sb->nenv; i++)
+		if (strcmp(sb->env[i].key, key) == 0)
+			return 1;
+	return 0;
+}
+
+static int env_pair(struct loader *ld, const yaml_node_t *key,
+		    const yaml_node_t *value, struct shoal_sandbox_conf *sb)
+{
+	const char *name = raw(key), *text;
+	size_t n = strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+				"0123456789_");
+	int rc;
+
+	if (n == 0 || n > MAX_VAR_NAME || name[n] != '\0' || !is_name_start(name[0]))
+		return fail(ld, key, "env name '%s' %s must be letters, digits and "
+			    "_, not starting with a digit", name, ld->where);
+	if (value->type != YAML_SCALAR_NODE || is_null(value))
+		return fail(ld, value, "env '%s' %s must be a string, not %s (write "
+			    "'' for an empty value)", name, ld->where, describe(value));
+	rc = scalar_text(ld, value, name, &text);
+	return rc != SHOAL_OK ? rc : env_set(ld, value, sb, name, text);
+}
+
+/* Merges the map into the env already there (the top level's, for a
+ * stage), then adds PATH when it is missing. */
+static int apply_env(struct loader *ld, const struct key *k,
+		     const yaml_node_t *node, void *obj)
+{
+	struct shoal_sandbox_conf *sb = obj;
+	const yaml_node_pair_t *p;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_MAPPING_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = check_map(ld, node, NULL, "in env", SHOAL_CONFIG_MAX_ENV);
+	for (p = node->data.mapping.pairs.start;
+	     rc == SHOAL_OK && p < node->data.mapping.pairs.top; p++)
+		rc = env_pair(ld, node_at(ld, p->key), node_at(ld, p->value), sb);
+	if (rc == SHOAL_OK && !env_has(sb, "PATH"))
+		rc = env_set(ld, node, sb, "PATH", DEFAULT_PATH);
+	return rc;
+}
+
+static int default_env(struct loader *ld, const struct key *k, void *obj)
+{
+	int rc;
+
+	(void)k;
+	rc = env_set(ld, NULL, obj, "LANG", DEFAULT_LANG);
+	return rc != SHOAL_OK ? rc : env_set(ld, NULL, obj, "PATH", DEFAULT_PATH);
+}
+
+static int default_workers(struct loader *ld, const struct key *k, void *obj)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	(void)ld;
+	if (n < (long)k->lo)
+		n = (long)k->lo;
+	if (n > (long)k->hi)
+		n = (long)k->hi;
+	store_uint(field(obj, k->off), k->width, (uint64_t)n);
+	return SHOAL_OK;
+}
+
+/* The file's name without .yaml/.yml, with characters a name cannot hold
+ * replaced by '-'. */
+static int default_name(struct loader *ld, const struct key *k, void *obj)
+{
+	const char *base = strrchr(ld->cfg->path, '/');
+	char name[MAX_ID + 1];
+	size_t n, i;
+
+	base = base != NULL ? base + 1 : ld->cfg->path;
+	n = strlen(base);
+	if (n > 5 && strcmp(base + n - 5, ".yaml") == 0)
+		n -= 5;
+	else if (n > 4 && strcmp(base + n - 4, ".yml") == 0)
+		n -= 4;
+	if (n > MAX_ID)
+		n = MAX_ID;
+	for (i = 0; i < n; i++)
+		name[i] = is_name_char(base[i]) || base[i] == '-' || base[i] == '.'
+			  ? base[i] : '-';
+	name[n] = '\0';
+	return store_string(ld, field(obj, k->off), n > 0 ? name : "shoal");
+}
+
+static void sandbox_free(struct shoal_sandbox_conf *sb)
+{
+	size_t i;
+
+	free((void *)sb->limits.rootfs);
+	strv_free((char **)sb->limits.readonly_paths, sb->limits.n_readonly_paths);
+	for (i = 0; i < sb->nenv; i++) {
+		free(sb->env[i].key);
+		free(sb->env[i].value);
+	}
+	free(sb->env);
+	memset(sb, 0, sizeof(*sb));
+}
+
+/* A deep copy: dst shares nothing with src.  On failure dst is empty. */
+static int sandbox_copy(struct shoal_sandbox_conf *dst,
+			const struct shoal_sandbox_conf *src)
+{
+	size_t i;
+
+	memset(dst, 0, sizeof(*dst));
+	dst->limits = src->limits;
+	dst->limits.rootfs = NULL;
+	dst->limits.readonly_paths = NULL;
+	dst->limits.n_readonly_paths = 0;
+	dst->limits.rootfs = shoal_strdup(src->limits.rootfs);
+	dst->limits.readonly_paths =
+		(const char **)strv_dup((char *const *)src->limits.readonly_paths,
+					src->limits.n_readonly_paths);
+	dst->env = calloc(src->nenv + 1, sizeof(*dst->env));
+	if ((src->limits.rootfs != NULL && dst->limits.rootfs == NULL) ||
+	    dst->limits.readonly_paths == NULL || dst->env == NULL)
+		goto fail;
+	dst->limits.n_readonly_paths = src->limits.n_readonly_paths;
+	for (i = 0; i < src->nenv; i++) {
+		dst->env[i].key = shoal_strdup(src->env[i].key);
+		dst->env[i].value = shoal_strdup(src->env[i].value);
+		dst->nenv = i + 1;
+		if (dst->env[i].key == NULL || dst->env[i].value == NULL)
+			goto fail;
+	}
+	return SHOAL_OK;
+fail:
+	sandbox_free(dst);
+	return SHOAL_ENOMEM;
+}
+
+static int inherit_sandbox(struct loader *ld, const struct key *k, void *obj)
+{
+	struct shoal_stage_conf *st = obj;
+
+	(void)k;
+	sandbox_free(&st->sandbox);
+	return sandbox_copy(&st->sandbox, &ld->cfg->sandbox) == SHOAL_OK
+	       ? SHOAL_OK : nomem(ld);
+}
+
+/* The top-level sandbox, then this stage's keys over it (no defaults). */
+static int apply_stage_sandbox(struct loader *ld, const struct key *k,
+			       const yaml_node_t *node, void *obj)
+{
+	struct shoal_stage_conf *st = obj;
+	int saved = ld->defaults, rc;
+
+	rc = expect_type(ld, node, YAML_MAPPING_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = inherit_sandbox(ld, k, obj);
+	if (rc != SHOAL_OK)
+		return rc;
+	ld->defaults = 0;
+	rc = parse_section(ld, k->sub, node, &st->sandbox);
+	ld->defaults = saved;
+	return rc;
+}
+
+static int has_need(const struct shoal_stage_conf *st, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < st->nneeds; i++)
+		if (strcmp(st->needs[i], id) == 0)
+			return 1;
+	return 0;
+}
+
+/* Appends id to the stage's needs (and where it was written). */
+static int add_need(struct loader *ld, struct shoal_stage_conf *st,
+		    struct stage_ref *ref, const char *id, const yaml_node_t *node)
+{
+	char **needs = realloc(st->needs, (st->nneeds + 1) * sizeof(*needs));
+	const yaml_node_t **nodes;
+
+	if (needs == NULL)
+		return nomem(ld);
+	st->needs = needs;
+	nodes = realloc(ref->need_nodes, (st->nneeds + 1) * sizeof(*nodes));
+	if (nodes == NULL)
+		return nomem(ld);
+	ref->need_nodes = nodes;
+	needs[st->nneeds] = shoal_strdup(id);
+	if (needs[st->nneeds] == NULL)
+		return nomem(ld);
+	nodes[st->nneeds] = node;
+	st->nneeds++;
+	return SHOAL_OK;
+}
+
+/* Stage ids; written twice counts once.  Whether they exist is checked
+ * once every stage is read (link_stages). */
+static int apply_needs(struct loader *ld, const struct key *k,
+		       const yaml_node_t *node, void *obj)
+{
+	struct shoal_stage_conf *st = obj;
+	size_t n, i;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_SEQUENCE_NODE, k->name);
+	if (rc != SHOAL_OK)
+		return rc;
+	n = nitems(node);
+	if (n > SHOAL_CONFIG_MAX_STAGES)
+		return fail(ld, node, "'needs' %s has %zu items; there are at most "
+			    "%d stages", ld->where, n, SHOAL_CONFIG_MAX_STAGES);
+	for (i = 0; i < n; i++) {
+		const yaml_node_t *item = item_at(ld, node, i);
+		const char *id;
+
+		rc = item_text(ld, item, i, k->name, &id);
+		if (rc == SHOAL_OK)
+			rc = check_id_syntax(ld, item, "stage", id);
+		if (rc == SHOAL_OK && !has_need(st, id))
+			rc = add_need(ld, st, &ld->refs[ld->stage], id, item);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
+	return SHOAL_OK;
+}
+
+static int file_entry(struct loader *ld, const struct key *k,
+		      const yaml_node_t *key, const yaml_node_t *value,
+		      struct shoal_file_conf *f)
+{
+	struct stat sb;
+	const char *text;
+	int rc;
+
+	rc = check_workspace_path(ld, k, key, raw(key));
+	if (rc == SHOAL_OK && strcmp(raw(key), "input") == 0)
+		rc = fail(ld, key, "'input' %s is the subtask's input; give the "
+			  "file another name", ld->where);
+	if (rc == SHOAL_OK && (value->type != YAML_SCALAR_NODE || is_null(value)))
+		rc = fail(ld, value, "file '%s' %s must be a path, not %s", raw(key),
+			  ld->where, describe(value));
+	if (rc == SHOAL_OK)
+		rc = scalar_text(ld, value, raw(key), &text);
+	if (rc != SHOAL_OK)
+		return rc;
+	f->name = shoal_strdup(raw(key));
+	f->path = shoal_path_join(ld->cfg->dir, text);
+	if (f->name == NULL || f->path == NULL)
+		return nomem(ld);
+	if (stat(f->path, &sb) != 0)
+		return fail(ld, value, "file '%s' for '%s' %s cannot be read (%s): "
+			    "looked for %s", text, raw(key), ld->where,
+			    strerror(errno), f->path);
+	if (!S_ISREG(sb.st_mode))
+		return fail(ld, value, "file '%s' for '%s' %s is not a regular file",
+			    text, raw(key), ld->where);
+	return SHOAL_OK;
+}
+
+static int apply_files(struct loader *ld, const struct key *k,
+		       const yaml_node_t *node, void *obj)
+{
+	struct shoal_stage_conf *st = obj;
+	size_t n, i;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_MAPPING_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = check_map(ld, node, NULL, "in files", SHOAL_CONFIG_MAX_FILES);
+	if (rc != SHOAL_OK)
+		return rc;
+	n = npairs(node);
+	st->files = calloc(n + 1, sizeof(*st->files));
+	if (st->files == NULL)
+		return nomem(ld);
+	for (i = 0; i < n; i++) {
+		const yaml_node_pair_t *p = &node->data.mapping.pairs.start[i];
+
+		st->nfiles = i + 1;
+		rc = file_entry(ld, k, node_at(ld, p->key), node_at(ld, p->value),
+				&st->files[i]);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
+	return SHOAL_OK;
+}
+
+static int run_builtin(struct loader *ld, const yaml_node_t *node,
+		       struct shoal_stage_conf *st)
+{
+	const char *text;
+	int rc;
+
+	rc = scalar_text(ld, node, "run", &text);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (strcmp(text, "builtin:noop") == 0)
+		return store_string(ld, &st->builtin, "noop");
+	if (strncmp(text, "builtin:", 8) == 0)
+		return fail(ld, node, "unknown built-in '%s' %s; the built-ins are: "
+			    "builtin:noop", text, ld->where);
+	return fail(ld, node, "'run' %s must be a list (argv), not the string "
+		    "'%s'; write run: [sh, -c, '...'] for a shell command line, "
+		    "or run: builtin:noop", ld->where, text);
+}
+
+/* argv, stored with a NULL after the last item; or builtin:NAME. */
+static int apply_run(struct loader *ld, const struct key *k,
+		     const yaml_node_t *node, void *obj)
+{
+	struct shoal_stage_conf *st = obj;
+	size_t n, i;
+	int rc;
+
+	if (node->type == YAML_SCALAR_NODE)
+		return run_builtin(ld, node, st);
+	rc = expect_type(ld, node, YAML_SEQUENCE_NODE, k->name);
+	if (rc != SHOAL_OK)
+		return rc;
+	n = nitems(node);
+	if (n == 0)
+		return fail(ld, node, "'run' %s is an empty list; give the command "
+			    "and its arguments, e.g. run: [wc, -l]", ld->where);
+	if (n > SHOAL_CONFIG_MAX_ITEMS)
+		return fail(ld, node, "'run' %s has %zu items; at most %d are "
+			    "allowed", ld->where, n, SHOAL_CONFIG_MAX_ITEMS);
+	st->run = calloc(n + 1, sizeof(*st->run));
+	if (st->run == NULL)
+		return nomem(ld);
+	for (i = 0; i < n; i++) {
+		const yaml_node_t *item = item_at(ld, node, i);
+		const char *text;
+
+		rc = item_text(ld, item, i, k->name, &text);
+		if (rc == SHOAL_OK && i == 0 && text[0] == '\0')
+			rc = fail(ld, item, "the command in 'run' %s is empty",
+				  ld->where);
+		if (rc != SHOAL_OK)
+			return rc;
+		st->run[i] = shoal_strdup(text);
+		if (st->run[i] == NULL)
+			return nomem(ld);
+		st->nrun = i + 1;
+	}
+	return SHOAL_OK;
+}
+
+static int apply_fan_in(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, void *obj)
+{
+	static const struct key as_enum = {
+		.name = "fan_in", .kind = K_ENUM, .names = fan_in_names,
+		.off = offsetof(struct shoal_stage_conf, fan_in),
+		.width = sizeof(int),
+	};
+	struct shoal_stage_conf *st = obj;
+	const char *text;
+	int rc;
+
+	if (node->type == YAML_MAPPING_NODE) {
+		rc = parse_section(ld, k->sub, node, obj);
+		if (rc == SHOAL_OK)
+			st->fan_in = SHOAL_FAN_IN_MIN_SUCCESS;
+		return rc;
+	}
+	if (node->type != YAML_SCALAR_NODE)
+		return fail(ld, node, "'fan_in' %s must be fail_fast, continue or "
+			    "{min_success: R}, not %s", ld->where, describe(node));
+	rc = scalar_text(ld, node, k->name, &text);
+	return rc != SHOAL_OK ? rc : set_enum(ld, &as_enum, node, text, obj);
+}
+
+static int apply_stages(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, void *obj);
+
+/* ---- checks across stages ---------------------------------------------- */
+
+/* "; did you mean 'x'?" or "; the stages are: a, b, c" */
+static void stage_hint(struct loader *ld, const char *id, char *buf, size_t size)
+{
+	const char *best = NULL;
+	size_t bestd = SIZE_MAX, used, i;
+	int n;
+
+	for (i = 0; i < ld->cfg->nstages; i++)
+		consider(id, ld->cfg->stages[i].id, &best, &bestd);
+	if (best != NULL) {
+		snprintf(buf, size, "; did you mean '%s'?", best);
+		return;
+	}
+	n = snprintf(buf, size, "; the stages are:");
+	used = n > 0 ? (size_t)n : 0;
+	for (i = 0; i < ld->cfg->nstages && used < size; i++) {
+		n = snprintf(buf + used, size - used, " %s%s",
+			     ld->cfg->stages[i].id,
+			     i + 1 < ld->cfg->nstages ? "," : "");
+		used += n > 0 ? (size_t)n : 0;
+	}
+}
+
+static int check_needs(struct loader *ld, size_t s)
+{
+	const struct shoal_stage_conf *st = &ld->cfg->stages[s];
+	char hint[256];
+	size_t j;
+
+	for (j = 0; j < st->nneeds; j++) {
+		const yaml_node_t *at = ld->refs[s].need_nodes[j];
+		int i = shoal_config_stage_index(ld->cfg, st->needs[j]);
+
+		if (i == (int)s)
+			return fail(ld, at, "stage '%s' needs itself", st->id);
+		if (i >= 0)
+			continue;
+		stage_hint(ld, st->needs[j], hint, sizeof(hint));
+		return fail(ld, at, "stage '%s' needs '%s', which is not a stage%s",
+			    st->id, st->needs[j], hint);
+	}
+	return SHOAL_OK;
+}
+
+/* for_each.stage must name another stage; it joins needs. */
+static int link_for_each(struct loader *ld, size_t s)
+{
+	struct shoal_stage_conf *st = &ld->cfg->stages[s];
+	const yaml_node_t *at = ld->refs[s].from_node;
+	char hint[256];
+	int i;
+
+	if (st->from_stage == NULL)
+		return SHOAL_OK;
+	i = shoal_config_stage_index(ld->cfg, st->from_stage);
+	if (i == (int)s)
+		return fail(ld, at, "stage '%s' cannot read its own results: "
+			    "for_each.stage must name another stage", st->id);
+	if (i < 0) {
+		stage_hint(ld, st->from_stage, hint, sizeof(hint));
+		return fail(ld, at, "for_each.stage '%s' in stage '%s' is not a "
+			    "stage%s", st->from_stage, st->id, hint);
+	}
+	if (has_need(st, st->from_stage))
+		return SHOAL_OK;
+	return add_need(ld, st, &ld->refs[s], st->from_stage, at);
+}
+
+enum { WHITE, GRAY, BLACK };
+
+static int cycle_error(struct loader *ld, const size_t *path, size_t depth,
+		       size_t back, const yaml_node_t *at)
+{
+	char text[512];
+	size_t used = 0, i, from = 0;
+	int n;
+
+	while (path[from] != back)
+		from++;
+	text[0] = '\0';
+	for (i = from; i <= depth && used < sizeof(text); i++) {
+		n = snprintf(text + used, sizeof(text) - used, "%s -> ",
+			     ld->cfg->stages[path[i]].id);
+		used += n > 0 ? (size_t)n : 0;
+	}
+	if (used < sizeof(text))
+		snprintf(text + used, sizeof(text) - used, "%s",
+			 ld->cfg->stages[back].id);
+	return fail(ld, at, "the stages' needs form a cycle: %s (each needs the "
+		    "next; for_each.stage counts as a need); remove one of them",
+		    text);
+}
+
+/* Depth-first search along needs; a GRAY stage reached again closes a
+ * cycle.  Depth is bounded by SHOAL_CONFIG_MAX_STAGES. */
+static int visit(struct loader *ld, size_t u, unsigned char *color,
+		 size_t *path, size_t depth)
+{
+	const struct shoal_stage_conf *st = &ld->cfg->stages[u];
+	size_t j;
+	int rc;
+
+	color[u] = GRAY;
+	path[depth] = u;
+	for (j = 0; j < st->nneeds; j++) {
+		size_t v = (size_t)shoal_config_stage_index(ld->cfg, st->needs[j]);
+
+		if (color[v] == GRAY)
+			return cycle_error(ld, path, depth, v,
+					   ld->refs[u].need_nodes[j]);
+		if (color[v] == BLACK)
+			continue;
+		rc = visit(ld, v, color, path, depth + 1);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
+	color[u] = BLACK;
+	return SHOAL_OK;
+}
+
+static int check_cycles(struct loader *ld)
+{
+	size_t n = ld->cfg->nstages, i;
+	unsigned char *color = calloc(n, 1);
+	size_t *path = calloc(n, sizeof(*path));
+	int rc = color != NULL && path != NULL ? SHOAL_OK : nomem(ld);
+
+	for (i = 0; rc == SHOAL_OK && i < n; i++)
+		if (color[i] == WHITE)
+			rc = visit(ld, i, color, path, 0);
+	free(color);
+	free(path);
+	return rc;
+}
+
+static int link_stages(struct loader *ld)
+{
+	size_t i;
+	int rc = SHOAL_OK;
+
+	for (i = 0; rc == SHOAL_OK && i < ld->cfg->nstages; i++)
+		rc = check_needs(ld, i);
+	for (i = 0; rc == SHOAL_OK && i < ld->cfg->nstages; i++)
+		rc = link_for_each(ld, i);
+	return rc == SHOAL_OK ? check_cycles(ld) : rc;
+}
+
+static int apply_stages(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, void *obj)
+{
+	struct shoal_config *cfg = obj;
+	size_t n, i;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_SEQUENCE_NODE, k->name);
+	if (rc != SHOAL_OK)
+		return rc;
+	n = nitems(node);
+	if (n == 0)
+		return fail(ld, node, "'stages' is empty; give at least one stage");
+	if (n > SHOAL_CONFIG_MAX_STAGES)
+		return fail(ld, node, "'stages' has %zu stages; at most %d are "
+			    "allowed", n, SHOAL_CONFIG_MAX_STAGES);
+	cfg->stages = calloc(n, sizeof(*cfg->stages));
+	ld->refs = calloc(n, sizeof(*ld->refs));
+	if (cfg->stages == NULL || ld->refs == NULL)
+		return nomem(ld);
+	cfg->nstages = n;
+	ld->nrefs = n;
+	for (i = 0; i < n; i++) {
+		const yaml_node_t *item = item_at(ld, node, i);
+
+		if (item->type != YAML_MAPPING_NODE)
+			return fail(ld, item, "stage %zu must be a mapping "
+				    "(id: ..., run: ...), not %s", i + 1,
+				    describe(item));
+		ld->stage = i;
+		cfg->stages[i].line = (int)item->start_mark.line + 1;
+		rc = parse_section(ld, k->sub, item, &cfg->stages[i]);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
+	return link_stages(ld);
+}
+
+/* ---- the hash -------------------------------------------------------------- */
+
+static int cmp_expansion(const void *a, const void *b)
+{
+	const struct expansion *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* sha256 of the file text with ${...} and $$ replaced inside every value
+ * that the loader expanded (comments and keys stay as written). */
+static int compute_hash(struct loader *ld)
+{
+	struct shoal_sha256 c;
+	struct shoal_buf span;
+	struct expand_error e;
+	uint8_t digest[32];
+	size_t b = 0, ch = 0, done = 0, i, b0, b1;
+	int rc = SHOAL_OK;
+
+	if (ld->nexp > 0)
+		qsort(ld->exp, ld->nexp, sizeof(*ld->exp), cmp_expansion);
+	shoal_sha256_init(&c);
+	shoal_buf_init(&span, MAX_HASH_TEXT);
+	for (i = 0; rc == SHOAL_OK && i < ld->nexp; i++) {
+		if (i > 0 && ld->exp[i].start < ld->exp[i - 1].end)
+			continue;	/* an alias: the same node again */
+		b0 = advance(ld, &b, &ch, ld->exp[i].start);
+		b1 = advance(ld, &b, &ch, ld->exp[i].end);
+		shoal_sha256_update(&c, ld->text + done, b0 - done);
+		shoal_buf_reset(&span);
+		rc = expand(ld->text + b0, b1 - b0, 0, &span, &e);
+		if (rc == SHOAL_OK)
+			shoal_sha256_update(&c, span.data != NULL ? span.data : "",
+					    span.len);
+		done = b1;
+	}
+	shoal_buf_free(&span);
+	if (rc != SHOAL_OK)
+		return rc == SHOAL_ENOMEM ? nomem(ld)
+		       : shoal_error_set(ld->err, rc, "%s: the expanded text is "
+					 "too large to hash", ld->path);
+	shoal_sha256_update(&c, ld->text + done, ld->len - done);
+	shoal_sha256_final(&c, digest);
+	shoal_hex(digest, sizeof(digest), ld->cfg->hash);
+	return SHOAL_OK;
+}
+
+/* ---- loading ----------------------------------------------------------------- */
+
+static int read_config(struct loader *ld, const char *path, char **text)
+{
+	size_t len = 0;
+	int rc = shoal_read_file(path, SHOAL_CONFIG_MAX_BYTES, text, &len, ld->err);
+
+	if (rc == SHOAL_ENOTFOUND)
+		return shoal_error_set(ld->err, rc, "%s: no such file", path);
+	if (rc == SHOAL_ETOOBIG)
+		return shoal_error_set(ld->err, rc, "%s: the file is larger than "
+				       "%d bytes, the limit for a config", path,
+				       SHOAL_CONFIG_MAX_BYTES);
+	if (rc != SHOAL_OK)
+		return rc;
+	ld->text = *text;
+	ld->len = len;
+	if (len >= 3 && memcmp(*text, "\xef\xbb\xbf", 3) == 0) {
+		ld->text += 3;
+		ld->len -= 3;
+	}
+	return SHOAL_OK;
+}
+
+static int new_config(struct loader *ld, const char *path)
+{
+	struct shoal_config *cfg = calloc(1, sizeof(*cfg));
+	char *slash;
+
+	if (cfg == NULL)
+		return nomem(ld);
+	ld->cfg = cfg;
+	cfg->path = realpath(path, NULL);
+	if (cfg->path == NULL)
+		return shoal_error_errno(ld->err, SHOAL_EIO, "%s: cannot resolve "
+					 "the path", path);
+	cfg->dir = shoal_strdup(cfg->path);
+	if (cfg->dir == NULL)
+		return nomem(ld);
+	slash = strrchr(cfg->dir, '/');
+	if (slash == cfg->dir)
+		slash[1] = '\0';
+	else if (slash != NULL)
+		*slash = '\0';
+	return SHOAL_OK;
+}
+
+/* libyaml's complaint, at its mark, in shoal's words. */
+static int yaml_error(struct loader *ld, const yaml_parser_t *p)
+{
+	const char *problem = p->problem != NULL ? p->problem : "unknown error";
+	const char *kind = p->error == YAML_COMPOSER_ERROR ? "YAML error"
+			   : "YAML syntax error";
+	const char *tab = "";
+	yaml_mark_t m;
+	size_t b;
+
+	if (p->error == YAML_MEMORY_ERROR)
+		return nomem(ld);
+	if (p->error == YAML_READER_ERROR) {
+		m = mark_of_byte(ld, p->problem_offset);
+		if (p->problem_value < 0)
+			return fail_at(ld, &m, "the file is not UTF-8 text (%s)",
+				       problem);
+		return fail_at(ld, &m, "the file is not UTF-8 text (%s: 0x%02x)",
+			       problem, (unsigned)p->problem_value);
+	}
+	m = p->problem_mark;
+	b = byte_offset(ld, m.index);
+	if (b < ld->len && ld->text[b] == '\t')
+		tab = "; YAML indents with spaces, not tabs";
+	if (p->context != NULL)
+		return fail_at(ld, &m, "%s: %s (%s started at line %zu)%s", kind,
+			       problem, p->context, p->context_mark.line + 1, tab);
+	return fail_at(ld, &m, "%s: %s%s", kind, problem, tab);
+}
+
+static int parse_document(struct loader *ld)
+{
+	yaml_parser_t p;
+	yaml_document_t extra;
+	const yaml_node_t *root;
+	int rc = SHOAL_OK;
+
+	if (!yaml_parser_initialize(&p))
+		return nomem(ld);
+	yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
+	yaml_parser_set_input_string(&p, (const unsigned char *)ld->text, ld->len);
+	if (!yaml_parser_load(&p, &ld->doc)) {
+		rc = yaml_error(ld, &p);
+		goto out;
+	}
+	ld->have_doc = 1;
+	if (!yaml_parser_load(&p, &extra)) {
+		rc = yaml_error(ld, &p);
+		goto out;
+	}
+	root = yaml_document_get_root_node(&extra);
+	if (root != NULL)
+		rc = fail(ld, root, "a second YAML document ('---') starts here; a "
+			  "config is one document");
+	yaml_document_delete(&extra);
+out:
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+static int load_root(struct loader *ld)
+{
+	const yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
+	const yaml_node_t *version;
+	int rc;
+
+	if (root == NULL || is_null(root))
+		return fail(ld, NULL, "the file is empty; a config starts with "
+			    "'version: 1' and has 'stages:'");
+	if (root->type != YAML_MAPPING_NODE)
+		return fail(ld, root, "the top level must be a mapping (version: 1, "
+			    "stages: ...), not %s", describe(root));
+	/* The version decides which keys exist: check it before the keys. */
+	ld->where = top_section.where;
+	version = lookup(ld, root, "version");
+	if (version == NULL || is_null(version))
+		rc = missing_key(ld, &top_keys[0], root, version);
+	else
+		rc = apply_version(ld, &top_keys[0], version, ld->cfg);
+	return rc != SHOAL_OK ? rc : parse_section(ld, &top_section, root, ld->cfg);
+}
+
+static void loader_free(struct loader *ld)
+{
+	size_t i;
+
+	if (ld->have_doc)
+		yaml_document_delete(&ld->doc);
+	for (i = 0; i < ld->nrefs; i++)
+		free(ld->refs[i].need_nodes);
+	free(ld->refs);
+	for (i = 0; i < ld->nexp; i++)
+		free(ld->exp[i].value);
+	free(ld->exp);
+	shoal_config_free(ld->cfg);
+}
+
+int shoal_config_load(const char *path, struct shoal_config **out,
+		      struct shoal_error *err)
+{
+	struct loader ld;
+	char *text = NULL;
+	int rc;
+
+	if (path == NULL || out == NULL)
+		return shoal_error_set(err, SHOAL_EINVAL, "no config path given");
+	memset(&ld, 0, sizeof(ld));
+	ld.path = path;
+	ld.err = err;
+	ld.defaults = 1;
+	ld.where = "";
+	rc = read_config(&ld, path, &text);
+	if (rc == SHOAL_OK)
+		rc = new_config(&ld, path);
+	if (rc == SHOAL_OK)
+		rc = parse_document(&ld);
+	if (rc == SHOAL_OK)
+		rc = load_root(&ld);
+	if (rc == SHOAL_OK)
+		rc = compute_hash(&ld);
+	if (rc == SHOAL_OK) {
+		*out = ld.cfg;
+		ld.cfg = NULL;
+	}
+	loader_free(&ld);
+	free(text);
+	return rc;
+}
+
+static void stage_free(struct shoal_stage_conf *st)
+{
+	size_t i;
+
+	free(st->id);
+	free(st->glob);
+	free(st->from_stage);
+	strv_free(st->needs, st->nneeds);
+	free(st->split.pattern);
+	for (i = 0; i < st->nfiles; i++) {
+		free(st->files[i].name);
+		free(st->files[i].path);
+	}
+	free(st->files);
+	strv_free(st->run, st->nrun);
+	free(st->builtin);
+	strv_free(st->merge.dedupe_by, st->merge.ndedupe_by);
+	strv_free(st->merge.sort_by, st->merge.nsort_by);
+	free(st->output);
+	strv_free(st->outputs, st->noutputs);
+	sandbox_free(&st->sandbox);
+}
+
+void shoal_config_free(struct shoal_config *cfg)
+{
+	size_t i;
+
+	if (cfg == NULL)
+		return;
+	for (i = 0; i < cfg->nstages; i++)
+		stage_free(&cfg->stages[i]);
+	free(cfg->stages);
+	sandbox_free(&cfg->sandbox);
+	free(cfg->path);
+	free(cfg->dir);
+	free(cfg->name);
+	free(cfg->redis_url);
+	free(cfg);
+}
+
+int shoal_config_stage_index(const struct shoal_config *cfg, const char *id)
+{
+	size_t i;
+
+	for (i = 0; id != NULL && i < cfg->nstages; i++)
+		if (cfg->stages[i].id != NULL && strcmp(cfg->stages[i].id, id) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* ---- the key table of docs/CONFIG.md ------------------------------------- */
+
+static const char *kind_type(const struct key *k)
+{
+	static const char *const names[] = {
+		[K_STR] = "string", [K_PATH] = "path", [K_UINT] = "integer",
+		[K_DURATION] = "duration", [K_SIZE] = "size", [K_ENUM] = NULL,
+		[K_FRACTION] = "number", [K_STRLIST] = "list of strings",
+		[K_MAP] = "mapping", [K_CUSTOM] = "?",
+	};
+
+	return k->type != NULL ? k->type : names[k->kind];
+}
+
+static int doc_type(struct shoal_buf *out, const struct key *k)
+{
+	const struct enum_name *e;
+	int rc = SHOAL_OK;
+
+	if (k->kind != K_ENUM || k->type != NULL)
+		return shoal_buf_puts(out, kind_type(k));
+	for (e = k->names; rc == SHOAL_OK && e->name != NULL; e++)
+		rc = shoal_buf_printf(out, "%s`%s`", e == k->names ? "" : " \\| ",
+				      e->name);
+	return rc;
+}
+
+/* "1 to 1024", "at least 1MiB", "1s to 720h" from the bounds. */
+static int doc_bounds(struct shoal_buf *out, const struct key *k)
+{
+	char lo[32], hi[32];
+
+	if (k->kind != K_UINT && k->kind != K_DURATION && k->kind != K_SIZE)
+		return SHOAL_OK;
+	fmt_bound(lo, sizeof(lo), k, k->lo);
+	fmt_bound(hi, sizeof(hi), k, k->hi);
+	if (k->hi == UINT64_MAX)
+		return shoal_buf_printf(out, "at least %s; ", lo);
+	if (k->lo == 0 && k->kind != K_UINT)
+		return shoal_buf_printf(out, "at most %s; ", hi);
+	return shoal_buf_printf(out, "%s to %s; ", lo, hi);
+}
+
+static int doc_row(struct shoal_buf *out, const struct key *k, const char *path)
+{
+	const char *dflt = k->dflt != NULL ? k->dflt : "—";
+	int quote = k->dflt != NULL && k->dflt_fn == NULL && is_scalar_kind(k->kind);
+	int rc;
+
+	rc = shoal_buf_printf(out, "| `%s` | ", path);
+	if (rc == SHOAL_OK)
+		rc = doc_type(out, k);
+	if (rc == SHOAL_OK)
+		rc = shoal_buf_printf(out, " | %s | %s%s%s | ",
+				      k->flags & F_REQUIRED ? "yes" : "no",
+				      quote ? "`" : "", dflt, quote ? "`" : "");
+	if (rc == SHOAL_OK)
+		rc = doc_bounds(out, k);
+	if (rc == SHOAL_OK)
+		rc = shoal_buf_printf(out, "%s |\n", k->doc);
+	return rc;
+}
+
+static int doc_section(struct shoal_buf *out, const struct section *sec,
+		       const char *prefix)
+{
+	char path[128];
+	size_t i;
+	int rc = SHOAL_OK;
+
+	for (i = 0; rc == SHOAL_OK && i < sec->nkeys; i++) {
+		const struct key *k = &sec->keys[i];
+
+		snprintf(path, sizeof(path), "%s%s%s", prefix, k->name,
+			 k->flags & F_LIST ? "[]" : "");
+		rc = doc_row(out, k, path);
+		if (rc != SHOAL_OK || k->sub == NULL || (k->flags & F_DOC_FLAT))
+			continue;
+		shoal_strlcpy(path + strlen(path), ".", sizeof(path) - strlen(path));
+		rc = doc_section(out, k->sub, path);
+	}
+	return rc;
+}
+
+int shoal_config_doc_table(struct shoal_buf *out)
+{
+	int rc = shoal_buf_puts(out, "| Key | Type | Required | Default | Rules |\n"
+				     "|---|---|---|---|---|\n");
+
+	return rc != SHOAL_OK ? rc : doc_section(out, &top_section, "");
+}

@@ -1,0 +1,1543 @@
+/* harness.c - the harness's event loop and dispatcher.
+ *
+ * Each turn of the loop (harness_turn):
+ *   1. take every waiting request from the listener: HELLO registers a
+ *      worker, POLL/REPORT bring results (queued as settlements) and POLL
+ *      asks for leases (granted now, or the POLL is held as a long-poll);
+ *   2. expire: leases of workers whose pipe closed or whose heartbeat
+ *      stopped, and leases past their deadline, are settled as failures;
+ *   3. serve held POLLs that now have work (or must be told to drain);
+ *   4. flush: one Redis pipeline carries every lease and settlement of the
+ *      turn (state.c's fenced Lua scripts);
+ *   5. send the replies (only now: a lease is recorded before it is sent);
+ *   6. apply settlements to the in-memory counters and retry queues;
+ *   7. advance stages: a finished stage is merged into its output and the
+ *      stages that needed it start;
+ *   8. progress, then wait on the listener's fds until the next deadline.
+ *
+ * Where a lease is granted: grant_leases().  Where a result is judged:
+ * judge_result().  Where a stage ends: finish_stage().
+ */
+#include "scheduler/harness.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/arena.h"
+#include "common/buf.h"
+#include "common/log.h"
+#include "common/u64map.h"
+#include "common/util.h"
+#include "pool/supervisor.h"
+#include "scheduler/embedded.h"
+#include "scheduler/merge.h"
+#include "scheduler/plan.h"
+#include "transport/endpoint.h"
+#include "transport/wire.h"
+
+#define HARNESS_MAX_MSG ((size_t)256 << 20)
+#define WORK_MAX_BYTES ((size_t)16 << 20)	/* lease bytes per WORK */
+#define WORK_MAX_LEASES 1024
+#define HEARTBEAT_MS 2000		/* workers report at least this often */
+#define POLL_HOLD_MS 1000		/* a POLL is held at most this long */
+#define WORKER_SILENCE_MS (3 * HEARTBEAT_MS) /* then its leases expire */
+#define LEASE_GRACE_MS 10000		/* beyond the subtask's own timeout */
+#define RETRY_BACKOFF_MS 500		/* doubled per attempt */
+#define RETRY_BACKOFF_MAX_MS 30000
+#define DRAIN_GRACE_MS 5000		/* at the end, for workers to say BYE */
+#define STAGED_FILE_MAX ((size_t)64 << 20)
+
+enum stage_state { STAGE_WAITING, STAGE_RUNNING, STAGE_DONE, STAGE_FAILED };
+
+/* A failed subtask waiting for its next attempt. */
+struct retry_ent {
+	uint64_t seq;
+	uint32_t attempt;	/* the attempt to run next */
+	struct shoal_task_def def;
+	int64_t not_before_ms;
+};
+
+struct stage_rt {
+	const struct shoal_stage_conf *conf;
+	int state;			/* enum stage_state */
+	struct shoal_plan plan;
+	int planned;			/* plan has items */
+	int exhausted;			/* plan_next said no more */
+	uint64_t issued;		/* first attempts handed out */
+	uint64_t inflight, done, dead, retries;
+	struct retry_ent *retry;	/* FIFO of failed subtasks */
+	size_t nretry, cap_retry;
+	struct shoal_wire_file *files;	/* staged files, loaded at start */
+	char **file_data;
+	uint64_t records;
+	char first_error[512];
+};
+
+/* An outstanding lease (the in-memory lease table's value). */
+struct lease_ent {
+	uint64_t lease_id;
+	int stage;
+	uint64_t seq;
+	uint32_t attempt;
+	struct shoal_task_def def;
+	int worker;			/* index into workers[] */
+	int64_t deadline_ms;		/* monotonic */
+};
+
+struct worker_ent {
+	char id[128];
+	uint32_t pipe;
+	uint32_t slots;
+	int alive;
+	int64_t last_seen_ms;
+	uint32_t nleases;
+};
+
+struct held_poll {
+	struct shoal_route route;
+	uint64_t corr;
+	int worker;
+	uint32_t free_slots;
+	int64_t expires_ms;
+};
+
+/* A settlement queued for this turn's flush. */
+struct effect {
+	struct lease_ent lease;
+	int outcome;			/* enum shoal_outcome */
+	int status;			/* enum shoal_task_status */
+	int exit_code;
+	uint64_t run_us;
+	char *out;			/* owned copy of the result (DONE) */
+	size_t out_len;
+	char *error;			/* owned */
+	int accepted;
+};
+
+struct reply {
+	struct shoal_route route;
+	char *data;
+	size_t len;
+};
+
+struct harness {
+	const struct shoal_config *cfg;
+	const struct shoal_run_opts *opts;
+	struct shoal_state *st;
+	struct shoal_listener *listener;
+	struct shoal_supervisor sup;
+	char run_id[SHOAL_RUN_ID_MAX];
+	char url[512];
+	struct stage_rt *stages;
+	size_t nstages;
+	struct shoal_u64map leases;
+	uint64_t lease_epoch, lease_counter;
+	struct worker_ent *workers;
+	size_t nworkers, cap_workers;
+	struct held_poll *held;
+	size_t nheld, cap_held;
+	struct effect *effects;
+	size_t neffects, cap_effects;
+	struct reply *replies;
+	size_t nreplies, cap_replies;
+	struct shoal_arena arena;	/* lease bytes of this turn */
+	struct shoal_buf enc;
+	struct shoal_buf input;
+	struct shoal_wire_limits limits;
+	int stopping;			/* no new leases; drain workers */
+	int failed;
+	char error[512];
+	int64_t started_ms, stop_ms, last_progress_ms;
+	uint64_t rate_done;
+	int64_t rate_ms;
+	double rate;
+};
+
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+	got_signal = sig;
+}
+
+/* Grows *arr (of *cap elements of size sz) to hold one more. */
+static int grow_array(void **arr, size_t *cap, size_t len, size_t sz)
+{
+	size_t ncap;
+	void *p;
+
+	if (len < *cap)
+		return SHOAL_OK;
+	ncap = *cap ? *cap * 2 : 16;
+	p = realloc(*arr, ncap * sz);
+	if (p == NULL)
+		return SHOAL_ENOMEM;
+	*arr = p;
+	*cap = ncap;
+	return SHOAL_OK;
+}
+
+static void fail_run(struct harness *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void fail_run(struct harness *h, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (h->failed)
+		return;
+	h->failed = 1;
+	h->stopping = 1;
+	va_start(ap, fmt);
+	vsnprintf(h->error, sizeof(h->error), fmt, ap);
+	va_end(ap);
+	shoal_errorf("%s", h->error);
+}
+
+/* ---- workers --------------------------------------------------------- */
+
+static int worker_by_pipe(const struct harness *h, uint32_t pipe)
+{
+	size_t i;
+
+	for (i = 0; i < h->nworkers; i++)
+		if (h->workers[i].alive && h->workers[i].pipe == pipe)
+			return (int)i;
+	return -1;
+}
+
+static int add_worker(struct harness *h, uint32_t pipe, const struct shoal_msg_hello *m)
+{
+	struct worker_ent *w;
+
+	if (grow_array((void **)&h->workers, &h->cap_workers, h->nworkers,
+		       sizeof(*h->workers)) != SHOAL_OK)
+		return -1;
+	w = &h->workers[h->nworkers];
+	memset(w, 0, sizeof(*w));
+	shoal_strlcpy(w->id, m->worker_id, sizeof(w->id));
+	w->pipe = pipe;
+	w->slots = m->slots;
+	w->alive = 1;
+	w->last_seen_ms = shoal_now_ms();
+	return (int)h->nworkers++;
+}
+
+/* ---- replies --------------------------------------------------------- */
+
+static int queue_reply(struct harness *h, const struct shoal_route *route,
+		       struct shoal_msg *m, uint64_t corr)
+{
+	struct shoal_error err = { 0, "" };
+	struct reply *r;
+
+	m->version = SHOAL_WIRE_VERSION;
+	m->corr = corr;
+	shoal_buf_reset(&h->enc);
+	if (shoal_wire_encode(m, &h->enc, &err) != SHOAL_OK) {
+		shoal_errorf("cannot encode a %s: %s", shoal_wire_type_name(m->type), err.msg);
+		return SHOAL_EPROTO;
+	}
+	if (grow_array((void **)&h->replies, &h->cap_replies, h->nreplies,
+		       sizeof(*h->replies)) != SHOAL_OK)
+		return SHOAL_ENOMEM;
+	r = &h->replies[h->nreplies];
+	r->route = *route;
+	r->len = h->enc.len;
+	r->data = shoal_buf_steal(&h->enc, NULL);
+	h->nreplies++;
+	return SHOAL_OK;
+}
+
+static void send_replies(struct harness *h)
+{
+	struct shoal_error err = { 0, "" };
+	size_t i;
+
+	for (i = 0; i < h->nreplies; i++) {
+		if (shoal_listener_reply(h->listener, &h->replies[i].route,
+					 h->replies[i].data, h->replies[i].len,
+					 &err) != SHOAL_OK)
+			shoal_warn("%s", err.msg);
+		free(h->replies[i].data);
+	}
+	h->nreplies = 0;
+}
+
+static void reply_reject(struct harness *h, const struct shoal_route *route,
+			 uint64_t corr, int code, const char *reason)
+{
+	struct shoal_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = SHOAL_MSG_REJECT;
+	m.u.reject.code = (uint8_t)code;
+	m.u.reject.reason = reason;
+	queue_reply(h, route, &m, corr);
+}
+
+/* ---- settlements ----------------------------------------------------- */
+
+static uint32_t max_attempts(const struct stage_rt *s)
+{
+	return s->conf->retries + 1;
+}
+
+/* Queues the settlement of lease l (already removed from the table). */
+static int queue_effect(struct harness *h, const struct lease_ent *l, int status,
+			int exit_code, uint64_t run_us, const char *out,
+			size_t out_len, const char *error)
+{
+	const struct stage_rt *s = &h->stages[l->stage];
+	struct effect *e;
+
+	if (grow_array((void **)&h->effects, &h->cap_effects, h->neffects,
+		       sizeof(*h->effects)) != SHOAL_OK)
+		return SHOAL_ENOMEM;
+	e = &h->effects[h->neffects];
+	memset(e, 0, sizeof(*e));
+	e->lease = *l;
+	e->status = status;
+	e->exit_code = exit_code;
+	e->run_us = run_us;
+	/* While stopping, an unfinished subtask stays `retry` in Redis so
+	 * that a resumed run picks it up; it is not queued in memory. */
+	if (status == SHOAL_STATUS_OK)
+		e->outcome = SHOAL_OUTCOME_DONE;
+	else if (l->attempt < max_attempts(s) || h->stopping)
+		e->outcome = SHOAL_OUTCOME_RETRY;
+	else
+		e->outcome = SHOAL_OUTCOME_DEAD;
+	if (out != NULL) {
+		e->out = malloc(out_len + 1);
+		if (e->out == NULL)
+			return SHOAL_ENOMEM;
+		memcpy(e->out, out, out_len);
+		e->out_len = out_len;
+	}
+	e->error = shoal_strdup(error);
+	h->neffects++;
+	return SHOAL_OK;
+}
+
+/* Gives a lease back: removes it and settles it as a failure. */
+static void expire_lease(struct harness *h, struct lease_ent *l, int status,
+			 const char *why)
+{
+	shoal_u64map_del(&h->leases, l->lease_id);
+	if (l->worker >= 0 && h->workers[l->worker].nleases > 0)
+		h->workers[l->worker].nleases--;
+	queue_effect(h, l, status, -1, 0, NULL, 0, why);
+	free(l);
+}
+
+/* Where a result is judged: a clean exit whose output fits the stage's
+ * merge is done; anything else is a failure with a reason. */
+static void judge_result(struct harness *h, const struct shoal_wire_result *r,
+			 struct lease_ent *l)
+{
+	const struct stage_rt *s = &h->stages[l->stage];
+	struct shoal_error err = { 0, "" };
+	char why[768];
+	int status = r->status;
+	const char *reason = r->error;
+
+	if (status == SHOAL_STATUS_OK &&
+	    shoal_merge_check(&s->conf->merge, r->out.data, r->out.len, &err) != SHOAL_OK) {
+		snprintf(why, sizeof(why), "output is not valid %s: %s",
+			 s->conf->merge.strategy == SHOAL_MERGE_JSON ? "json" : "jsonl",
+			 err.msg);
+		status = SHOAL_STATUS_FAILED;
+		reason = why;
+	} else if (status == SHOAL_STATUS_FAILED && reason == NULL) {
+		if (r->term_signal > 0)
+			snprintf(why, sizeof(why), "killed by signal %d", r->term_signal);
+		else
+			snprintf(why, sizeof(why), "exit code %d", r->exit_code);
+		reason = why;
+	}
+	if (status != SHOAL_STATUS_OK && r->err.len > 0) {
+		size_t used = strlen(reason ? reason : "failed");
+		size_t tail = r->err.len > 300 ? 300 : r->err.len;
+
+		if (reason != why) {
+			snprintf(why, sizeof(why), "%s", reason ? reason : "failed");
+			used = strlen(why);
+		}
+		snprintf(why + used, sizeof(why) - used, "; stderr: %.*s", (int)tail,
+			 r->err.data + r->err.len - tail);
+		reason = why;
+	}
+	queue_effect(h, l, status, r->exit_code, r->run_us, r->out.data, r->out.len,
+		     reason);
+}
+
+/* Takes the results of a POLL/REPORT; refused (unknown or not this
+ * worker's) lease ids go into refused[]. */
+static uint32_t take_results(struct harness *h, int worker,
+			     const struct shoal_msg_poll *p, uint64_t *refused)
+{
+	uint32_t i, nref = 0;
+
+	for (i = 0; i < p->nresults; i++) {
+		const struct shoal_wire_result *r = &p->results[i];
+		struct lease_ent *l = shoal_u64map_get(&h->leases, r->lease_id);
+
+		if (l == NULL || l->worker != worker) {
+			refused[nref++] = r->lease_id;
+			continue;
+		}
+		shoal_u64map_del(&h->leases, r->lease_id);
+		if (h->workers[worker].nleases > 0)
+			h->workers[worker].nleases--;
+		judge_result(h, r, l);
+		free(l);
+	}
+	return nref;
+}
+
+/* Heartbeat: leases a worker says are running get a later deadline only
+ * through their own timeout; here we just note that the worker lives. */
+static void note_alive(struct harness *h, int worker)
+{
+	h->workers[worker].last_seen_ms = shoal_now_ms();
+}
+
+/* ---- granting leases ------------------------------------------------- */
+
+static uint64_t next_lease_id(struct harness *h)
+{
+	return h->lease_epoch | ++h->lease_counter;
+}
+
+static int stage_timeout_ms(const struct stage_rt *s)
+{
+	uint64_t t = s->conf->sandbox.limits.timeout_ms;
+
+	if (t == 0 || t > s->conf->timeout_ms)
+		t = s->conf->timeout_ms;
+	return t > INT_MAX ? INT_MAX : (int)t;
+}
+
+/* Fills the wire lease for (stage, seq, def, attempt); memory in h->arena. */
+static int build_lease(struct harness *h, struct stage_rt *s,
+		       struct shoal_wire_lease *wl, const struct lease_ent *l,
+		       struct shoal_error *err)
+{
+	const struct shoal_stage_conf *c = s->conf;
+	const struct shoal_item *it = &s->plan.items[l->def.item];
+	size_t nenv = c->sandbox.nenv + 6, i;
+	struct shoal_wire_kv *env;
+	char num[64];
+	int rc;
+
+	memset(wl, 0, sizeof(*wl));
+	wl->lease_id = l->lease_id;
+	snprintf(num, sizeof(num), "%s/%llu", c->id, (unsigned long long)l->seq);
+	wl->task = shoal_arena_strdup(&h->arena, num);
+	wl->attempt = l->attempt;
+	wl->kind = c->builtin != NULL ? SHOAL_TASK_NOOP : SHOAL_TASK_COMMAND;
+	wl->argv = (const char **)c->run;
+	wl->argc = (uint32_t)c->nrun;
+	wl->files = s->files;
+	wl->nfiles = (uint32_t)c->nfiles;
+	wl->outputs = (const char **)c->outputs;
+	wl->noutputs = (uint32_t)c->noutputs;
+	wl->sandbox = c->sandbox.limits;
+	wl->sandbox.timeout_ms = (uint64_t)stage_timeout_ms(s);
+	env = shoal_arena_alloc(&h->arena, nenv * sizeof(*env));
+	if (env == NULL || wl->task == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	for (i = 0; i < c->sandbox.nenv; i++) {
+		env[i].key = c->sandbox.env[i].key;
+		env[i].value = c->sandbox.env[i].value;
+	}
+	env[i].key = "SHOAL_SOURCE";
+	env[i++].value = it->source;
+	env[i].key = "SHOAL_STAGE";
+	env[i++].value = c->id;
+#define ENV_NUM(name, v)                                                     \
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)(v));        \
+	env[i].key = name;                                                  \
+	env[i++].value = shoal_arena_strdup(&h->arena, num);
+	ENV_NUM("SHOAL_CHUNK", l->def.chunk);
+	ENV_NUM("SHOAL_LINE_OFFSET", l->def.line_offset);
+	ENV_NUM("SHOAL_BYTE_OFFSET", l->def.byte_offset);
+	ENV_NUM("SHOAL_ATTEMPT", l->attempt);
+#undef ENV_NUM
+	wl->env = env;
+	wl->nenv = (uint32_t)i;
+	shoal_buf_reset(&h->input);
+	rc = shoal_plan_input(&s->plan, &l->def, &h->input, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	wl->input.data = shoal_arena_memdup(&h->arena, h->input.data, h->input.len);
+	wl->input.len = h->input.len;
+	if (wl->input.data == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	return SHOAL_OK;
+}
+
+/* Picks the next subtask of stage s: a due retry first, then a new one.
+ * Returns 1 with seq/def/attempt, 0 when s has nothing to hand out now. */
+static int pick_task(struct harness *h, struct stage_rt *s, int64_t now,
+		     uint64_t *seq, struct shoal_task_def *def, uint32_t *attempt)
+{
+	struct shoal_error err = { 0, "" };
+	int rc;
+
+	if (s->nretry > 0 && s->retry[0].not_before_ms <= now) {
+		*seq = s->retry[0].seq;
+		*def = s->retry[0].def;
+		*attempt = s->retry[0].attempt;
+		memmove(s->retry, s->retry + 1, (s->nretry - 1) * sizeof(*s->retry));
+		s->nretry--;
+		return 1;
+	}
+	if (s->exhausted)
+		return 0;
+	rc = shoal_plan_next(&s->plan, seq, def, &err);
+	if (rc < 0) {
+		fail_run(h, "stage '%s': %s", s->conf->id, err.msg);
+		return 0;
+	}
+	if (rc == 0) {
+		s->exhausted = 1;
+		return 0;
+	}
+	*attempt = 1;
+	s->issued++;
+	return 1;
+}
+
+/* Records a new lease in the table and queues its Redis write. */
+static struct lease_ent *make_lease(struct harness *h, int stage, int worker,
+				    uint64_t seq, const struct shoal_task_def *def,
+				    uint32_t attempt)
+{
+	struct stage_rt *s = &h->stages[stage];
+	struct lease_ent *l = calloc(1, sizeof(*l));
+
+	if (l == NULL)
+		return NULL;
+	l->lease_id = next_lease_id(h);
+	l->stage = stage;
+	l->seq = seq;
+	l->attempt = attempt;
+	l->def = *def;
+	l->worker = worker;
+	l->deadline_ms = shoal_now_ms() + stage_timeout_ms(s) + LEASE_GRACE_MS;
+	if (shoal_u64map_put(&h->leases, l->lease_id, l) != SHOAL_OK) {
+		free(l);
+		return NULL;
+	}
+	s->inflight++;
+	h->workers[worker].nleases++;
+	return l;
+}
+
+static int record_leases(struct harness *h, int stage, int worker,
+			 struct lease_ent **ls, size_t n, struct shoal_error *err)
+{
+	struct stage_rt *s = &h->stages[stage];
+	struct shoal_lease_rec *recs;
+	int64_t wall = shoal_wall_ms();
+	size_t i;
+
+	if (n == 0)
+		return SHOAL_OK;
+	recs = shoal_arena_alloc(&h->arena, n * sizeof(*recs));
+	if (recs == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		const struct lease_ent *l = ls[i];
+
+		recs[i].seq = l->seq;
+		recs[i].lease_id = l->lease_id;
+		recs[i].attempt = l->attempt;
+		recs[i].deadline_ms = wall + (l->deadline_ms - shoal_now_ms());
+		recs[i].source = s->plan.items[l->def.item].source;
+		recs[i].chunk = l->def.chunk;
+		recs[i].line_offset = l->def.line_offset;
+		recs[i].byte_offset = l->def.byte_offset;
+		recs[i].byte_len = l->def.byte_len;
+	}
+	return shoal_state_append_lease(h->st, s->conf->id, h->workers[worker].id,
+					recs, n, s->issued, err);
+}
+
+/* Grants up to want leases of one stage into wl[]; returns how many. */
+static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
+				 struct shoal_wire_lease *wl, uint32_t want,
+				 size_t *bytes, struct shoal_error *err)
+{
+	struct stage_rt *s = &h->stages[stage];
+	struct lease_ent **ls = shoal_arena_alloc(&h->arena, want * sizeof(*ls));
+	int64_t now = shoal_now_ms();
+	uint32_t n = 0;
+
+	if (ls == NULL)
+		return 0;
+	while (n < want && *bytes < WORK_MAX_BYTES) {
+		struct shoal_task_def def;
+		uint64_t seq;
+		uint32_t attempt;
+
+		if (!pick_task(h, s, now, &seq, &def, &attempt))
+			break;
+		ls[n] = make_lease(h, stage, worker, seq, &def, attempt);
+		if (ls[n] == NULL || build_lease(h, s, &wl[n], ls[n], err) != SHOAL_OK) {
+			fail_run(h, "cannot build a lease of stage '%s': %s", s->conf->id,
+				 err->msg[0] ? err->msg : "out of memory");
+			break;
+		}
+		*bytes += wl[n].input.len + 256;
+		n++;
+	}
+	if (record_leases(h, stage, worker, ls, n, err) != SHOAL_OK)
+		fail_run(h, "%s", err->msg);
+	return n;
+}
+
+/* Where a lease is granted: up to `want` subtasks from running stages, in
+ * stage order, within the message byte budget. */
+static uint32_t grant_leases(struct harness *h, int worker, uint32_t want,
+			     struct shoal_wire_lease **out)
+{
+	struct shoal_error err = { 0, "" };
+	struct shoal_wire_lease *wl;
+	size_t bytes = 0, i;
+	uint32_t n = 0;
+
+	*out = NULL;
+	if (h->stopping || want == 0)
+		return 0;
+	if (want > WORK_MAX_LEASES)
+		want = WORK_MAX_LEASES;
+	wl = shoal_arena_alloc(&h->arena, want * sizeof(*wl));
+	if (wl == NULL)
+		return 0;
+	for (i = 0; i < h->nstages && n < want && !h->stopping; i++) {
+		if (h->stages[i].state != STAGE_RUNNING)
+			continue;
+		n += grant_from_stage(h, (int)i, worker, wl + n, want - n, &bytes, &err);
+	}
+	*out = wl;
+	return n;
+}
+
+/* Lease ids this worker holds, for a WORK that tells it to stop. */
+static uint32_t worker_lease_ids(struct harness *h, int worker, uint64_t **ids)
+{
+	uint32_t n = 0;
+	size_t i;
+
+	*ids = shoal_arena_alloc(&h->arena, (h->workers[worker].nleases + 1) * sizeof(**ids));
+	if (*ids == NULL)
+		return 0;
+	for (i = 0; i < h->leases.cap; i++) {
+		struct lease_ent *l = h->leases.vals[i];
+
+		if (h->leases.keys[i] != 0 && l->worker == worker &&
+		    n < h->workers[worker].nleases)
+			(*ids)[n++] = l->lease_id;
+	}
+	return n;
+}
+
+/* Answers a POLL now if there is work or the run is stopping; returns 1
+ * when answered. */
+static int answer_poll(struct harness *h, const struct shoal_route *route,
+		       uint64_t corr, int worker, uint32_t free_slots)
+{
+	struct shoal_msg m;
+
+	memset(&m, 0, sizeof(m));
+	m.type = SHOAL_MSG_WORK;
+	if (h->stopping) {
+		m.u.work.drain = 1;
+		if (h->failed)
+			m.u.work.ncancels = worker_lease_ids(h, worker, &m.u.work.cancels);
+	} else {
+		m.u.work.nleases = grant_leases(h, worker, free_slots, &m.u.work.leases);
+		if (m.u.work.nleases == 0 && !h->stopping)
+			return 0;
+	}
+	queue_reply(h, route, &m, corr);
+	return 1;
+}
+
+static void hold_poll(struct harness *h, const struct shoal_route *route,
+		      uint64_t corr, int worker, uint32_t free_slots)
+{
+	struct held_poll *p;
+
+	if (grow_array((void **)&h->held, &h->cap_held, h->nheld, sizeof(*h->held)) != SHOAL_OK)
+		return;
+	p = &h->held[h->nheld++];
+	p->route = *route;
+	p->corr = corr;
+	p->worker = worker;
+	p->free_slots = free_slots;
+	p->expires_ms = shoal_now_ms() + POLL_HOLD_MS;
+}
+
+static void serve_held(struct harness *h)
+{
+	int64_t now = shoal_now_ms();
+	size_t i, keep = 0;
+
+	for (i = 0; i < h->nheld; i++) {
+		struct held_poll *p = &h->held[i];
+		struct shoal_msg m;
+
+		if (!h->workers[p->worker].alive)
+			continue;
+		if (answer_poll(h, &p->route, p->corr, p->worker, p->free_slots))
+			continue;
+		if (now < p->expires_ms) {
+			h->held[keep++] = *p;
+			continue;
+		}
+		memset(&m, 0, sizeof(m));
+		m.type = SHOAL_MSG_WORK;
+		queue_reply(h, &p->route, &m, p->corr);
+	}
+	h->nheld = keep;
+}
+
+/* ---- messages -------------------------------------------------------- */
+
+static void on_hello(struct harness *h, const struct shoal_request *req,
+		     const struct shoal_msg *m)
+{
+	struct shoal_msg r;
+	int w = worker_by_pipe(h, req->route.pipe);
+
+	if (h->stopping) {
+		reply_reject(h, &req->route, m->corr, SHOAL_REJECT_SHUTDOWN, "run is ending");
+		return;
+	}
+	if (w < 0)
+		w = add_worker(h, req->route.pipe, &m->u.hello);
+	if (w < 0) {
+		reply_reject(h, &req->route, m->corr, SHOAL_REJECT_SHUTDOWN, "out of memory");
+		return;
+	}
+	shoal_debug("worker %s joined with %u slots", m->u.hello.worker_id, m->u.hello.slots);
+	memset(&r, 0, sizeof(r));
+	r.type = SHOAL_MSG_WELCOME;
+	r.u.welcome.heartbeat_ms = HEARTBEAT_MS;
+	r.u.welcome.poll_ms = POLL_HOLD_MS;
+	queue_reply(h, &req->route, &r, m->corr);
+}
+
+static void on_poll_or_report(struct harness *h, const struct shoal_request *req,
+			      const struct shoal_msg *m, int w)
+{
+	const struct shoal_msg_poll *p = &m->u.poll;
+	uint64_t *refused = shoal_arena_alloc(&h->arena, (p->nresults + 1) * sizeof(*refused));
+	uint32_t nref;
+	struct shoal_msg r;
+
+	if (refused == NULL)
+		return;
+	note_alive(h, w);
+	nref = take_results(h, w, p, refused);
+	if (m->type == SHOAL_MSG_POLL) {
+		if (!answer_poll(h, &req->route, m->corr, w, p->free_slots))
+			hold_poll(h, &req->route, m->corr, w, p->free_slots);
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	r.type = SHOAL_MSG_ACK;
+	r.u.ack.refused = refused;
+	r.u.ack.nrefused = nref;
+	queue_reply(h, &req->route, &r, m->corr);
+}
+
+static void drop_worker(struct harness *h, int w, const char *why)
+{
+	char reason[256];
+	size_t i;
+
+	if (!h->workers[w].alive)
+		return;
+	h->workers[w].alive = 0;
+	snprintf(reason, sizeof(reason), "worker %s %s", h->workers[w].id, why);
+	for (i = 0; i < h->leases.cap; i++) {
+		struct lease_ent *l;
+
+		if (h->leases.keys[i] == 0)
+			continue;
+		l = h->leases.vals[i];
+		if (l->worker != w)
+			continue;
+		expire_lease(h, l, SHOAL_STATUS_ERROR, reason);
+		i = (size_t)-1;	/* the table shifted: scan again */
+	}
+	if (h->workers[w].nleases == 0 && !h->stopping)
+		shoal_debug("%s", reason);
+}
+
+static void on_bye(struct harness *h, const struct shoal_request *req,
+		   const struct shoal_msg *m, int w)
+{
+	struct shoal_msg r;
+
+	drop_worker(h, w, "left");
+	memset(&r, 0, sizeof(r));
+	r.type = SHOAL_MSG_ACK;
+	queue_reply(h, &req->route, &r, m->corr);
+}
+
+static void on_request(struct harness *h, const struct shoal_request *req)
+{
+	struct shoal_error err = { 0, "" };
+	struct shoal_msg *m = NULL;
+	int w;
+
+	if (shoal_wire_decode(req->body, req->len, &h->limits, &m, &err) != SHOAL_OK) {
+		shoal_warn("bad message from pipe %u: %s", req->route.pipe, err.msg);
+		reply_reject(h, &req->route, 0, SHOAL_REJECT_VERSION, err.msg);
+		return;
+	}
+	if (m->type == SHOAL_MSG_HELLO) {
+		on_hello(h, req, m);
+		goto out;
+	}
+	w = worker_by_pipe(h, req->route.pipe);
+	if (w < 0) {
+		reply_reject(h, &req->route, m->corr, SHOAL_REJECT_HELLO, "say HELLO first");
+		goto out;
+	}
+	switch (m->type) {
+	case SHOAL_MSG_POLL:
+	case SHOAL_MSG_REPORT:
+		on_poll_or_report(h, req, m, w);
+		break;
+	case SHOAL_MSG_BYE:
+		on_bye(h, req, m, w);
+		break;
+	default:
+		reply_reject(h, &req->route, m->corr, SHOAL_REJECT_VERSION,
+			     "unexpected message type");
+	}
+out:
+	shoal_wire_msg_free(m);
+}
+
+static void take_requests(struct harness *h)
+{
+	struct shoal_request req;
+	int budget = 256;
+
+	while (budget-- > 0 && shoal_listener_recv(h->listener, &req) == SHOAL_OK) {
+		on_request(h, &req);
+		shoal_request_release(&req);
+	}
+}
+
+/* ---- expiry ---------------------------------------------------------- */
+
+static void expire(struct harness *h)
+{
+	uint32_t pipes[256];
+	int64_t now = shoal_now_ms();
+	size_t n, i;
+
+	n = shoal_listener_closed_pipes(h->listener, pipes, SHOAL_ARRAY_LEN(pipes));
+	for (i = 0; i < n; i++) {
+		int w = worker_by_pipe(h, pipes[i]);
+
+		if (w >= 0)
+			drop_worker(h, w, "disconnected");
+	}
+	for (i = 0; i < h->nworkers; i++)
+		if (h->workers[i].alive && now - h->workers[i].last_seen_ms > WORKER_SILENCE_MS)
+			drop_worker(h, (int)i, "stopped sending heartbeats");
+	for (i = 0; i < h->leases.cap; i++) {
+		struct lease_ent *l = h->leases.vals[i];
+
+		if (h->leases.keys[i] == 0 || l->deadline_ms > now)
+			continue;
+		expire_lease(h, l, SHOAL_STATUS_TIMEOUT, "lease expired: no result in time");
+		i = (size_t)-1;
+	}
+}
+
+/* ---- flush and apply ------------------------------------------------- */
+
+static int cmp_effect_stage(const void *a, const void *b)
+{
+	const struct effect *x = a, *y = b;
+
+	if (x->lease.stage != y->lease.stage)
+		return x->lease.stage < y->lease.stage ? -1 : 1;
+	return x < y ? -1 : (x > y);
+}
+
+static int queue_settlements(struct harness *h, struct shoal_settle_rec *recs,
+			     struct shoal_error *err)
+{
+	size_t i, start = 0;
+	int rc = SHOAL_OK;
+
+	qsort(h->effects, h->neffects, sizeof(*h->effects), cmp_effect_stage);
+	for (i = 0; i < h->neffects; i++) {
+		struct effect *e = &h->effects[i];
+
+		recs[i].seq = e->lease.seq;
+		recs[i].lease_id = e->lease.lease_id;
+		recs[i].outcome = e->outcome;
+		recs[i].out = e->out;
+		recs[i].out_len = e->out_len;
+		recs[i].error = e->error;
+		recs[i].status = e->status;
+		recs[i].exit_code = e->exit_code;
+		recs[i].run_us = e->run_us;
+		recs[i].accepted = &e->accepted;
+		if (i + 1 == h->neffects || h->effects[i + 1].lease.stage != e->lease.stage) {
+			rc = shoal_state_append_settle(h->st,
+						       h->stages[e->lease.stage].conf->id,
+						       recs + start, i + 1 - start, err);
+			if (rc != SHOAL_OK)
+				return rc;
+			start = i + 1;
+		}
+	}
+	return rc;
+}
+
+static int64_t backoff_ms(uint32_t attempt)
+{
+	int64_t d = (int64_t)RETRY_BACKOFF_MS << (attempt < 8 ? attempt - 1 : 7);
+
+	return d > RETRY_BACKOFF_MAX_MS ? RETRY_BACKOFF_MAX_MS : d;
+}
+
+static void push_retry(struct harness *h, struct stage_rt *s, const struct effect *e)
+{
+	struct retry_ent *r;
+
+	if (h->stopping)
+		return;
+	if (grow_array((void **)&s->retry, &s->cap_retry, s->nretry, sizeof(*s->retry)) != SHOAL_OK) {
+		fail_run(h, "out of memory queueing a retry");
+		return;
+	}
+	r = &s->retry[s->nretry++];
+	r->seq = e->lease.seq;
+	r->attempt = e->lease.attempt + 1;
+	r->def = e->lease.def;
+	r->not_before_ms = shoal_now_ms() + backoff_ms(e->lease.attempt);
+	s->retries++;
+}
+
+static void note_dead(struct harness *h, struct stage_rt *s, const struct effect *e)
+{
+	s->dead++;
+	if (s->first_error[0] == '\0')
+		snprintf(s->first_error, sizeof(s->first_error), "%s/%llu (%s): %s",
+			 s->conf->id, (unsigned long long)e->lease.seq,
+			 s->plan.items[e->lease.def.item].source,
+			 e->error ? e->error : "failed");
+	if (!h->stopping)
+		shoal_warn("subtask %s/%llu failed for good after %u attempts: %s",
+			   s->conf->id, (unsigned long long)e->lease.seq, e->lease.attempt,
+			   e->error ? e->error : "failed");
+	if (s->conf->fan_in == SHOAL_FAN_IN_FAIL_FAST && !h->failed)
+		fail_run(h, "stage '%s' failed (fan_in: fail_fast): %s", s->conf->id,
+			 s->first_error);
+}
+
+static void apply_effect(struct harness *h, struct effect *e)
+{
+	struct stage_rt *s = &h->stages[e->lease.stage];
+
+	s->inflight--;
+	if (!e->accepted) {
+		/* Redis had another lease: someone else runs this run. */
+		fail_run(h, "Redis refused the result of %s/%llu: is another harness "
+			 "running run %s?", s->conf->id, (unsigned long long)e->lease.seq,
+			 h->run_id);
+	} else if (e->outcome == SHOAL_OUTCOME_DONE) {
+		s->done++;
+	} else if (e->outcome == SHOAL_OUTCOME_RETRY) {
+		push_retry(h, s, e);
+	} else {
+		note_dead(h, s, e);
+	}
+	free(e->out);
+	free(e->error);
+}
+
+static int flush(struct harness *h, struct shoal_error *err)
+{
+	struct shoal_settle_rec *recs = NULL;
+	size_t i;
+	int rc;
+
+	if (h->neffects > 0) {
+		recs = calloc(h->neffects, sizeof(*recs));
+		if (recs == NULL)
+			return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+		rc = queue_settlements(h, recs, err);
+		if (rc != SHOAL_OK) {
+			free(recs);
+			return rc;
+		}
+	}
+	rc = shoal_state_flush(h->st, err);
+	free(recs);
+	if (rc != SHOAL_OK)
+		return rc;
+	send_replies(h);
+	for (i = 0; i < h->neffects; i++)
+		apply_effect(h, &h->effects[i]);
+	h->neffects = 0;
+	shoal_arena_reset(&h->arena);
+	return SHOAL_OK;
+}
+
+/* ---- stages ---------------------------------------------------------- */
+
+static int load_staged_files(struct stage_rt *s, struct shoal_error *err)
+{
+	const struct shoal_stage_conf *c = s->conf;
+	size_t i;
+	int rc;
+
+	if (c->nfiles == 0)
+		return SHOAL_OK;
+	s->files = calloc(c->nfiles, sizeof(*s->files));
+	s->file_data = calloc(c->nfiles, sizeof(*s->file_data));
+	if (s->files == NULL || s->file_data == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	for (i = 0; i < c->nfiles; i++) {
+		size_t len = 0;
+
+		rc = shoal_read_file(c->files[i].path, STAGED_FILE_MAX, &s->file_data[i],
+				     &len, err);
+		if (rc != SHOAL_OK)
+			return shoal_error_prefix(err, "stage '%s' files", c->id);
+		s->files[i].name = c->files[i].name;
+		s->files[i].data.data = s->file_data[i];
+		s->files[i].data.len = len;
+		s->files[i].mode = 0444;
+	}
+	return SHOAL_OK;
+}
+
+static int upstream_of(const struct harness *h, const struct shoal_stage_conf *c)
+{
+	return shoal_config_stage_index(h->cfg, c->from_stage);
+}
+
+static int start_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err)
+{
+	const struct shoal_stage_conf *c = s->conf;
+	char rel[64];
+	int rc;
+
+	if (c->for_each == SHOAL_FOR_EACH_STAGE) {
+		const struct stage_rt *up = &h->stages[upstream_of(h, c)];
+
+		rc = shoal_plan_records(&s->plan, c, up->conf->output,
+					up->conf->merge.strategy, err);
+		if (rc != SHOAL_OK)
+			return rc;
+		s->planned = 1;
+		rc = shoal_plan_count(&s->plan, err);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
+	rc = load_staged_files(s, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	rc = shoal_state_stage_start(h->st, c->id, s->plan.total, c->output, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	s->state = STAGE_RUNNING;
+	snprintf(rel, sizeof(rel), "%llu", (unsigned long long)s->plan.total);
+	shoal_info("stage %s: %s subtasks", c->id, rel);
+	return SHOAL_OK;
+}
+
+struct merge_ctx {
+	struct shoal_merger *m;
+	struct shoal_error *err;
+};
+
+static int merge_one(void *arg, uint64_t seq, const char *data, size_t len)
+{
+	struct merge_ctx *c = arg;
+
+	(void)seq;
+	return shoal_merge_add(c->m, data, len, c->err);
+}
+
+static int merge_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err)
+{
+	struct merge_ctx c;
+	int rc;
+
+	rc = shoal_merge_open(&s->conf->merge, s->conf->output, &c.m, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	c.err = err;
+	rc = shoal_state_results_each(h->st, s->conf->id, s->plan.total, merge_one, &c, err);
+	if (rc == SHOAL_OK)
+		rc = shoal_merge_finish(c.m, &s->records, err);
+	shoal_merge_free(c.m);
+	return rc;
+}
+
+static int stage_passes(const struct stage_rt *s)
+{
+	const struct shoal_stage_conf *c = s->conf;
+
+	if (c->fan_in == SHOAL_FAN_IN_CONTINUE)
+		return 1;
+	if (c->fan_in == SHOAL_FAN_IN_MIN_SUCCESS)
+		return s->plan.total == 0 ||
+		       (double)s->done / (double)s->plan.total >= c->min_success;
+	return s->dead == 0;
+}
+
+/* Where a stage ends: merge, record, decide. */
+static void finish_stage(struct harness *h, struct stage_rt *s)
+{
+	struct shoal_error err = { 0, "" };
+	char num[32];
+
+	if (merge_stage(h, s, &err) != SHOAL_OK) {
+		fail_run(h, "stage '%s': merging into %s failed: %s", s->conf->id,
+			 s->conf->output, err.msg);
+		s->state = STAGE_FAILED;
+		return;
+	}
+	s->state = stage_passes(s) ? STAGE_DONE : STAGE_FAILED;
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)s->records);
+	shoal_state_stage_set(h->st, s->conf->id, "records", num, &err);
+	shoal_state_stage_set(h->st, s->conf->id, "status",
+			      s->state == STAGE_DONE ? "done" : "failed", &err);
+	if (s->state == STAGE_FAILED)
+		fail_run(h, "stage '%s' failed: %llu of %llu subtasks succeeded: %s",
+			 s->conf->id, (unsigned long long)s->done,
+			 (unsigned long long)s->plan.total, s->first_error);
+	else
+		shoal_info("stage %s: %s records -> %s", s->conf->id, num, s->conf->output);
+}
+
+static int needs_done(const struct harness *h, const struct shoal_stage_conf *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nneeds; i++) {
+		int j = shoal_config_stage_index(h->cfg, c->needs[i]);
+
+		if (j < 0 || h->stages[j].state != STAGE_DONE)
+			return 0;
+	}
+	return 1;
+}
+
+static int stage_finished(const struct stage_rt *s)
+{
+	return s->state == STAGE_RUNNING && s->exhausted && s->nretry == 0 &&
+	       s->inflight == 0;
+}
+
+static void advance_stages(struct harness *h)
+{
+	struct shoal_error err = { 0, "" };
+	size_t i;
+
+	for (i = 0; i < h->nstages && !h->failed; i++) {
+		struct stage_rt *s = &h->stages[i];
+
+		if (s->state == STAGE_RUNNING && !s->exhausted && s->issued == s->plan.total &&
+		    s->plan.total == 0)
+			s->exhausted = 1;
+		if (stage_finished(s))
+			finish_stage(h, s);
+		if (s->state == STAGE_WAITING && needs_done(h, s->conf) &&
+		    start_stage(h, s, &err) != SHOAL_OK)
+			fail_run(h, "%s", err.msg);
+	}
+	for (i = 0; i < h->nstages; i++)
+		if (h->stages[i].state != STAGE_DONE)
+			return;
+	h->stopping = 1;
+}
+
+/* ---- progress -------------------------------------------------------- */
+
+static void totals(const struct harness *h, uint64_t *total, uint64_t *done,
+		   uint64_t *running, uint64_t *dead, uint64_t *retries)
+{
+	size_t i;
+
+	*total = *done = *running = *dead = *retries = 0;
+	for (i = 0; i < h->nstages; i++) {
+		*total += h->stages[i].plan.total;
+		*done += h->stages[i].done;
+		*running += h->stages[i].inflight;
+		*dead += h->stages[i].dead;
+		*retries += h->stages[i].retries;
+	}
+}
+
+static void progress(struct harness *h, int final)
+{
+	uint64_t total, done, running, dead, retries;
+	int64_t now = shoal_now_ms();
+	double eta;
+
+	if (!final && now - h->last_progress_ms < (h->opts->json ? 1000 : 200))
+		return;
+	if (!h->opts->progress && !h->opts->json)
+		return;
+	totals(h, &total, &done, &running, &dead, &retries);
+	if (now - h->rate_ms >= 1000) {
+		double inst = (double)(done - h->rate_done) * 1000.0 / (double)(now - h->rate_ms);
+
+		h->rate = h->rate_ms == h->started_ms ? inst : 0.5 * h->rate + 0.5 * inst;
+		h->rate_done = done;
+		h->rate_ms = now;
+	}
+	h->last_progress_ms = now;
+	eta = h->rate > 0 ? (double)(total - done) / h->rate : -1;
+	if (h->opts->json) {
+		fprintf(stderr, "{\"ts\":%lld,\"event\":\"progress\",\"run\":\"%s\","
+			"\"done\":%llu,\"total\":%llu,\"running\":%llu,\"failed\":%llu,"
+			"\"rate\":%.1f}\n", (long long)shoal_wall_ms(), h->run_id,
+			(unsigned long long)done, (unsigned long long)total,
+			(unsigned long long)running, (unsigned long long)dead, h->rate);
+		return;
+	}
+	fprintf(stderr, "\r\033[K%llu/%llu done, %llu running, %llu failed, %.0f/s",
+		(unsigned long long)done, (unsigned long long)total,
+		(unsigned long long)running, (unsigned long long)dead, h->rate);
+	if (eta >= 0 && !final)
+		fprintf(stderr, ", ETA %.0fs", eta);
+	if (final)
+		fputc('\n', stderr);
+}
+
+/* ---- the loop -------------------------------------------------------- */
+
+static uint32_t wanted_workers(const struct harness *h)
+{
+	uint32_t max = h->opts->workers ? h->opts->workers : h->cfg->max_workers;
+	uint64_t backlog = 0, slots = h->cfg->slots_per_worker;
+	size_t i;
+
+	for (i = 0; i < h->nstages; i++) {
+		const struct stage_rt *s = &h->stages[i];
+
+		if (s->state == STAGE_RUNNING)
+			backlog += s->plan.total - s->done - s->dead;
+	}
+	if (h->stopping)
+		return 0;
+	backlog = (backlog + slots - 1) / slots;
+	return backlog < max ? (uint32_t)backlog : max;
+}
+
+static int next_wait_ms(const struct harness *h)
+{
+	int64_t now = shoal_now_ms(), until = now + 200;
+	size_t i;
+
+	for (i = 0; i < h->nheld; i++)
+		if (h->held[i].expires_ms < until)
+			until = h->held[i].expires_ms;
+	for (i = 0; i < h->nstages; i++)
+		if (h->stages[i].nretry > 0 && h->stages[i].retry[0].not_before_ms < until)
+			until = h->stages[i].retry[0].not_before_ms;
+	return until <= now ? 0 : (int)(until - now);
+}
+
+static void wait_events(struct harness *h)
+{
+	struct pollfd fds[2];
+
+	fds[0].fd = shoal_listener_recv_fd(h->listener);
+	fds[0].events = POLLIN;
+	fds[1].fd = shoal_listener_event_fd(h->listener);
+	fds[1].events = POLLIN;
+	poll(fds, 2, next_wait_ms(h));
+}
+
+static int alive_workers(const struct harness *h)
+{
+	size_t i;
+	int n = 0;
+
+	for (i = 0; i < h->nworkers; i++)
+		n += h->workers[i].alive;
+	return n;
+}
+
+static int harness_turn(struct harness *h, struct shoal_error *err)
+{
+	struct shoal_error serr = { 0, "" };
+	int rc;
+
+	take_requests(h);
+	expire(h);
+	serve_held(h);
+	rc = flush(h, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	advance_stages(h);
+	shoal_supervisor_reap(&h->sup, h->stopping);
+	if (shoal_supervisor_scale(&h->sup, wanted_workers(h), &serr) != SHOAL_OK)
+		shoal_warn("%s", serr.msg);
+	progress(h, 0);
+	return SHOAL_OK;
+}
+
+static int loop(struct harness *h, struct shoal_error *err)
+{
+	int rc;
+
+	while (!h->stopping) {
+		if (got_signal) {
+			fail_run(h, "interrupted by signal %d", (int)got_signal);
+			break;
+		}
+		rc = harness_turn(h, err);
+		if (rc != SHOAL_OK)
+			return rc;
+		if (!h->stopping)
+			wait_events(h);
+	}
+	/* Drain: tell workers to stop; give them a moment to say BYE. */
+	h->stop_ms = shoal_now_ms();
+	while (alive_workers(h) > 0 && shoal_now_ms() - h->stop_ms < DRAIN_GRACE_MS) {
+		rc = harness_turn(h, err);
+		if (rc != SHOAL_OK)
+			return rc;
+		wait_events(h);
+	}
+	return SHOAL_OK;
+}
+
+/* ---- set-up and tear-down --------------------------------------------- */
+
+static int plan_stages(struct harness *h, struct shoal_error *err)
+{
+	size_t i;
+	int rc;
+
+	h->nstages = h->cfg->nstages;
+	h->stages = calloc(h->nstages, sizeof(*h->stages));
+	if (h->stages == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	for (i = 0; i < h->nstages; i++) {
+		struct stage_rt *s = &h->stages[i];
+
+		s->conf = &h->cfg->stages[i];
+		s->plan.fd = -1;
+		if (s->conf->for_each != SHOAL_FOR_EACH_FILES)
+			continue;
+		rc = shoal_plan_files(&s->plan, h->cfg, s->conf, err);
+		if (rc == SHOAL_OK)
+			rc = shoal_plan_count(&s->plan, err);
+		if (rc != SHOAL_OK)
+			return rc;
+		s->planned = 1;
+	}
+	return SHOAL_OK;
+}
+
+static void free_stages(struct harness *h)
+{
+	size_t i, j;
+
+	for (i = 0; i < h->nstages; i++) {
+		struct stage_rt *s = &h->stages[i];
+
+		shoal_plan_free(&s->plan);
+		for (j = 0; s->file_data != NULL && j < s->conf->nfiles; j++)
+			free(s->file_data[j]);
+		free(s->file_data);
+		free(s->files);
+		free(s->retry);
+	}
+	free(h->stages);
+}
+
+static void free_leases(struct harness *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->leases.cap; i++)
+		if (h->leases.keys[i] != 0)
+			free(h->leases.vals[i]);
+	shoal_u64map_free(&h->leases);
+}
+
+static int listen_url(struct harness *h, const char *state_dir, struct shoal_error *err)
+{
+	char *abs = realpath(state_dir, NULL);
+	int n;
+
+	if (abs == NULL)
+		return shoal_error_errno(err, SHOAL_EIO, "state dir %s", state_dir);
+	n = snprintf(h->url, sizeof(h->url), "ipc://%s/workers-%ld.sock", abs, (long)getpid());
+	free(abs);
+	if (n < 0 || n - 6 >= 100)
+		snprintf(h->url, sizeof(h->url), "ipc:///tmp/shoal-%ld-%s.sock",
+			 (long)getpid(), h->run_id);
+	return SHOAL_OK;
+}
+
+static int open_state(struct harness *h, struct shoal_embedded_redis *emb,
+		      struct shoal_error *err)
+{
+	const char *url = h->opts->redis_url ? h->opts->redis_url : h->cfg->redis_url;
+	int rc;
+
+	if (url == NULL) {
+		rc = shoal_embedded_start(h->opts->state_dir, emb, err);
+		if (rc != SHOAL_OK)
+			return rc;
+		url = emb->url;
+	}
+	rc = shoal_state_connect(url, &h->st, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	shoal_state_use_run(h->st, h->run_id);
+	return SHOAL_OK;
+}
+
+static int create_run(struct harness *h, struct shoal_error *err)
+{
+	const char **ids = calloc(h->nstages + 1, sizeof(*ids));
+	size_t i;
+	int rc;
+
+	if (ids == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	for (i = 0; i < h->nstages; i++)
+		ids[i] = h->stages[i].conf->id;
+	rc = shoal_state_run_create(h->st, h->cfg->name ? h->cfg->name : "", h->cfg->path,
+				    h->cfg->hash, ids, h->nstages, err);
+	free(ids);
+	return rc;
+}
+
+static void summarize(struct harness *h, struct shoal_run_summary *sum)
+{
+	uint64_t running;
+
+	memset(sum, 0, sizeof(*sum));
+	shoal_strlcpy(sum->run_id, h->run_id, sizeof(sum->run_id));
+	totals(h, &sum->subtasks, &sum->done, &running, &sum->dead, &sum->retries);
+	sum->succeeded = !h->failed;
+	sum->seconds = (double)(shoal_now_ms() - h->started_ms) / 1000.0;
+	shoal_strlcpy(sum->error, h->error, sizeof(sum->error));
+}
+
+static void install_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int run_setup(struct harness *h, struct shoal_embedded_redis *emb,
+		     struct shoal_error *err)
+{
+	int rc;
+	uint32_t epoch = 0;
+
+	rc = plan_stages(h, err);
+	if (rc == SHOAL_OK)
+		rc = open_state(h, emb, err);
+	if (rc == SHOAL_OK)
+		rc = create_run(h, err);
+	if (rc == SHOAL_OK)
+		rc = listen_url(h, h->opts->state_dir, err);
+	if (rc == SHOAL_OK)
+		rc = shoal_listener_open(h->url, HARNESS_MAX_MSG, &h->listener, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	while (epoch == 0)
+		shoal_random_bytes(&epoch, sizeof(epoch));
+	h->lease_epoch = (uint64_t)epoch << 32;
+	shoal_supervisor_init(&h->sup, h->opts->self_exe, h->url, h->cfg->slots_per_worker);
+	return SHOAL_OK;
+}
+
+static void run_teardown(struct harness *h, struct shoal_embedded_redis *emb)
+{
+	struct shoal_error err = { 0, "" };
+
+	shoal_supervisor_stop(&h->sup, 3000);
+	if (h->st != NULL && !got_signal)
+		shoal_state_run_finish(h->st, h->failed ? "failed" : "succeeded",
+				       h->error, &err);
+	else if (h->st != NULL)
+		shoal_state_run_finish(h->st, "interrupted", h->error, &err);
+	shoal_listener_close(h->listener);
+	shoal_state_close(h->st);
+	shoal_embedded_stop(emb);
+	free_leases(h);
+	free_stages(h);
+	free(h->workers);
+	free(h->held);
+	free(h->effects);
+	free(h->replies);
+	shoal_arena_free(&h->arena);
+	shoal_buf_free(&h->enc);
+	shoal_buf_free(&h->input);
+}
+
+int shoal_harness_run(const struct shoal_config *cfg, const struct shoal_run_opts *opts,
+		      struct shoal_run_summary *summary, struct shoal_error *err)
+{
+	struct shoal_embedded_redis emb;
+	struct harness h;
+	int rc;
+
+	memset(&h, 0, sizeof(h));
+	memset(&emb, 0, sizeof(emb));
+	h.cfg = cfg;
+	h.opts = opts;
+	h.started_ms = h.rate_ms = h.last_progress_ms = shoal_now_ms();
+	shoal_u64map_init(&h.leases);
+	shoal_arena_init(&h.arena);
+	shoal_buf_init(&h.enc, HARNESS_MAX_MSG);
+	shoal_buf_init(&h.input, SHOAL_ITEM_MAX);
+	shoal_wire_limits_default(&h.limits);
+	h.limits.max_message = HARNESS_MAX_MSG;
+	shoal_state_new_run_id(h.run_id);
+	install_signals();
+	rc = run_setup(&h, &emb, err);
+	if (rc == SHOAL_OK) {
+		printf("%s\n", h.run_id);
+		fflush(stdout);
+		rc = loop(&h, err);
+		progress(&h, 1);
+	}
+	summarize(&h, summary);
+	run_teardown(&h, &emb);
+	return rc;
+}

@@ -1,0 +1,134 @@
+/* state.h - run state in Redis: runs, stages and subtasks, and the atomic,
+ * fenced transitions between subtask states.  docs/REDIS_KEYS.md documents
+ * every key written here; the key patterns below are the single source.
+ *
+ * Subtask states (docs/STATE_MACHINE.md has the diagram and invariants):
+ *
+ *   (pending: seq >= stage.issued, no key yet)
+ *        | shoal_state_append_lease          (attempt 1)
+ *        v
+ *     leased --settle(DONE)--> done
+ *        |  \--settle(RETRY)--> retry --append_lease (attempt+1)--> leased
+ *        \----settle(DEAD)---> dead
+ *
+ * A settle carries the lease id it answers; the script refuses it unless
+ * the task is `leased` under exactly that lease (fencing), so a late or
+ * duplicate result of an old attempt never overwrites the current one.
+ *
+ * Transitions are batched: the caller appends many, then flushes once; the
+ * flush pipelines one EVAL per batch and reads every reply.  One hiredis
+ * context: the struct belongs to the thread that connected it. */
+#ifndef SHOAL_STATE_H
+#define SHOAL_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+#define SHOAL_RUN_ID_MAX 64
+
+enum shoal_outcome {
+	SHOAL_OUTCOME_DONE = 1,
+	SHOAL_OUTCOME_RETRY = 2,
+	SHOAL_OUTCOME_DEAD = 3,
+};
+
+struct shoal_state;
+
+/* What to lease: the subtask's definition (stored on attempt 1). */
+struct shoal_lease_rec {
+	uint64_t seq;
+	uint64_t lease_id;
+	uint32_t attempt;
+	int64_t deadline_ms;	/* wall clock */
+	const char *source;	/* item's source, relative to config folder */
+	uint32_t chunk;
+	uint64_t line_offset;
+	uint64_t byte_offset;
+	uint64_t byte_len;
+};
+
+struct shoal_settle_rec {
+	uint64_t seq;
+	uint64_t lease_id;
+	int outcome;		/* enum shoal_outcome */
+	const char *out;	/* result bytes (DONE), may be NULL */
+	size_t out_len;
+	const char *error;	/* reason (RETRY, DEAD) or NULL */
+	int status;		/* enum shoal_task_status */
+	int exit_code;
+	uint64_t run_us;
+	int *accepted;		/* set at flush: 1 accepted, 0 refused */
+};
+
+/* Connects to url: redis://[:password@]host[:port][/db] or
+ * unix:///path/to/socket[?db=N].  Fails with SHOAL_ESTATE and a message
+ * that says what to fix when the server cannot be reached. */
+int shoal_state_connect(const char *url, struct shoal_state **out,
+			struct shoal_error *err);
+void shoal_state_close(struct shoal_state *st);
+
+/* Sets the run every following call works on (copied). */
+void shoal_state_use_run(struct shoal_state *st, const char *run_id);
+
+/* Records a new run: its config path and hash, name and stage ids, status
+ * "running", and adds it to the index of recent runs. */
+int shoal_state_run_create(struct shoal_state *st, const char *name,
+			   const char *config_path, const char *config_hash,
+			   const char *const *stage_ids, size_t nstages,
+			   struct shoal_error *err);
+
+/* Sets the run's final status ("succeeded", "failed", "cancelled") and
+ * error text, and its finish time. */
+int shoal_state_run_finish(struct shoal_state *st, const char *status,
+			   const char *error, struct shoal_error *err);
+
+/* Stage hash fields. */
+int shoal_state_stage_start(struct shoal_state *st, const char *stage,
+			    uint64_t total, const char *output,
+			    struct shoal_error *err);
+int shoal_state_stage_set(struct shoal_state *st, const char *stage,
+			  const char *field, const char *value,
+			  struct shoal_error *err);
+
+/* Queues leases of one stage held by worker; issued is the stage's new
+ * first-never-leased seq.  Nothing is sent until flush. */
+int shoal_state_append_lease(struct shoal_state *st, const char *stage,
+			     const char *worker, const struct shoal_lease_rec *recs,
+			     size_t n, uint64_t issued, struct shoal_error *err);
+
+/* Queues settlements of one stage.  recs[i].accepted (when not NULL) and
+ * the bytes they point to must stay valid until flush. */
+int shoal_state_append_settle(struct shoal_state *st, const char *stage,
+			      struct shoal_settle_rec *recs, size_t n,
+			      struct shoal_error *err);
+
+/* Sends every queued batch in one pipeline and reads the replies. */
+int shoal_state_flush(struct shoal_state *st, struct shoal_error *err);
+
+/* Calls cb for each `done` subtask of the stage with seq < total, in seq
+ * order, with its stored result.  Reads in pipelined pages. */
+typedef int (*shoal_result_cb)(void *arg, uint64_t seq, const char *data,
+			       size_t len);
+int shoal_state_results_each(struct shoal_state *st, const char *stage,
+			     uint64_t total, shoal_result_cb cb, void *arg,
+			     struct shoal_error *err);
+
+/* Runs one command and returns the raw hiredis reply (a redisReply *,
+ * freed by the caller with freeReplyObject); for read-only tools like
+ * `shoal status`.  argv strings are NUL-terminated. */
+int shoal_state_command(struct shoal_state *st, void **reply,
+			struct shoal_error *err, int argc, const char **argv);
+
+/* Key names: writes "shoal:{RUN}:suffix" into buf (size n). */
+void shoal_state_key(const struct shoal_state *st, char *buf, size_t n,
+		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* Makes a new run id: "YYYYmmdd-HHMMSS-xxxxxx" (UTC, 6 random hex). */
+void shoal_state_new_run_id(char out[SHOAL_RUN_ID_MAX]);
+
+/* The global index of runs (sorted set, score = creation wall ms). */
+#define SHOAL_KEY_RUNS "shoal:runs"
+
+#endif

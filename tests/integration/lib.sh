@@ -1,0 +1,84 @@
+# lib.sh - shared helpers for the integration tests: a private temp dir, a
+# real redis-server on a unix socket, and assertions that say what failed.
+# Each test script sources this, then calls its test functions via `run_test`.
+set -u
+
+: "${SHOAL_BIN:?SHOAL_BIN must point to the shoal binary}"
+TEST_NAME=$(basename "$0" .sh)
+TMP=$(mktemp -d "/tmp/shoal-${TEST_NAME}.XXXXXX")
+chmod 755 "$TMP"
+FAILURES=0
+PASSES=0
+REDIS_PID=""
+
+cleanup() {
+	if [ -n "$REDIS_PID" ]; then
+		kill "$REDIS_PID" 2>/dev/null
+		wait "$REDIS_PID" 2>/dev/null
+	fi
+	if [ "$FAILURES" -eq 0 ] && [ -z "${KEEP_TMP:-}" ]; then
+		rm -rf "$TMP"
+	else
+		echo "kept $TMP for inspection" >&2
+	fi
+}
+trap cleanup EXIT
+
+# start_redis: a real redis-server on $TMP/redis.sock; sets REDIS_URL.
+start_redis() {
+	mkdir -p "$TMP/redis"
+	redis-server --port 0 --unixsocket "$TMP/redis/redis.sock" --unixsocketperm 700 \
+		--dir "$TMP/redis" --appendonly yes --appendfsync everysec --save "" \
+		--logfile "$TMP/redis/redis.log" >/dev/null 2>&1 &
+	REDIS_PID=$!
+	for _ in $(seq 1 500); do
+		[ -S "$TMP/redis/redis.sock" ] && redis-cli -s "$TMP/redis/redis.sock" ping >/dev/null 2>&1 && break
+		sleep 0.01
+	done
+	REDIS_URL="unix://$TMP/redis/redis.sock"
+}
+
+fail() {
+	echo "  FAIL: $*" >&2
+	FAILURES=$((FAILURES + 1))
+}
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() {
+	if [ "$1" != "$2" ]; then
+		fail "$3: got '$1', expected '$2'"
+	fi
+}
+
+# expect_contains FILE TEXT WHAT
+expect_contains() {
+	if ! grep -qF -- "$2" "$1"; then
+		fail "$3: '$2' not found in $1:"
+		sed 's/^/    | /' "$1" | head -20 >&2
+	fi
+}
+
+# run_shoal OUTPREFIX ARGS...: runs shoal, stdout/stderr to OUTPREFIX.out/.err;
+# sets RC.
+run_shoal() {
+	local prefix=$1
+	shift
+	"$SHOAL_BIN" "$@" >"$prefix.out" 2>"$prefix.err"
+	RC=$?
+}
+
+run_test() {
+	local before=$FAILURES
+	"$1"
+	if [ "$FAILURES" -eq "$before" ]; then
+		echo "ok   $1"
+		PASSES=$((PASSES + 1))
+	else
+		echo "FAIL $1"
+	fi
+}
+
+finish() {
+	echo "$PASSES passed, $FAILURES failed"
+	[ "$FAILURES" -eq 0 ]
+}

@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# test_run.sh - `shoal run` end to end: real redis-server, real worker
+# processes, real sandboxes.  Each function is one behaviour.
+. "$(dirname "$0")/lib.sh"
+
+# A corpus of three files with numbered lines; each line is "<file> <n>".
+make_corpus() {
+	local dir=$1
+	mkdir -p "$dir/corpus"
+	for f in a b c; do
+		for n in $(seq 1 137); do echo "$f $n"; done >"$dir/corpus/$f.txt"
+	done
+}
+
+# Emits one JSON record per input line with its absolute line number.
+write_lines_script() {
+	cat >"$1/lines.sh" <<'SH'
+n=$SHOAL_LINE_OFFSET
+while IFS= read -r line; do
+	n=$((n + 1))
+	printf '{"source":"%s","line":%d,"text":"%s"}\n' "$SHOAL_SOURCE" "$n" "$line"
+done
+SH
+}
+
+multi_file_run_merges_every_line_exactly_once() {
+	local d=$TMP/multi
+	make_corpus "$d"
+	write_lines_script "$d"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+name: multi
+pool: {max_workers: 3, slots_per_worker: 2}
+stages:
+  - id: lines
+    for_each: {files: "corpus/*.txt"}
+    split: {by: lines, size: 20, overlap: 5}
+    files: {lines.sh: lines.sh}
+    run: [sh, lines.sh]
+    merge: {strategy: jsonl, dedupe_by: [source, line], sort_by: [source, line]}
+    output: out/lines.jsonl
+YAML
+	start_redis
+	run_shoal "$d/r" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "exit code of a good run"
+	expect_eq "$(wc -l <"$d/out/lines.jsonl")" 411 "records in output (3 x 137)"
+	expect_eq "$(sort -u "$d/out/lines.jsonl" | wc -l)" 411 "distinct records"
+	expect_contains "$d/out/lines.jsonl" '{"source":"corpus/b.txt","line":137,"text":"b 137"}' "last line of b"
+	local run
+	run=$(head -1 "$d/r.out")
+	run_shoal "$d/s" status "$run" --redis "$REDIS_URL"
+	expect_eq "$RC" 0 "status exit"
+	expect_contains "$d/s.out" "succeeded" "status shows the run succeeded"
+	# 137 lines in chunks of 20 overlapping 5 -> 9 chunks per file
+	grep -Eq "^lines +done +27 +0 +0 +27 +0 +411 " "$d/s.out" || fail "status shows 27 subtasks done, 411 records"
+	run_shoal "$d/l" status --redis "$REDIS_URL"
+	expect_contains "$d/l.out" "$run" "run listed by status"
+}
+
+failing_command_is_retried_then_reported() {
+	local d=$TMP/failing
+	mkdir -p "$d/in"
+	echo ok >"$d/in/good.txt"
+	echo bad >"$d/in/bad.txt"
+	cat >"$d/flaky.sh" <<'SH'
+# fails for "bad" input always; prints a JSON record otherwise
+if grep -q bad input; then echo "cannot handle $SHOAL_SOURCE" >&2; exit 3; fi
+printf '{"source":"%s","attempt":%s}\n' "$SHOAL_SOURCE" "$SHOAL_ATTEMPT"
+SH
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+stages:
+  - id: s
+    for_each: {files: "in/*.txt"}
+    files: {flaky.sh: flaky.sh}
+    run: [sh, flaky.sh]
+    retries: 2
+    fan_in: continue
+    output: out/s.jsonl
+YAML
+	start_redis
+	run_shoal "$d/r" run "$d/run.yaml" --redis "$REDIS_URL"
+	expect_eq "$RC" 0 "fan_in: continue passes despite the failure"
+	expect_contains "$d/r.out" "1 failed, 2 retried" "summary counts the failure and 2 retries"
+	expect_eq "$(cat "$d/out/s.jsonl")" '{"source":"in/good.txt","attempt":1}' "only the good record"
+	run_shoal "$d/s" status "$(head -1 "$d/r.out")" --redis "$REDIS_URL"
+	expect_contains "$d/s.out" "in/bad.txt" "status names the failed input"
+	expect_contains "$d/s.out" "code 3" "status gives the exit code"
+	expect_contains "$d/s.out" "cannot handle in/bad.txt" "status shows stderr"
+	expect_contains "$d/s.out" "attempt 3" "failed after 3 attempts"
+}
+
+fail_fast_run_exits_1() {
+	local d=$TMP/failfast
+	mkdir -p "$d/in"
+	echo x >"$d/in/x.txt"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+stages:
+  - id: s
+    for_each: {files: "in/*.txt"}
+    run: [sh, -c, "exit 7"]
+    retries: 0
+    output: out/s.jsonl
+YAML
+	run_shoal "$d/r" run "$d/run.yaml" --state-dir "$d/.shoal"
+	expect_eq "$RC" 1 "a failed run exits 1"
+	expect_contains "$d/r.out" "code 7" "the summary says why"
+	[ -e "$d/out/s.jsonl" ] && fail "no output is written for a failed stage"
+}
+
+missing_command_fails_its_subtask_with_the_reason() {
+	local d=$TMP/nocmd
+	mkdir -p "$d/in"
+	echo x >"$d/in/x.txt"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+stages:
+  - id: s
+    for_each: {files: "in/*.txt"}
+    run: [no-such-command-xyz, --flag]
+    retries: 0
+    output: out/s.jsonl
+YAML
+	run_shoal "$d/r" run "$d/run.yaml" --state-dir "$d/.shoal"
+	expect_eq "$RC" 1 "run with a missing command fails"
+	expect_contains "$d/r.out" "no-such-command-xyz" "the summary names the command"
+	(cd "$d" && "$SHOAL_BIN" status "$(head -1 r.out)" >"$d/s.out" 2>&1)
+	expect_contains "$d/s.out" "no-such-command-xyz" "status (embedded Redis restarted) names it"
+}
+
+two_stage_run_feeds_records_downstream() {
+	local d=$TMP/twostage
+	make_corpus "$d"
+	write_lines_script "$d"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+name: two-stage
+stages:
+  - id: lines
+    for_each: {files: "corpus/a.txt"}
+    split: {by: lines, size: 50}
+    files: {lines.sh: lines.sh}
+    run: [sh, lines.sh]
+    merge: {strategy: jsonl}
+    output: out/lines.jsonl
+  - id: upper
+    for_each: {stage: lines}
+    run: [sh, -c, "tr a-z A-Z < input"]
+    merge: {strategy: jsonl, sort_by: [LINE]}
+    output: out/upper.jsonl
+YAML
+	run_shoal "$d/r" run "$d/run.yaml" --state-dir "$d/.shoal" --workers 2
+	expect_eq "$RC" 0 "two-stage run succeeds"
+	expect_eq "$(wc -l <"$d/out/upper.jsonl")" 137 "one downstream record per upstream record"
+	expect_contains "$d/out/upper.jsonl" '"TEXT":"A 99"' "downstream saw the record as input"
+}
+
+noop_builtin_returns_its_input() {
+	local d=$TMP/noop
+	mkdir -p "$d/in"
+	seq 1 1000 >"$d/in/n.txt"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+pool: {slots_per_worker: 64}
+stages:
+  - id: n
+    for_each: {files: "in/n.txt"}
+    split: {by: lines, size: 1}
+    run: builtin:noop
+    merge: {strategy: concat}
+    output: out/n.txt
+YAML
+	run_shoal "$d/r" run "$d/run.yaml" --state-dir "$d/.shoal" --json
+	expect_eq "$RC" 0 "noop run succeeds"
+	cmp -s "$d/in/n.txt" "$d/out/n.txt" || fail "concat of 1000 one-line chunks reproduces the file"
+	expect_contains "$d/r.out" '"done":1000' "JSON summary counts 1000 subtasks"
+	expect_contains "$d/r.err" '"event":"progress"' "--json progress lines on stderr"
+}
+
+run_test multi_file_run_merges_every_line_exactly_once
+run_test failing_command_is_retried_then_reported
+run_test fail_fast_run_exits_1
+run_test missing_command_fails_its_subtask_with_the_reason
+run_test two_stage_run_feeds_records_downstream
+run_test noop_builtin_returns_its_input
+finish

@@ -1,0 +1,667 @@
+/* test_config.c - the config loader.  Every file in tests/data/config/bad/
+ * must fail with the code, position and message its NAME.expect names; the
+ * good configs load to the expected values, field by field; the hash is the
+ * sha256 of the expanded text; docs/CONFIG.md holds the key table printed
+ * from the loader's schema.
+ *
+ * NAME.expect: one line per substring the error must contain (most start
+ * with ":LINE:COL: ", the exact position), plus optional directives:
+ *   code: ETOOBIG   the expected code (default ECONFIG)
+ *   nopos           the error is about the whole file: "path: ..." only
+ *
+ * `test_config --doc-table` prints the key table for docs/CONFIG.md. */
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/buf.h"
+#include "common/sha256.h"
+#include "common/util.h"
+#include "scheduler/config.h"
+#include "test.h"
+
+#define DATA SHOAL_TEST_DATA "/config"
+#define MAX_EXPECT 8
+
+struct expect {
+	int code;
+	int nopos;
+	char text[MAX_EXPECT][512];
+	size_t n;
+};
+
+static void set_test_env(void)
+{
+	static const char *const unset[] = {
+		"SHOAL_TEST_UNSET_A", "SHOAL_TEST_UNSET_B", "SHOAL_TEST_UNSET_C",
+		"SHOAL_TEST_UNSET_D", "SHOAL_TEST_UNSET_E",
+		"SHOAL_TEST_UNSET_IN_COMMENT", "SHOAL_TEST_MEMORY", "SHOAL_TEST_DIR",
+	};
+	size_t i;
+
+	setenv("SHOAL_TEST_NAME", "shoal", 1);
+	setenv("SHOAL_TEST_GREETING", "hello: world", 1);
+	setenv("SHOAL_TEST_EMPTY", "", 1);
+	setenv("SHOAL_TEST_RETRIES", "7", 1);
+	setenv("SHOAL_TEST_X", "x", 1);
+	for (i = 0; i < SHOAL_ARRAY_LEN(unset); i++)
+		unsetenv(unset[i]);
+}
+
+static int code_by_name(const char *name)
+{
+	int code;
+
+	for (code = 0; code >= -20; code--)
+		if (strcmp(shoal_strerror(code), name) == 0)
+			return code;
+	return 1;	/* matches nothing */
+}
+
+static int read_expect(const char *path, struct expect *e)
+{
+	char line[600];
+	FILE *f = fopen(path, "r");
+
+	memset(e, 0, sizeof(*e));
+	e->code = SHOAL_ECONFIG;
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] == '\0')
+			continue;
+		if (strncmp(line, "code: ", 6) == 0)
+			e->code = code_by_name(line + 6);
+		else if (strcmp(line, "nopos") == 0)
+			e->nopos = 1;
+		else if (e->n < MAX_EXPECT)
+			shoal_strlcpy(e->text[e->n++], line, sizeof(e->text[0]));
+	}
+	fclose(f);
+	return 0;
+}
+
+/* "path:LINE:COL: " right after the path. */
+static int has_position(const char *msg, const char *path)
+{
+	const char *p = msg + strlen(path);
+	size_t digits;
+
+	if (strncmp(msg, path, strlen(path)) != 0 || *p++ != ':')
+		return 0;
+	digits = strspn(p, "0123456789");
+	if (digits == 0 || p[digits] != ':')
+		return 0;
+	p += digits + 1;
+	digits = strspn(p, "0123456789");
+	return digits > 0 && p[digits] == ':' && p[digits + 1] == ' ';
+}
+
+static int run_bad_case(const char *name)
+{
+	char yaml[PATH_MAX], exp[PATH_MAX];
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+	struct expect e;
+	size_t i;
+	int rc, failures = test_failures;
+
+	snprintf(yaml, sizeof(yaml), "%s/bad/%s.yaml", DATA, name);
+	snprintf(exp, sizeof(exp), "%s/bad/%s.expect", DATA, name);
+	CHECK(read_expect(exp, &e) == 0);
+	CHECK(e.n > 0);
+	rc = shoal_config_load(yaml, &cfg, &err);
+	CHECK_EQ_INT(rc, e.code);
+	CHECK(cfg == NULL);
+	CHECK(strncmp(err.msg, yaml, strlen(yaml)) == 0 &&
+	      err.msg[strlen(yaml)] == ':');
+	CHECK(has_position(err.msg, yaml) == !e.nopos);
+	for (i = 0; i < e.n; i++)
+		CHECK(strstr(err.msg, e.text[i]) != NULL);
+	if (test_failures != failures)
+		fprintf(stderr, "  in bad/%s.yaml: %s (%s)\n", name, err.msg,
+			shoal_strerror(rc));
+	shoal_config_free(cfg);
+	return test_failures == failures;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void bad_configs_fail_with_their_expected_message(void)
+{
+	DIR *d = opendir(DATA "/bad");
+	struct dirent *de;
+	char *names[512];
+	size_t n = 0, i, passed = 0;
+
+	CHECK(d != NULL);
+	while (d != NULL && (de = readdir(d)) != NULL && n < SHOAL_ARRAY_LEN(names)) {
+		size_t len = strlen(de->d_name);
+
+		if (len > 5 && strcmp(de->d_name + len - 5, ".yaml") == 0)
+			names[n++] = strndup(de->d_name, len - 5);
+	}
+	if (d != NULL)
+		closedir(d);
+	qsort(names, n, sizeof(names[0]), cmp_names);
+	CHECK(n >= 60);
+	for (i = 0; i < n; i++) {
+		passed += (size_t)run_bad_case(names[i]);
+		free(names[i]);
+	}
+	fprintf(stderr, "     %zu of %zu bad configs give their message\n", passed, n);
+}
+
+static void missing_file_is_enotfound_without_position(void)
+{
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+	const char *path = DATA "/bad/no-such-file.yaml";
+
+	CHECK_EQ_INT(shoal_config_load(path, &cfg, &err), SHOAL_ENOTFOUND);
+	CHECK(cfg == NULL);
+	CHECK(strncmp(err.msg, path, strlen(path)) == 0);
+	CHECK(strstr(err.msg, "no such file") != NULL);
+	CHECK(!has_position(err.msg, path));
+}
+
+static void file_over_one_mib_is_etoobig(void)
+{
+	char dir[] = "/tmp/shoal-test-config-XXXXXX", path[PATH_MAX];
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+	FILE *f;
+	size_t i;
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/huge.yaml", dir);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f == NULL)
+		return;
+	fputs("version: 1\n", f);
+	for (i = 0; i < SHOAL_CONFIG_MAX_BYTES / 16; i++)
+		fputs("# padding......\n", f);
+	fclose(f);
+	CHECK_EQ_INT(shoal_config_load(path, &cfg, &err), SHOAL_ETOOBIG);
+	CHECK(cfg == NULL);
+	CHECK(strstr(err.msg, "larger than 1048576 bytes") != NULL);
+	CHECK(!has_position(err.msg, path));
+	unlink(path);
+	rmdir(dir);
+}
+
+static struct shoal_config *load_good(const char *name)
+{
+	char path[PATH_MAX];
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+
+	snprintf(path, sizeof(path), "%s/good/%s", DATA, name);
+	if (shoal_config_load(path, &cfg, &err) != SHOAL_OK)
+		fprintf(stderr, "  loading good/%s: %s\n", name, err.msg);
+	CHECK(cfg != NULL);
+	return cfg;
+}
+
+static const char *env_get(const struct shoal_sandbox_conf *sb, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sb->nenv; i++)
+		if (strcmp(sb->env[i].key, key) == 0)
+			return sb->env[i].value;
+	return NULL;
+}
+
+/* The defaults docs/CONFIG.md promises, for a sandbox nobody configured. */
+static void check_default_sandbox(const struct shoal_sandbox_conf *sb)
+{
+	CHECK_EQ_INT(sb->limits.backend, SHOAL_SANDBOX_NATIVE);
+	CHECK_EQ_INT(sb->limits.network_host, 0);
+	CHECK_EQ_INT(sb->limits.memory, 512ull << 20);
+	CHECK_EQ_INT(sb->limits.pids, 256);
+	CHECK_EQ_INT(sb->limits.cpu_time_ms, 60000);
+	CHECK_EQ_INT(sb->limits.timeout_ms, 0);
+	CHECK_EQ_INT(sb->limits.disk, 256ull << 20);
+	CHECK_EQ_INT(sb->limits.max_output, 8ull << 20);
+	CHECK(sb->limits.rootfs == NULL);
+	CHECK_EQ_INT(sb->limits.n_readonly_paths, 0);
+	CHECK_EQ_INT(sb->nenv, 2);
+	CHECK_STR(env_get(sb, "LANG"), "C.UTF-8");
+	CHECK_STR(env_get(sb, "PATH"), "/usr/local/bin:/usr/bin:/bin");
+}
+
+static void minimal_config_gets_every_default(void)
+{
+	struct shoal_config *cfg = load_good("minimal.yaml");
+	const struct shoal_stage_conf *st;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	char dir[PATH_MAX];
+
+	if (cfg == NULL)
+		return;
+	CHECK(realpath(DATA "/good", dir) != NULL);
+	CHECK_STR(cfg->dir, dir);
+	CHECK(strncmp(cfg->path, dir, strlen(dir)) == 0);
+	CHECK_STR(cfg->path + strlen(dir), "/minimal.yaml");
+	CHECK_EQ_INT(cfg->version, 1);
+	CHECK_STR(cfg->name, "minimal");
+	CHECK(cfg->redis_url == NULL);
+	CHECK_EQ_INT(cfg->max_workers, cpus < 1 ? 1 : cpus > 1024 ? 1024 : cpus);
+	CHECK_EQ_INT(cfg->slots_per_worker, 1);
+	CHECK_EQ_INT(strlen(cfg->hash), 64);
+	check_default_sandbox(&cfg->sandbox);
+	CHECK_EQ_INT(cfg->nstages, 1);
+	st = &cfg->stages[0];
+	CHECK_STR(st->id, "only");
+	CHECK_EQ_INT(st->line, 3);
+	CHECK_EQ_INT(st->for_each, SHOAL_FOR_EACH_FILES);
+	CHECK_STR(st->glob, "*.txt");
+	CHECK(st->from_stage == NULL);
+	CHECK_EQ_INT(st->nneeds, 0);
+	CHECK_EQ_INT(st->split.by, SHOAL_SPLIT_NONE);
+	CHECK_EQ_INT(st->split.size, 0);
+	CHECK_EQ_INT(st->nfiles, 0);
+	CHECK_EQ_INT(st->nrun, 1);
+	CHECK_STR(st->run[0], "cat");
+	CHECK(st->run[1] == NULL);
+	CHECK(st->builtin == NULL);
+	CHECK_EQ_INT(st->timeout_ms, 30 * 60 * 1000);
+	CHECK_EQ_INT(st->retries, 2);
+	CHECK_EQ_INT(st->fan_in, SHOAL_FAN_IN_FAIL_FAST);
+	CHECK_EQ_INT(st->merge.strategy, SHOAL_MERGE_JSONL);
+	CHECK_EQ_INT(st->merge.ndedupe_by, 0);
+	CHECK_EQ_INT(st->merge.nsort_by, 0);
+	CHECK(strncmp(st->output, dir, strlen(dir)) == 0);
+	CHECK_STR(st->output + strlen(dir), "/out.txt");
+	CHECK_EQ_INT(st->noutputs, 0);
+	check_default_sandbox(&st->sandbox);
+	CHECK_EQ_INT(shoal_config_stage_index(cfg, "only"), 0);
+	CHECK_EQ_INT(shoal_config_stage_index(cfg, "other"), -1);
+	shoal_config_free(cfg);
+}
+
+static void check_full_top(const struct shoal_config *cfg)
+{
+	const struct shoal_sandbox_conf *sb = &cfg->sandbox;
+
+	CHECK_STR(cfg->name, "changelog-entries");
+	CHECK_STR(cfg->redis_url, "redis://127.0.0.1:6379/0");
+	CHECK_EQ_INT(cfg->max_workers, 4);
+	CHECK_EQ_INT(cfg->slots_per_worker, 2);
+	CHECK_EQ_INT(sb->limits.backend, SHOAL_SANDBOX_NONE);
+	CHECK_EQ_INT(sb->limits.network_host, 1);
+	CHECK_EQ_INT(sb->limits.memory, 1ull << 30);
+	CHECK_EQ_INT(sb->limits.pids, 128);
+	CHECK_EQ_INT(sb->limits.cpu_time_ms, 90000);
+	CHECK_EQ_INT(sb->limits.timeout_ms, 120000);
+	CHECK_EQ_INT(sb->limits.disk, 64ull << 20);
+	CHECK_EQ_INT(sb->limits.max_output, 1ull << 20);
+	CHECK_STR(sb->limits.rootfs, "/srv/rootfs");
+	CHECK_EQ_INT(sb->limits.n_readonly_paths, 2);
+	CHECK_STR(sb->limits.readonly_paths[0], "/opt/ref");
+	CHECK_STR(sb->limits.readonly_paths[1], "/usr/share/dict");
+	/* env given without PATH: PATH added, no other default */
+	CHECK_EQ_INT(sb->nenv, 3);
+	CHECK_STR(sb->env[0].key, "LANG");
+	CHECK_STR(sb->env[1].key, "TZ");
+	CHECK_STR(env_get(sb, "TZ"), "UTC");
+	CHECK_STR(env_get(sb, "PATH"), "/usr/local/bin:/usr/bin:/bin");
+}
+
+static void check_full_entries(const struct shoal_config *cfg)
+{
+	const struct shoal_stage_conf *st = &cfg->stages[0];
+	char path[PATH_MAX];
+
+	CHECK_STR(st->id, "entries");
+	CHECK_EQ_INT(st->line, 22);
+	CHECK_EQ_INT(st->for_each, SHOAL_FOR_EACH_FILES);
+	CHECK_STR(st->glob, "corpus/*.txt");
+	CHECK_EQ_INT(st->split.by, SHOAL_SPLIT_LINES);
+	CHECK_EQ_INT(st->split.size, 60);
+	CHECK_EQ_INT(st->split.overlap, 10);
+	CHECK(st->split.pattern == NULL);
+	CHECK_EQ_INT(st->nfiles, 1);
+	CHECK_STR(st->files[0].name, "detect.awk");
+	snprintf(path, sizeof(path), "%s/scripts/detect.awk", cfg->dir);
+	CHECK_STR(st->files[0].path, path);
+	CHECK_EQ_INT(st->nrun, 3);
+	CHECK_STR(st->run[2], "detect.awk");
+	CHECK_EQ_INT(st->timeout_ms, 30000);
+	CHECK_EQ_INT(st->retries, 3);
+	CHECK_EQ_INT(st->fan_in, SHOAL_FAN_IN_CONTINUE);
+	CHECK_EQ_INT(st->merge.strategy, SHOAL_MERGE_JSONL);
+	CHECK_EQ_INT(st->merge.ndedupe_by, 2);
+	CHECK_STR(st->merge.dedupe_by[1], "line");
+	CHECK_EQ_INT(st->merge.nsort_by, 2);
+	CHECK_STR(st->merge.sort_by[0], "source");
+	snprintf(path, sizeof(path), "%s/out/entries.jsonl", cfg->dir);
+	CHECK_STR(st->output, path);
+	CHECK_EQ_INT(st->noutputs, 2);
+	CHECK_STR(st->outputs[1], "logs/run");
+	/* no sandbox: key: the top level's, as a copy */
+	CHECK_EQ_INT(st->sandbox.limits.memory, 1ull << 30);
+	CHECK_STR(st->sandbox.limits.rootfs, "/srv/rootfs");
+	CHECK(st->sandbox.limits.rootfs != cfg->sandbox.limits.rootfs);
+	CHECK_EQ_INT(st->sandbox.nenv, 3);
+}
+
+/* The second stage overrides memory, network, readonly_paths, rootfs and
+ * part of env; everything else comes from the top level. */
+static void check_full_reconcile(const struct shoal_config *cfg)
+{
+	const struct shoal_stage_conf *st = &cfg->stages[1];
+	const struct shoal_sandbox_conf *sb = &st->sandbox;
+
+	CHECK_STR(st->id, "reconcile");
+	CHECK_EQ_INT(st->for_each, SHOAL_FOR_EACH_STAGE);
+	CHECK_STR(st->from_stage, "entries");
+	CHECK(st->glob == NULL);
+	CHECK_EQ_INT(st->nneeds, 1);	/* written and implied: once */
+	CHECK_STR(st->needs[0], "entries");
+	CHECK_EQ_INT(st->split.by, SHOAL_SPLIT_REGEX);
+	CHECK_STR(st->split.pattern, "^\\S");
+	CHECK_EQ_INT(st->split.size, 5);
+	CHECK_STR(st->files[0].name, "bin/reconcile.sh");
+	CHECK_EQ_INT(st->fan_in, SHOAL_FAN_IN_MIN_SUCCESS);
+	CHECK(st->min_success > 0.949 && st->min_success < 0.951);
+	CHECK_EQ_INT(st->merge.strategy, SHOAL_MERGE_JSON);
+	CHECK_STR(st->output, "/tmp/shoal-reconciled.json");
+	CHECK_EQ_INT(st->timeout_ms, 30 * 60 * 1000);
+	CHECK_EQ_INT(sb->limits.memory, 2ull << 30);
+	CHECK_EQ_INT(sb->limits.network_host, 0);
+	CHECK_EQ_INT(sb->limits.backend, SHOAL_SANDBOX_NONE);
+	CHECK_EQ_INT(sb->limits.pids, 128);
+	CHECK_EQ_INT(sb->limits.timeout_ms, 120000);
+	CHECK(sb->limits.rootfs == NULL);
+	CHECK_EQ_INT(sb->limits.n_readonly_paths, 1);
+	CHECK_STR(sb->limits.readonly_paths[0], "/data");
+	CHECK_EQ_INT(sb->nenv, 3);
+	CHECK_STR(env_get(sb, "LANG"), "C.UTF-8");
+	CHECK_STR(env_get(sb, "TZ"), "Europe/Paris");
+	CHECK_STR(env_get(sb, "PATH"), "/opt/bin");
+}
+
+static void full_config_loads_every_key(void)
+{
+	struct shoal_config *cfg = load_good("full.yaml");
+
+	if (cfg == NULL)
+		return;
+	CHECK_EQ_INT(cfg->nstages, 2);
+	check_full_top(cfg);
+	check_full_entries(cfg);
+	check_full_reconcile(cfg);
+	shoal_config_free(cfg);
+}
+
+static void builtin_noop_and_block_min_success_load(void)
+{
+	struct shoal_config *cfg = load_good("builtin.yml");
+	const struct shoal_stage_conf *st;
+
+	if (cfg == NULL)
+		return;
+	CHECK_STR(cfg->name, "builtin");	/* from the file name */
+	CHECK(cfg->max_workers >= 1);		/* pool: with no value */
+	st = &cfg->stages[0];
+	CHECK_STR(st->builtin, "noop");
+	CHECK(st->run == NULL);
+	CHECK_EQ_INT(st->nrun, 0);
+	CHECK_EQ_INT(st->split.by, SHOAL_SPLIT_REGEX);
+	CHECK_EQ_INT(st->split.size, 0);
+	CHECK_STR(st->split.pattern, "^(Date|Visit):");
+	CHECK_EQ_INT(st->fan_in, SHOAL_FAN_IN_MIN_SUCCESS);
+	CHECK(st->min_success == 1.0);
+	CHECK_EQ_INT(st->merge.strategy, SHOAL_MERGE_CONCAT);
+	CHECK_EQ_INT(st->sandbox.nenv, 3);	/* LANG, PATH + EXTRA */
+	CHECK_STR(env_get(&st->sandbox, "EXTRA"), "1");
+	CHECK_EQ_INT(cfg->sandbox.nenv, 2);	/* the top level is untouched */
+	st = &cfg->stages[1];
+	CHECK_EQ_INT(st->for_each, SHOAL_FOR_EACH_STAGE);
+	CHECK_EQ_INT(st->nneeds, 1);
+	CHECK_STR(st->needs[0], "split_only");
+	CHECK_EQ_INT(st->split.by, SHOAL_SPLIT_BYTES);
+	CHECK_EQ_INT(st->split.size, 4096);
+	check_default_sandbox(&st->sandbox);	/* sandbox: {} */
+	shoal_config_free(cfg);
+}
+
+static void env_expansion_fills_values_and_defaults(void)
+{
+	struct shoal_config *cfg = load_good("env.yaml");
+	const struct shoal_stage_conf *st;
+	const struct shoal_sandbox_conf *sb;
+
+	if (cfg == NULL)
+		return;
+	sb = &cfg->sandbox;
+	CHECK_STR(cfg->name, "shoal-run");
+	CHECK_EQ_INT(sb->limits.memory, 256ull << 20);
+	CHECK_STR(env_get(sb, "GREETING"), "hello: world");
+	CHECK_STR(env_get(sb, "EMPTY"), "");
+	CHECK_STR(env_get(sb, "DEFAULTED"), "empty means default");
+	CHECK_STR(env_get(sb, "PRICE"), "$5 and $HOME and {{ item.name }}");
+	st = &cfg->stages[0];
+	CHECK_STR(st->glob, "corpus/*.txt");
+	CHECK_STR(st->run[1], "hello: world");
+	CHECK_STR(st->run[2], "${not_expanded}");
+	CHECK_EQ_INT(st->retries, 7);
+	CHECK(strstr(st->output, "/good/out/a.jsonl") != NULL);
+	shoal_config_free(cfg);
+}
+
+static void sha256_file_hex(const char *path, char hex[65])
+{
+	struct shoal_error err = { 0, "" };
+	uint8_t digest[32];
+	char *text = NULL;
+	size_t len = 0;
+
+	hex[0] = '\0';
+	CHECK(shoal_read_file(path, 1 << 20, &text, &len, &err) == SHOAL_OK);
+	if (text == NULL)
+		return;
+	shoal_sha256(text, len, digest);
+	shoal_hex(digest, sizeof(digest), hex);
+	free(text);
+}
+
+/* The hash is of the file as written with ${...} and $$ replaced in the
+ * values, and nothing else: NAME.expanded is that text. */
+static void hash_is_sha256_of_the_expanded_text(void)
+{
+	static const char *const names[] = { "env", "bom" };
+	char path[PATH_MAX], want[65];
+	size_t i;
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(names); i++) {
+		struct shoal_config *cfg;
+
+		snprintf(path, sizeof(path), "%s.yaml", names[i]);
+		cfg = load_good(path);
+		snprintf(path, sizeof(path), "%s/good/%s.expanded", DATA, names[i]);
+		sha256_file_hex(path, want);
+		if (cfg == NULL)
+			continue;
+		CHECK_STR(cfg->hash, want);
+		shoal_config_free(cfg);
+	}
+}
+
+static void hash_follows_the_environment_not_comments(void)
+{
+	struct shoal_config *a = load_good("env.yaml"), *b, *c;
+
+	setenv("SHOAL_TEST_UNSET_IN_COMMENT", "anything", 1);
+	b = load_good("env.yaml");
+	setenv("SHOAL_TEST_RETRIES", "8", 1);
+	c = load_good("env.yaml");
+	set_test_env();
+	if (a != NULL && b != NULL && c != NULL) {
+		CHECK_STR(a->hash, b->hash);
+		CHECK(strcmp(a->hash, c->hash) != 0);
+		CHECK_EQ_INT(c->stages[0].retries, 8);
+	}
+	shoal_config_free(a);
+	shoal_config_free(b);
+	shoal_config_free(c);
+}
+
+static void relative_path_gives_absolute_path_and_dir(void)
+{
+	char cwd[PATH_MAX], want[PATH_MAX];
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	CHECK(chdir(DATA) == 0);
+	CHECK_EQ_INT(shoal_config_load("good/minimal.yaml", &cfg, &err), SHOAL_OK);
+	CHECK(realpath("good", want) != NULL);
+	CHECK(chdir(cwd) == 0);
+	if (cfg == NULL)
+		return;
+	CHECK(cfg->path[0] == '/');
+	CHECK_STR(cfg->dir, want);
+	shoal_config_free(cfg);
+}
+
+/* Errors name the file as the caller wrote it, so a relative path stays
+ * relative (editors resolve it from the same folder). */
+static void errors_name_the_path_as_given(void)
+{
+	char cwd[PATH_MAX];
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+
+	CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+	CHECK(chdir(DATA) == 0);
+	CHECK_EQ_INT(shoal_config_load("bad/bad_size.yaml", &cfg, &err),
+		     SHOAL_ECONFIG);
+	CHECK(strncmp(err.msg, "bad/bad_size.yaml:3:11: ", 24) == 0);
+	CHECK(chdir(cwd) == 0);
+}
+
+static int print_doc_table(void)
+{
+	struct shoal_buf b;
+
+	shoal_buf_init(&b, 0);
+	if (shoal_config_doc_table(&b) != SHOAL_OK)
+		return 1;
+	fputs(b.data, stdout);
+	shoal_buf_free(&b);
+	return 0;
+}
+
+static void docs_hold_the_key_table_printed_from_the_schema(void)
+{
+	struct shoal_error err = { 0, "" };
+	struct shoal_buf b;
+	char *docs = NULL, *line, *end;
+	size_t len = 0, rows = 0;
+
+	shoal_buf_init(&b, 0);
+	CHECK(shoal_config_doc_table(&b) == SHOAL_OK);
+	CHECK(shoal_read_file(SHOAL_SOURCE_DIR "/docs/CONFIG.md", 1 << 20, &docs,
+			      &len, &err) == SHOAL_OK);
+	for (line = b.data; docs != NULL && line != NULL && *line != '\0';
+	     line = end + 1) {
+		end = strchr(line, '\n');
+		if (end == NULL)
+			break;
+		*end = '\0';
+		rows++;
+		if (strstr(docs, line) == NULL) {
+			test_failures++;
+			fprintf(stderr, "  docs/CONFIG.md lacks the row: %s\n", line);
+		}
+	}
+	test_checks++;
+	CHECK(rows > 40);
+	free(docs);
+	shoal_buf_free(&b);
+}
+
+/* The example at the top of docs/CONFIG.md loads as it is written. */
+static void docs_example_loads(void)
+{
+	char dir[] = "/tmp/shoal-test-config-XXXXXX", path[PATH_MAX];
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+	char *docs = NULL, *start, *end;
+	size_t len = 0;
+	FILE *f;
+
+	CHECK(shoal_read_file(SHOAL_SOURCE_DIR "/docs/CONFIG.md", 1 << 20, &docs,
+			      &len, &err) == SHOAL_OK);
+	start = docs != NULL ? strstr(docs, "```yaml\n") : NULL;
+	end = start != NULL ? strstr(start + 8, "```\n") : NULL;
+	CHECK(end != NULL && mkdtemp(dir) != NULL);
+	if (end == NULL)
+		goto out;
+	snprintf(path, sizeof(path), "%s/scripts", dir);
+	CHECK(mkdir(path, 0700) == 0);
+	snprintf(path, sizeof(path), "%s/scripts/detect.awk", dir);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f != NULL)
+		fclose(f);
+	snprintf(path, sizeof(path), "%s/config.yaml", dir);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f != NULL) {
+		fwrite(start + 8, 1, (size_t)(end - (start + 8)), f);
+		fclose(f);
+	}
+	if (shoal_config_load(path, &cfg, &err) != SHOAL_OK)
+		fprintf(stderr, "  the docs example: %s\n", err.msg);
+	CHECK(cfg != NULL);
+	if (cfg != NULL) {
+		CHECK_EQ_INT(cfg->nstages, 2);
+		CHECK_STR(cfg->stages[1].builtin, "noop");
+		CHECK_STR(cfg->stages[1].needs[0], "entries");
+		CHECK_STR(env_get(&cfg->stages[1].sandbox, "TZ"), "UTC");
+		CHECK_EQ_INT(cfg->stages[1].sandbox.nenv, 3);
+	}
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/scripts/detect.awk", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/scripts", dir);
+	rmdir(path);
+	rmdir(dir);
+out:
+	shoal_config_free(cfg);
+	free(docs);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--doc-table") == 0)
+		return print_doc_table();
+	set_test_env();
+	RUN(bad_configs_fail_with_their_expected_message);
+	RUN(missing_file_is_enotfound_without_position);
+	RUN(file_over_one_mib_is_etoobig);
+	RUN(minimal_config_gets_every_default);
+	RUN(full_config_loads_every_key);
+	RUN(builtin_noop_and_block_min_success_load);
+	RUN(env_expansion_fills_values_and_defaults);
+	RUN(hash_is_sha256_of_the_expanded_text);
+	RUN(hash_follows_the_environment_not_comments);
+	RUN(relative_path_gives_absolute_path_and_dir);
+	RUN(errors_name_the_path_as_given);
+	RUN(docs_hold_the_key_table_printed_from_the_schema);
+	RUN(docs_example_loads);
+	return test_done();
+}
