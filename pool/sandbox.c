@@ -79,6 +79,8 @@ struct shoal_sandbox_job {
 	size_t out_max, files_max_bytes, files_bytes;
 	uint32_t files_max;
 	struct shoal_buf cur_file;	/* the output file being received */
+	struct shoal_sha256 cur_hash;	/* its digest so far: hashing as data
+					 * arrives keeps each step short */
 
 	char *frame;		/* SB_FRAME_MAX receive buffer */
 	struct shoal_sandbox_outcome outcome;
@@ -92,8 +94,9 @@ static struct {
 	char msg[SHOAL_ERRMSG_MAX];
 	uint32_t outer_uid, outer_gid;
 	int configured;
+	int self_map;		/* root of a user namespace: map ourselves */
 	uintptr_t arg_start, arg_end, env_start, env_end;
-} g = { 0, 0, "", 65534, 65534, 0, 0, 0, 0, 0 };
+} g = { 0, 0, "", 65534, 65534, 0, 0, 0, 0, 0, 0 };
 
 int shoal_sandbox_configure(const struct shoal_sandbox_host_config *cfg,
 			    struct shoal_error *err)
@@ -109,11 +112,13 @@ int shoal_sandbox_configure(const struct shoal_sandbox_host_config *cfg,
 
 void shoal_sandbox_host_info(struct shoal_sandbox_host_info *info)
 {
+	int privileged = geteuid() == 0 && !g.self_map;
+
 	memset(info, 0, sizeof(*info));
 	info->native_ok = g.ran && g.rc == SHOAL_OK;
 	sb_cgroup_available(&info->cgroup_memory, &info->cgroup_pids);
-	info->outer_uid = geteuid() == 0 ? g.outer_uid : (uint32_t)geteuid();
-	info->outer_gid = geteuid() == 0 ? g.outer_gid : (uint32_t)getegid();
+	info->outer_uid = privileged ? g.outer_uid : (uint32_t)geteuid();
+	info->outer_gid = privileged ? g.outer_gid : (uint32_t)getegid();
 }
 
 int sb_read_proc(const char *path, size_t max, char **data, size_t *len)
@@ -573,21 +578,29 @@ static int write_proc(pid_t pid, const char *file, const char *text)
 	return w == (ssize_t)len ? 0 : -1;
 }
 
-/* One id mapped: inside SB_UID/SB_GID; outside, our own ids or (as root)
- * the configured unprivileged ones. */
+/* One id mapped: inside SB_UID/SB_GID; outside, the configured
+ * unprivileged ids when we are root of the host, else our own ids.  Root
+ * of a user namespace (a rootless container) cannot map ids its parent
+ * does not: it is detected by the first refusal and maps itself from then
+ * on, as any unprivileged worker does. */
 static int write_id_maps(pid_t pid, struct shoal_error *err)
 {
 	char map[64];
-	int root = geteuid() == 0;
-	unsigned long ou = root ? g.outer_uid : (unsigned long)geteuid();
-	unsigned long og = root ? g.outer_gid : (unsigned long)getegid();
+	int privileged = geteuid() == 0 && !g.self_map;
+	unsigned long ou = privileged ? g.outer_uid : (unsigned long)geteuid();
+	unsigned long og = privileged ? g.outer_gid : (unsigned long)getegid();
 
 	snprintf(map, sizeof(map), "%d %lu 1\n", SB_UID, ou);
-	if (write_proc(pid, "uid_map", map) != 0)
+	if (write_proc(pid, "uid_map", map) != 0) {
+		if (privileged && errno == EPERM) {
+			g.self_map = 1;
+			return write_id_maps(pid, err);
+		}
 		return shoal_error_errno(err, SHOAL_EUNSUPPORTED,
 					 "sandbox: writing uid_map \"%d %lu 1\"",
 					 SB_UID, ou);
-	if (!root && write_proc(pid, "setgroups", "deny") != 0)
+	}
+	if (!privileged && write_proc(pid, "setgroups", "deny") != 0)
 		return shoal_error_errno(err, SHOAL_EUNSUPPORTED,
 					 "sandbox: writing setgroups");
 	snprintf(map, sizeof(map), "%d %lu 1\n", SB_GID, og);
@@ -626,12 +639,9 @@ static int clone_init(struct shoal_sandbox_job *job, const struct sb_launch *l,
 	int pidfd = -1;
 	long pid;
 
-	if (l->native) {
-		flags |= CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
-			 CLONE_NEWUTS;
-		if (!l->network_host)
-			flags |= CLONE_NEWNET;
-	}
+	/* the init makes the other namespaces itself (sandbox_init.c) */
+	if (l->native)
+		flags |= CLONE_NEWUSER | CLONE_NEWPID;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pid = syscall(SYS_clone, flags, NULL, &pidfd, NULL, 0);
@@ -649,8 +659,7 @@ static int clone_init(struct shoal_sandbox_job *job, const struct sb_launch *l,
 
 		shoal_error_errno(err, l->native ? SHOAL_EUNSUPPORTED : SHOAL_ESYS,
 				  "sandbox: clone%s", l->native ?
-				  " with new user, mount, pid, net, ipc and uts "
-				  "namespaces" : "");
+				  " with new user and pid namespaces" : "");
 		if (l->native && err != NULL) {
 			size_t used = strlen(err->msg);
 
@@ -970,7 +979,7 @@ static void finish_file(struct shoal_sandbox_job *job)
 	if (o->data != NULL)
 		return;
 	o->data = shoal_buf_steal(&job->cur_file, &o->len);
-	shoal_sha256(o->data, o->len, o->sha256);
+	shoal_sha256_final(&job->cur_hash, o->sha256);
 }
 
 static int on_file(struct shoal_sandbox_job *job, uint32_t mode,
@@ -1000,6 +1009,7 @@ static int on_file(struct shoal_sandbox_job *job, uint32_t mode,
 	oc->noutputs++;
 	shoal_buf_free(&job->cur_file);
 	shoal_buf_init(&job->cur_file, job->files_max_bytes);
+	shoal_sha256_init(&job->cur_hash);
 	return 0;
 }
 
@@ -1015,6 +1025,7 @@ static int on_data(struct shoal_sandbox_job *job, const char *p, size_t n)
 	job->files_bytes += n;
 	if (shoal_buf_append(&job->cur_file, p, n) != SHOAL_OK)
 		return proto_error(job, "out of memory");
+	shoal_sha256_update(&job->cur_hash, p, n);
 	return 0;
 }
 

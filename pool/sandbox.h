@@ -6,7 +6,8 @@
  * folders bound read-only, a tmpfs /workspace holding the staged files and
  * `input`, a seccomp filter, rlimits, cgroup limits where the host allows,
  * a wall-clock timeout that kills every process in it, and capped output.
- * The workload sees only the environment in the spec.
+ * The workload sees only the environment in the spec.  docs/SECURITY.md
+ * says what each layer stops and what it does not.
  *
  * The API is non-blocking so that one worker thread can drive many jobs:
  *
@@ -17,7 +18,34 @@
  *     shoal_sandbox_job_free(job)          kills it if still running
  *
  * Call step also when now >= shoal_sandbox_job_deadline(job): that is how the
- * timeout is enforced.  Threads: a job belongs to the thread that started it.
+ * timeout is enforced.  Threads: a job belongs to the thread that started it
+ * (the sandbox dies with that thread: PR_SET_PDEATHSIG).
+ *
+ * Outcomes (status, reason):
+ *   OK         exit code 0
+ *   FAILED     "exited with code 3", "killed by signal 11 (SEGV)"
+ *   TIMEOUT    "timed out after 30s": every process of the sandbox is dead
+ *   LIMIT      "output exceeded 8MiB" (truncated = 1), "memory limit 512MiB
+ *              reached", "process limit 64 reached", "cpu time limit 10s
+ *              reached", "disk limit 1GiB reached (workspace full)",
+ *              "output files exceeded 32MiB or 4096 files"
+ *   ERROR      "command not found: foo", "sandbox set-up failed: ..."
+ *   CANCELLED  "cancelled" (shoal_sandbox_job_kill, or free while running)
+ * Memory and process limits are told apart from a plain failure only with
+ * cgroups; with the rlimit fall-back a job that ran out of memory is FAILED.
+ *
+ * Limits (struct shoal_wire_sandbox): memory and pids use a per-job cgroup
+ * when the worker can create one (else RLIMIT_AS / RLIMIT_NPROC); pids
+ * counts processes and threads, the sandbox's own init not included;
+ * cpu_time_ms is RLIMIT_CPU, per process; disk sizes one tmpfs shared by
+ * /workspace, /tmp and /dev/shm (and is RLIMIT_FSIZE); timeout_ms 0 means
+ * none; max_output 0 means SHOAL_SANDBOX_DEFAULT_MAX_OUTPUT, a cap on
+ * stdout and stderr together; readonly_paths are bound read-only at the
+ * same path and must lie outside /proc, /dev, /tmp and /workspace.
+ *
+ * The caller must not reap children it did not start (waitpid(-1)) nor set
+ * SIGCHLD to SIG_IGN: each sandbox's init is a child of the caller.  Every
+ * descriptor the sandbox API creates is close-on-exec.
  */
 #ifndef SHOAL_SANDBOX_H
 #define SHOAL_SANDBOX_H
@@ -126,7 +154,8 @@ void shoal_sandbox_host_info(struct shoal_sandbox_host_info *info);
 int shoal_sandbox_start(const struct shoal_sandbox_spec *spec,
 			struct shoal_sandbox_job **out, struct shoal_error *err);
 
-/* A descriptor that becomes readable when the job has progress to make. */
+/* A descriptor that becomes readable when the job has progress to make
+ * (an epoll set: frames from the sandbox, and its init's exit). */
 int shoal_sandbox_job_fd(const struct shoal_sandbox_job *job);
 
 /* Absolute monotonic ms when step must be called even without I/O. */

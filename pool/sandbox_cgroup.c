@@ -37,7 +37,7 @@ struct hier {
 static struct hier hiers[2];
 static int nhiers;
 static int probed;
-static unsigned long long job_seq;
+static unsigned long long job_seq;	/* atomic: jobs of any thread */
 
 /* Is word one of the comma-separated tokens of list? */
 static int has_token(const char *list, const char *word)
@@ -225,12 +225,10 @@ static int try_hier(struct hier *h, char *why, size_t wn)
 		return 0;
 	}
 	if (h->v2) {
-		char want[32] = "";
+		char want[32];
 
-		if (h->memory)
-			strcat(want, "+memory ");
-		if (h->pids)
-			strcat(want, "+pids");
+		snprintf(want, sizeof(want), "%s%s", h->memory ? "+memory " : "",
+			 h->pids ? "+pids" : "");
 		if (write_at(h->fd, "cgroup.subtree_control", want) != 0) {
 			snprintf(why, wn, "cannot enable %s in %s/cgroup.subtree_control: %s",
 				 want, h->dir, strerror(errno));
@@ -355,12 +353,13 @@ static int setup_limits(const struct hier *h, int fd, uint64_t memory,
 
 void sb_cgroup_create(struct sb_cgroup *cg, uint64_t memory, uint32_t pids)
 {
+	unsigned long long seq;
 	int i;
 
 	memset(cg, 0, sizeof(*cg));
 	if (memory == 0 && pids == 0)
 		return;
-	job_seq++;
+	seq = __atomic_add_fetch(&job_seq, 1, __ATOMIC_RELAXED);
 	for (i = 0; i < nhiers; i++) {
 		const struct hier *h = &hiers[i];
 		int k = cg->ndirs, fd;
@@ -368,7 +367,7 @@ void sb_cgroup_create(struct sb_cgroup *cg, uint64_t memory, uint32_t pids)
 		if (!((h->memory && memory > 0) || (h->pids && pids > 0)))
 			continue;
 		snprintf(cg->names[k], sizeof(cg->names[k]), "shoal-%ld-%llu",
-			 (long)getpid(), job_seq);
+			 (long)getpid(), seq);
 		if (mkdirat(h->fd, cg->names[k], 0755) != 0)
 			continue;
 		fd = openat(h->fd, cg->names[k], O_RDONLY | O_DIRECTORY | O_CLOEXEC);

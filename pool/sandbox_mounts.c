@@ -43,9 +43,8 @@
 static const char *const etc_allow[] = {
 	"ld.so.conf", "ld.so.conf.d", "alternatives", "ssl/certs",
 	"ssl/openssl.cnf", "pki/tls/certs", "pki/ca-trust/extracted",
-	"localtime", "timezone", "nsswitch.conf", "host.conf", "gai.conf",
-	"protocols", "services", "mime.types", "os-release",
-	"debian_version", "lsb-release",
+	"localtime", "timezone", "nsswitch.conf", "protocols", "services",
+	"os-release",
 };
 
 /* Always bound, never copied: it changes when packages are installed. */
@@ -71,7 +70,6 @@ static const char etc_hosts[] =
 	"127.0.0.1\tlocalhost\n"
 	"::1\tlocalhost ip6-localhost ip6-loopback\n"
 	"127.0.1.1\tsandbox\n";
-static const char etc_hostname[] = "sandbox\n";
 
 #define COPY_MAX (64 * 1024)	/* larger /etc files are bound instead */
 #define PLAN_MAX 96
@@ -207,8 +205,6 @@ static int plan_etc(void)
 				sizeof(etc_group) - 1, 0);
 	rc = rc ? rc : root_add(SB_OP_FILE, "/etc/hosts", NULL, etc_hosts,
 				sizeof(etc_hosts) - 1, 0);
-	rc = rc ? rc : root_add(SB_OP_FILE, "/etc/hostname", NULL, etc_hostname,
-				sizeof(etc_hostname) - 1, 0);
 	for (i = 0; rc == SHOAL_OK && i < SHOAL_ARRAY_LEN(etc_bind_always); i++)
 		rc = plan_etc_entry(etc_bind_always[i], 1);
 	for (i = 0; rc == SHOAL_OK && i < SHOAL_ARRAY_LEN(etc_allow); i++)

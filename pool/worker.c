@@ -65,6 +65,8 @@ struct worker {
 	struct pending *pend;
 	size_t npend, cap_pend;
 	struct shoal_buf out;		/* encode buffer */
+	char sandbox_err[SHOAL_ERRMSG_MAX + 64]; /* why native sandboxes cannot run
+					     * here, or "" */
 };
 
 static volatile sig_atomic_t got_term;
@@ -266,6 +268,8 @@ static int start_command(struct worker *w, const struct shoal_wire_lease *l)
 
 	if (slot == NULL)
 		return fail_lease(w, l->lease_id, "worker has no free slot");
+	if (l->sandbox.backend == SHOAL_SANDBOX_NATIVE && w->sandbox_err[0] != '\0')
+		return fail_lease(w, l->lease_id, w->sandbox_err);
 	rc = spec_from_lease(l, &spec, &mem);
 	if (rc != SHOAL_OK)
 		return fail_lease(w, l->lease_id, "worker out of memory");
@@ -676,9 +680,15 @@ int shoal_worker_run(const struct shoal_worker_opts *opts, struct shoal_error *e
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	rc = shoal_sandbox_global_init(err);
-	if (rc == SHOAL_OK)
-		rc = shoal_dialer_open(opts->connect_url, WORKER_MAX_MSG, &w.dialer, err);
+	/* A host without namespaces can still serve `backend: none` leases;
+	 * native ones then fail with the exact reason. */
+	if (shoal_sandbox_global_init(err) != SHOAL_OK) {
+		snprintf(w.sandbox_err, sizeof(w.sandbox_err),
+			 "this worker cannot build sandboxes: %s", err->msg);
+		shoal_warn("%s", w.sandbox_err);
+		shoal_error_clear(err);
+	}
+	rc = shoal_dialer_open(opts->connect_url, WORKER_MAX_MSG, &w.dialer, err);
 	if (rc != SHOAL_OK) {
 		free(w.run);
 		shoal_buf_free(&w.out);

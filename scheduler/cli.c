@@ -153,10 +153,12 @@ static void print_summary(const struct shoal_run_summary *s, const struct shoal_
 
 	if (json) {
 		printf("{\"run\":\"%s\",\"status\":\"%s\",\"subtasks\":%llu,\"done\":%llu,"
-		       "\"failed\":%llu,\"retries\":%llu,\"seconds\":%.3f}\n", s->run_id,
+		       "\"failed\":%llu,\"retries\":%llu,\"seconds\":%.3f,"
+		       "\"peak_rss_kb\":%ld}\n", s->run_id,
 		       s->succeeded ? "succeeded" : "failed",
 		       (unsigned long long)s->subtasks, (unsigned long long)s->done,
-		       (unsigned long long)s->dead, (unsigned long long)s->retries, s->seconds);
+		       (unsigned long long)s->dead, (unsigned long long)s->retries, s->seconds,
+		       s->peak_rss_kb);
 		return;
 	}
 	printf("run %s %s: %llu/%llu subtasks done, %llu failed, %llu retried, %.1fs\n",

@@ -557,7 +557,11 @@ static int expand_ref(const char *s, size_t n, int strict, struct shoal_buf *out
 	while (s + j < close && is_name_char(s[j]))
 		j++;
 	nlen = j - 2;
-	if (nlen == 0 || !is_name_start(s[2]) || nlen > MAX_VAR_NAME)
+	if (nlen > MAX_VAR_NAME)
+		return strict ? bad_ref(e, "variable name after '${' is longer "
+				       "than %d bytes", MAX_VAR_NAME)
+			      : shoal_buf_append(out, s, 2);
+	if (nlen == 0 || !is_name_start(s[2]))
 		return strict ? bad_ref(e, "bad variable name after '${': a name "
 				       "is letters, digits and _, not starting "
 				       "with a digit; write $$ for a literal $")
@@ -1068,8 +1072,8 @@ static int check_map(struct loader *ld, const yaml_node_t *map,
 	size_t n = npairs(map), i, j;
 
 	if (n > max)
-		return fail(ld, map, "%s has %zu entries; at most %zu are allowed",
-			    in, n, max);
+		return fail(ld, map, "too many keys %s: %zu; at most %zu are "
+			    "allowed", in, n, max);
 	for (i = 0; i < n; i++) {
 		const yaml_node_t *k = node_at(ld, map->data.mapping.pairs.start[i].key);
 
@@ -2337,6 +2341,43 @@ static int yaml_error(struct loader *ld, const yaml_parser_t *p)
 	return fail_at(ld, &m, "%s: %s%s", kind, problem, tab);
 }
 
+/* libyaml's scanner spends time in proportion to the nesting depth on
+ * every token, so that 1 MiB of '[' takes minutes: walk the events first
+ * and stop at the first node deeper than SHOAL_CONFIG_MAX_DEPTH (the
+ * schema itself needs 5).  Syntax errors are found here too. */
+static int check_depth(struct loader *ld)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	size_t depth = 0;
+	int rc = SHOAL_OK, end = 0;
+
+	if (!yaml_parser_initialize(&p))
+		return nomem(ld);
+	yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
+	yaml_parser_set_input_string(&p, (const unsigned char *)ld->text, ld->len);
+	while (rc == SHOAL_OK && !end) {
+		if (!yaml_parser_parse(&p, &ev)) {
+			rc = yaml_error(ld, &p);
+			break;
+		}
+		if (ev.type == YAML_SEQUENCE_START_EVENT ||
+		    ev.type == YAML_MAPPING_START_EVENT) {
+			if (++depth > SHOAL_CONFIG_MAX_DEPTH)
+				rc = fail_at(ld, &ev.start_mark, "lists and mappings "
+					     "are nested more than %d deep here",
+					     SHOAL_CONFIG_MAX_DEPTH);
+		} else if (ev.type == YAML_SEQUENCE_END_EVENT ||
+			   ev.type == YAML_MAPPING_END_EVENT) {
+			depth--;
+		}
+		end = ev.type == YAML_STREAM_END_EVENT;
+		yaml_event_delete(&ev);
+	}
+	yaml_parser_delete(&p);
+	return rc;
+}
+
 static int parse_document(struct loader *ld)
 {
 	yaml_parser_t p;
@@ -2344,6 +2385,9 @@ static int parse_document(struct loader *ld)
 	const yaml_node_t *root;
 	int rc = SHOAL_OK;
 
+	rc = check_depth(ld);
+	if (rc != SHOAL_OK)
+		return rc;
 	if (!yaml_parser_initialize(&p))
 		return nomem(ld);
 	yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);

@@ -19,6 +19,7 @@
 #define SHOAL_CONFIG_MAX_ENV 256	/* variables in one env */
 #define SHOAL_CONFIG_MAX_FILES 256	/* entries of a stage's files */
 #define SHOAL_CONFIG_MAX_STRING 65536	/* any value, after ${VAR} expansion */
+#define SHOAL_CONFIG_MAX_DEPTH 32	/* lists and mappings inside each other */
 
 struct shoal_kv_conf {
 	char *key;

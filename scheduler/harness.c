@@ -799,6 +799,27 @@ static void on_bye(struct harness *h, const struct shoal_request *req,
 	queue_reply(h, &req->route, &r, m->corr);
 }
 
+/* A message that does not decode: a peer of another protocol version is
+ * told so (and exits); anything else is logged and answered with an empty
+ * ACK, so that a worker's request does not hang. */
+static void on_bad_request(struct harness *h, const struct shoal_request *req,
+			   const struct shoal_error *err)
+{
+	uint64_t version = 0, corr = 0;
+	struct shoal_msg m;
+
+	shoal_warn("bad message from pipe %u: %s", req->route.pipe, err->msg);
+	if (shoal_wire_peek(req->body, req->len, &version, NULL, &corr) == SHOAL_OK &&
+	    version != SHOAL_WIRE_VERSION) {
+		reply_reject(h, &req->route, corr, SHOAL_REJECT_VERSION,
+			     "protocol version mismatch: upgrade the worker");
+		return;
+	}
+	memset(&m, 0, sizeof(m));
+	m.type = SHOAL_MSG_ACK;
+	queue_reply(h, &req->route, &m, corr);
+}
+
 static void on_request(struct harness *h, const struct shoal_request *req)
 {
 	struct shoal_error err = { 0, "" };
@@ -806,8 +827,7 @@ static void on_request(struct harness *h, const struct shoal_request *req)
 	int w;
 
 	if (shoal_wire_decode(req->body, req->len, &h->limits, &m, &err) != SHOAL_OK) {
-		shoal_warn("bad message from pipe %u: %s", req->route.pipe, err.msg);
-		reply_reject(h, &req->route, 0, SHOAL_REJECT_VERSION, err.msg);
+		on_bad_request(h, req, &err);
 		return;
 	}
 	if (m->type == SHOAL_MSG_HELLO) {
@@ -1441,6 +1461,7 @@ static int create_run(struct harness *h, struct shoal_error *err)
 
 static void summarize(struct harness *h, struct shoal_run_summary *sum)
 {
+	struct rusage ru;
 	uint64_t running;
 
 	memset(sum, 0, sizeof(*sum));
@@ -1448,6 +1469,8 @@ static void summarize(struct harness *h, struct shoal_run_summary *sum)
 	totals(h, &sum->subtasks, &sum->done, &running, &sum->dead, &sum->retries);
 	sum->succeeded = !h->failed;
 	sum->seconds = (double)(shoal_now_ms() - h->started_ms) / 1000.0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		sum->peak_rss_kb = ru.ru_maxrss;
 	shoal_strlcpy(sum->error, h->error, sizeof(sum->error));
 }
 

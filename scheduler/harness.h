@@ -30,6 +30,7 @@ struct shoal_run_summary {
 	uint64_t dead;
 	uint64_t retries;
 	double seconds;
+	long peak_rss_kb;	/* the harness process's peak RSS */
 	char error[512];	/* why it failed, when it did */
 };
 

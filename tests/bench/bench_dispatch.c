@@ -142,21 +142,44 @@ static int write_inputs(const char *dir, int n, int slots, int workers)
 	return 0;
 }
 
-/* Runs `shoal run`; returns wall seconds and the harness's peak RSS (KiB). */
-static double run_shoal(const char *bin, const char *dir, long *rss_kb)
+/* The harness's own peak RSS, from the JSON summary it prints. */
+static long summary_rss(const char *path)
 {
-	char cfg[512], state[512];
+	char line[1024];
+	const char *p;
+	FILE *f = fopen(path, "r");
+	long kb = 0;
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		p = strstr(line, "\"peak_rss_kb\":");
+		if (p != NULL)
+			kb = strtol(p + 14, NULL, 10);
+	}
+	fclose(f);
+	return kb;
+}
+
+/* Runs `shoal run`; returns wall seconds and the harness's peak RSS (KiB). */
+static double run_shoal(const char *bin, const char *dir, int rep, long *rss_kb)
+{
+	char cfg[512], state[512], out[512];
 	struct rusage ru;
 	int64_t t0 = shoal_now_us();
 	int status;
 	pid_t pid;
 
 	snprintf(cfg, sizeof(cfg), "%s/bench.yaml", dir);
-	snprintf(state, sizeof(state), "%s/.shoal", dir);
+	/* A fresh state dir per run: otherwise the embedded Redis first
+	 * reloads the append-only file of the runs before. */
+	snprintf(state, sizeof(state), "%s/.shoal-%d", dir, rep);
+	snprintf(out, sizeof(out), "%s/summary.json", dir);
 	pid = fork();
 	if (pid == 0) {
-		freopen("/dev/null", "w", stdout);
-		execl(bin, bin, "run", cfg, "--state-dir", state, (char *)NULL);
+		if (freopen(out, "w", stdout) == NULL || freopen("/dev/null", "w", stderr) == NULL)
+			_exit(126);
+		execl(bin, bin, "run", cfg, "--state-dir", state, "--json", (char *)NULL);
 		_exit(127);
 	}
 	if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) ||
@@ -164,7 +187,7 @@ static double run_shoal(const char *bin, const char *dir, long *rss_kb)
 		fprintf(stderr, "bench: shoal run failed (status %d)\n", status);
 		return -1;
 	}
-	*rss_kb = ru.ru_maxrss;
+	*rss_kb = summary_rss(out);
 	return (double)(shoal_now_us() - t0) / 1e6;
 }
 
@@ -191,7 +214,7 @@ int main(int argc, char **argv)
 	}
 	shoal_embedded_stop(&emb);
 	for (i = 0; i < REPEATS; i++) {
-		wall_v[i] = run_shoal(bin, dir, &rss);
+		wall_v[i] = run_shoal(bin, dir, i, &rss);
 		if (wall_v[i] <= 0)
 			return 1;
 		rate_v[i] = n / wall_v[i];

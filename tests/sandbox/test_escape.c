@@ -832,6 +832,40 @@ static void sandbox_caps_an_output_flood(void)
 	shoal_sandbox_job_free(job);
 }
 
+static void sandbox_stops_cpu_burners(void)
+{
+	const char *argv[] = { PROBE, "spin" };
+	struct shoal_sandbox_spec s;
+	struct shoal_sandbox_job *job;
+
+	spec_init(&s, argv, 2);
+	s.limits.cpu_time_ms = 1000;
+	job = run_spec(&s);
+	CHECK_EQ_INT(oc(job)->status, SHOAL_STATUS_LIMIT);
+	CHECK_STR(oc(job)->reason, "cpu time limit 1s reached");
+	shoal_sandbox_job_free(job);
+}
+
+static void sandbox_caps_collected_outputs(void)
+{
+	const char *argv[] = { "/bin/sh", "-c",
+		"mkdir out && head -c 5000 /dev/zero > out/a && "
+		"head -c 5000 /dev/zero > out/b" };
+	const char *outs[] = { "out" };
+	struct shoal_sandbox_spec s;
+	struct shoal_sandbox_job *job;
+
+	spec_init(&s, argv, 3);
+	s.outputs = outs;
+	s.noutputs = 1;
+	s.outputs_max_bytes = 8000;
+	job = run_spec(&s);
+	CHECK_EQ_INT(oc(job)->status, SHOAL_STATUS_LIMIT);
+	CHECK_STR(oc(job)->reason, "output files exceeded 8000 bytes or 4096 files");
+	CHECK(oc(job)->noutputs <= 1);
+	shoal_sandbox_job_free(job);
+}
+
 static void sandbox_timeout_kills_every_process(void)
 {
 	static const char *const sleeper[] = { "sleep", "1234" };
@@ -923,6 +957,73 @@ static void sandbox_rejects_bad_specs(void)
 	CHECK_EQ_INT(shoal_sandbox_start(&s, &job, &err), SHOAL_EINVAL);
 	spec_init(&s, argv, 0);
 	CHECK_EQ_INT(shoal_sandbox_start(&s, &job, &err), SHOAL_EINVAL);
+}
+
+/* network: host opts out of the empty network namespace. */
+static void sandbox_network_host_reaches_loopback(void)
+{
+	const char *argv[] = { PROBE, "connect_tcp", NULL };
+	struct sockaddr_in a;
+	socklen_t al = sizeof(a);
+	struct shoal_sandbox_spec s;
+	struct shoal_sandbox_job *job;
+	char port[16];
+	int ts = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	memset(&a, 0, sizeof(a));
+	a.sin_family = AF_INET;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	CHECK(bind(ts, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(ts, 4) == 0);
+	getsockname(ts, (struct sockaddr *)&a, &al);
+	snprintf(port, sizeof(port), "%d", ntohs(a.sin_port));
+	argv[2] = port;
+	spec_init(&s, argv, 3);
+	s.limits.network_host = 1;
+	job = run_spec(&s);
+	EXPECT_PROBE(job, "connect_tcp=OK");
+	shoal_sandbox_job_free(job);
+	close(ts);
+}
+
+/* A folder as the root file system, bound read-only. */
+static void sandbox_runs_in_a_rootfs_folder(void)
+{
+	char dir[] = "/tmp/shoal-rootfs-XXXXXX", cmd[512];
+	const char *argv[] = { "/probe", "ids" };
+	const char *argv2[] = { "/probe", "write", "/x" };
+	struct shoal_sandbox_spec s;
+	struct shoal_sandbox_job *job;
+
+	CHECK(mkdtemp(dir) != NULL);
+	chmod(dir, 0755);
+	snprintf(cmd, sizeof(cmd), "cd %s && mkdir proc dev tmp && cp %s probe",
+		 dir, PROBE);
+	CHECK(system(cmd) == 0);
+	/* no /workspace yet: a clear set-up error */
+	spec_init(&s, argv, 2);
+	s.limits.rootfs = dir;
+	s.limits.n_readonly_paths = 0;
+	job = run_spec(&s);
+	CHECK_EQ_INT(oc(job)->status, SHOAL_STATUS_ERROR);
+	CHECK_STR(oc(job)->reason, "sandbox set-up failed: rootfs lacks the folder "
+		  "/workspace: No such file or directory");
+	shoal_sandbox_job_free(job);
+
+	snprintf(cmd, sizeof(cmd), "mkdir %s/workspace", dir);
+	CHECK(system(cmd) == 0);
+	job = run_spec(&s);
+	CHECK_EQ_INT(oc(job)->status, SHOAL_STATUS_OK);
+	EXPECT_PROBE(job, "uid=1000 euid=1000 gid=1000 egid=1000");
+	EXPECT_PROBE(job, "Seccomp:\t2");
+	shoal_sandbox_job_free(job);
+	spec_init(&s, argv2, 3);
+	s.limits.rootfs = dir;
+	s.limits.n_readonly_paths = 0;
+	job = run_spec(&s);
+	CHECK(has_line(job, "write=EROFS") || has_line(job, "write=EACCES"));
+	shoal_sandbox_job_free(job);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
 }
 
 /* ---- backend none: same outcome semantics, no isolation ---- */
@@ -1044,10 +1145,14 @@ int main(void)
 	RUN(sandbox_contains_a_memory_hog);
 	RUN(sandbox_contains_a_disk_filler);
 	RUN(sandbox_caps_an_output_flood);
+	RUN(sandbox_stops_cpu_burners);
+	RUN(sandbox_caps_collected_outputs);
 	RUN(sandbox_timeout_kills_every_process);
 	RUN(sandbox_kills_leftovers_when_the_command_exits);
 	RUN(sandbox_cancel_kills_the_job);
 	RUN(sandbox_rejects_bad_specs);
+	RUN(sandbox_network_host_reaches_loopback);
+	RUN(sandbox_runs_in_a_rootfs_folder);
 	RUN(sandbox_none_backend_has_the_same_semantics);
 	RUN(sandbox_leaves_nothing_behind);
 	return test_done();

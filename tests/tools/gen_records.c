@@ -8,7 +8,7 @@
  * writes DIR/records/rec-0001.txt ... and DIR/truth.jsonl, one compact JSON
  * object per encounter, sorted by (source, line):
  *
- *   {"source":"P records/rec-0001.txt","line":1,"date":"2023-04-12",
+ *   {"source":"<P>records/rec-0001.txt","line":1,"date":"2023-04-12",
  *    "department":"Cardiology","provider":"Dr. Okafor","style":"banner"}
  *
  * The header grammar the records follow (and that detect.awk implements) is

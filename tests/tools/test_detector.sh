@@ -6,8 +6,8 @@
 # outputs are merged the way the pipeline's jsonl merge does (dedupe by
 # (source, line), sort by (source, line)), and the result must be
 # byte-identical to truth.jsonl.  Runs under every awk found (mawk, gawk,
-# gawk --posix, busybox awk) and skips the missing ones; exits 77 (skipped)
-# when there is none.
+# gawk --posix, gawk in a UTF-8 locale, busybox awk) and skips the missing
+# ones; exits 77 (skipped) when there is none.
 #
 #   test_detector.sh GEN_RECORDS DETECT_AWK [COUNT (default 40)]
 #
@@ -23,6 +23,10 @@ fi
 gen=$1
 detect=$2
 count=${3:-40}
+if ! command -v awk >/dev/null 2>&1; then
+	echo "SKIP: no awk to test with"
+	exit 77
+fi
 here=$(cd "$(dirname "$0")" && pwd)
 check=$here/check_encounters.sh
 case $detect in /*) ;; *) detect=$(pwd)/$detect ;; esac
@@ -155,9 +159,16 @@ for cfg in $configs; do
 done
 make_chunks 10 0 chunks-10-0 12
 
+# Each awk runs every chunking; the gawk variants (POSIX mode, a UTF-8
+# locale, where length and substr count characters) run the demo's.
 ran=0
-for runner in "mawk" "gawk" "gawk --posix" "env LC_ALL=C.UTF-8 gawk" \
-	"busybox awk"; do
+for runner in "mawk" "gawk" "busybox awk" "gawk --posix" \
+	"env LC_ALL=C.UTF-8 gawk"; do
+	cfgs=$configs
+	case $runner in
+	*" "gawk | *--posix)	cfgs="120:12:0 whole" ;;
+	esac
+	# shellcheck disable=SC2086 # the runner is a command and its options
 	set -- $runner
 	if [ "$1" = env ]; then
 		probe=$3
@@ -170,13 +181,14 @@ for runner in "mawk" "gawk" "gawk --posix" "env LC_ALL=C.UTF-8 gawk" \
 		continue
 	fi
 	ran=$((ran + 1))
-	for cfg in $configs; do
+	for cfg in $cfgs; do
 		case $cfg in
 		whole)	dir=chunks-whole maxrec=0 ;;
 		*)	parse_config "$cfg"
 			dir=chunks-$size-$overlap ;;
 		esac
 		nchunks=$(awk 'END { print NR }' "$dir/manifest")
+		# shellcheck disable=SC2086
 		run_detector "$dir" raw.jsonl $runner 2>err.txt
 		if [ -s err.txt ]; then
 			fail "$runner, $cfg: $(head -n 3 err.txt)"
@@ -199,6 +211,7 @@ for runner in "mawk" "gawk" "gawk --posix" "env LC_ALL=C.UTF-8 gawk" \
 
 	# Without overlap, blocks cut by a chunk's end are seen whole by no
 	# chunk: the comparison must notice the lost headers.
+	# shellcheck disable=SC2086
 	run_detector chunks-10-0 raw.jsonl $runner 2>/dev/null
 	merge raw.jsonl merged.jsonl
 	truth_for 12 >truth.jsonl

@@ -121,6 +121,7 @@ crlf_without_final_newline() {
 }
 expect "record 9 has CRLF line endings and no final newline" \
 	crlf_without_final_newline 0009
+# shellcheck disable=SC2016 # awk program
 expect "record 10 has a line over 20 kB" \
 	awk 'length($0) > 20000 { found = 1 } END { exit !found }' a/records/rec-0010.txt
 expect "record 11's last line is a header in the last chunk alone" \
@@ -148,6 +149,7 @@ expect "decoy lines occur ($(decoys))" test "$(decoys)" -ge 50
 for args in "" "--out" "--out x --count 0" "--out x --count 10000" \
 	"--out x --seed -1" "--out x --bogus 1"; do
 	set +e
+	# shellcheck disable=SC2086 # split into arguments on purpose
 	"$gen" $args >/dev/null 2>&1
 	rc=$?
 	set -e

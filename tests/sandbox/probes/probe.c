@@ -354,6 +354,16 @@ static int do_fds(void)
 	return 0;
 }
 
+/* Burns CPU until a limit stops it. */
+static int do_spin(void)
+{
+	volatile unsigned long n = 0;
+
+	for (;;)
+		n++;
+	return 0;
+}
+
 /* Sleeps in the background and the foreground, printing its pids. */
 static int do_linger(void)
 {
@@ -403,6 +413,7 @@ int main(int argc, char **argv)
 	if (strcmp(d, "ids") == 0) return do_ids();
 	if (strcmp(d, "fds") == 0) return do_fds();
 	if (strcmp(d, "linger") == 0) return do_linger();
+	if (strcmp(d, "spin") == 0) return do_spin();
 	fprintf(stderr, "probe: unknown door \"%s\"\n", d);
 	return 2;
 }
