@@ -53,10 +53,8 @@
 #define WL_STACK_SIZE (256 * 1024)
 static char wl_stack[WL_STACK_SIZE] __attribute__((aligned(64)));
 
-/* Relay and walk buffers: static, the init is single-threaded. */
+/* Relay buffer: static, the init is single-threaded. */
 static char frame_buf[SB_PAYLOAD_MAX];
-#define WALK_DEPTH 16
-static char dents_buf[WALK_DEPTH][4096];
 
 /* What the workload child needs; shared with the init (CLONE_VM). */
 struct wl_args {
@@ -78,8 +76,8 @@ static int64_t mono_us(void)
 
 /* ---- frames to the worker ---- */
 
-static int send_frame(int sock, uint32_t type, uint32_t arg, const void *p,
-		      size_t n)
+int sb_send_frame(int sock, uint32_t type, uint32_t arg, const void *p,
+		  size_t n)
 {
 	struct sb_hdr h;
 	struct iovec iov[2];
@@ -113,8 +111,8 @@ static _Noreturn void fail_exit(int sock, uint32_t kind, int err,
 	f.err = err;
 	memcpy(buf, &f, sizeof(f));
 	memcpy(buf + sizeof(f), what, n);
-	send_frame(sock, SB_F_FAIL, 0, buf, sizeof(f) + n);
-	send_frame(sock, SB_F_DONE, 0, NULL, 0);
+	sb_send_frame(sock, SB_F_FAIL, 0, buf, sizeof(f) + n);
+	sb_send_frame(sock, SB_F_DONE, 0, NULL, 0);
 	_exit(1);
 }
 
@@ -482,7 +480,7 @@ static void relay_pipe(struct relay *r, int *fd, uint32_t type)
 	ssize_t n = read(*fd, frame_buf, sizeof(frame_buf));
 
 	if (n > 0) {
-		send_frame(r->sock, type, 0, frame_buf, (size_t)n);
+		sb_send_frame(r->sock, type, 0, frame_buf, (size_t)n);
 		return;
 	}
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -587,191 +585,7 @@ static void report_exit(const struct sb_launch *l, struct relay *r)
 		   (uint64_t)r->ru.ru_stime.tv_sec * 1000000 +
 		   (uint64_t)r->ru.ru_stime.tv_usec;
 	e.run_us = (uint64_t)(r->end_us - r->start_us);
-	send_frame(r->sock, SB_F_EXIT, 0, &e, sizeof(e));
-}
-
-/* ---- collecting outputs ---- */
-
-struct collect {
-	const struct sb_launch *l;
-	int sock;
-	char path[PATH_MAX];	/* relative to the workspace */
-	uint32_t files;
-	uint64_t bytes;
-	int over;
-};
-
-static void send_over(struct collect *c)
-{
-	char buf[12];
-	uint64_t b = c->bytes;
-
-	if (c->over)
-		return;
-	c->over = 1;
-	memcpy(buf, &c->files, 4);
-	memcpy(buf + 4, &b, 8);
-	send_frame(c->sock, SB_F_OVER, 0, buf, sizeof(buf));
-}
-
-/* Sends one regular file (opened without following symlinks). */
-static void collect_file(struct collect *c, int dirfd, const char *name)
-{
-	struct stat st;
-	int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
-			O_NOCTTY | O_CLOEXEC);
-
-	if (fd < 0)
-		return;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return;
-	}
-	if (c->files + 1 > c->l->outputs_max_files ||
-	    c->bytes + (uint64_t)st.st_size > c->l->outputs_max_bytes) {
-		close(fd);
-		send_over(c);
-		return;
-	}
-	c->files++;
-	send_frame(c->sock, SB_F_FILE, (uint32_t)(st.st_mode & 07777), c->path,
-		   strlen(c->path));
-	for (;;) {
-		ssize_t n = read(fd, frame_buf, sizeof(frame_buf));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		if (c->bytes + (uint64_t)n > c->l->outputs_max_bytes) {
-			send_over(c);
-			break;
-		}
-		c->bytes += (uint64_t)n;
-		send_frame(c->sock, SB_F_DATA, 0, frame_buf, (size_t)n);
-	}
-	close(fd);
-}
-
-struct linux_dirent64 {
-	uint64_t d_ino;
-	int64_t d_off;
-	unsigned short d_reclen;
-	unsigned char d_type;
-	char d_name[];
-};
-
-static void collect_dir(struct collect *c, int dirfd, int depth);
-
-/* One directory entry: path already holds it; recurse or send. */
-static void collect_entry(struct collect *c, int dirfd, const char *name,
-			  unsigned char type, int depth)
-{
-	struct stat st;
-
-	if (type == DT_UNKNOWN) {
-		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
-			return;
-		type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISREG(st.st_mode) ? DT_REG
-									    : DT_LNK;
-	}
-	if (type == DT_REG) {
-		collect_file(c, dirfd, name);
-	} else if (type == DT_DIR && depth + 1 < WALK_DEPTH) {
-		int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-				O_CLOEXEC);
-
-		if (fd >= 0) {
-			collect_dir(c, fd, depth + 1);
-			close(fd);
-		}
-	}
-	/* symlinks, fifos, sockets, devices: never followed nor read */
-}
-
-static void collect_dir(struct collect *c, int dirfd, int depth)
-{
-	char *buf = dents_buf[depth];
-	size_t base = strlen(c->path);
-
-	for (;;) {
-		long n = syscall(SYS_getdents64, dirfd, buf, sizeof(dents_buf[0]));
-		long off;
-
-		if (n <= 0)
-			return;
-		for (off = 0; off < n && !c->over;) {
-			struct linux_dirent64 *d = (void *)(buf + off);
-			size_t nl = strlen(d->d_name);
-
-			off += d->d_reclen;
-			if (strcmp(d->d_name, ".") == 0 || strcmp(d->d_name, "..") == 0)
-				continue;
-			if (base + 1 + nl >= sizeof(c->path))
-				continue;
-			c->path[base] = '/';
-			memcpy(c->path + base + 1, d->d_name, nl + 1);
-			collect_entry(c, dirfd, d->d_name, d->d_type, depth);
-			c->path[base] = '\0';
-		}
-		if (c->over)
-			return;
-	}
-}
-
-/* Opens a relative folder path component by component, never following
- * a symlink; returns the last component's parent fd and its name. */
-static int open_parent(int ws, const char *rel, char *last, size_t ln)
-{
-	char buf[PATH_MAX];
-	char *s, *p;
-	int fd = dup(ws);
-
-	if (fd < 0 || strlen(rel) >= sizeof(buf))
-		return -1;
-	memcpy(buf, rel, strlen(rel) + 1);
-	p = buf;
-	while ((s = strchr(p, '/')) != NULL) {
-		int next;
-
-		*s = '\0';
-		next = openat(fd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		close(fd);
-		if (next < 0)
-			return -1;
-		fd = next;
-		p = s + 1;
-	}
-	shoal_strlcpy(last, p, ln);
-	return fd;
-}
-
-static void collect_outputs(const struct sb_launch *l, int sock)
-{
-	const struct shoal_sandbox_spec *s = l->spec;
-	struct collect c;
-	size_t i;
-	int ws;
-
-	if (s->noutputs == 0)
-		return;
-	ws = open(l->workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (ws < 0)
-		return;
-	memset(&c, 0, sizeof(c));
-	c.l = l;
-	c.sock = sock;
-	for (i = 0; i < s->noutputs && !c.over; i++) {
-		char last[NAME_MAX + 1];
-		int dir = open_parent(ws, s->outputs[i], last, sizeof(last));
-
-		if (dir < 0)
-			continue;
-		shoal_strlcpy(c.path, s->outputs[i], sizeof(c.path));
-		collect_entry(&c, dir, last, DT_UNKNOWN, 0);
-		close(dir);
-	}
-	close(ws);
+	sb_send_frame(r->sock, SB_F_EXIT, 0, &e, sizeof(e));
 }
 
 /* ---- the init ---- */
@@ -857,13 +671,13 @@ _Noreturn void sb_init_main(const struct sb_launch *l, int sock)
 		fail_exit(sock, SB_FAIL_SETUP, errno, "signalfd");
 	r.main_pid = spawn_workload(l, sock, &r);
 	wpid = (uint32_t)r.main_pid;
-	send_frame(sock, SB_F_READY, 0, &wpid, sizeof(wpid));
+	sb_send_frame(sock, SB_F_READY, 0, &wpid, sizeof(wpid));
 
 	relay_loop(l, &r);
 	reap(&r, l->native);	/* everything, so that nothing writes */
 	report_exit(l, &r);
 	collect_outputs(l, sock);
-	send_frame(sock, SB_F_DONE, 0, NULL, 0);
+	sb_send_frame(sock, SB_F_DONE, 0, NULL, 0);
 	_exit(0);
 }
 

@@ -601,6 +601,8 @@ static void loop(struct worker *w)
 			return;
 		}
 		maybe_send(w, shoal_now_ms());
+		if (is_finished(w))
+			break;
 		wait_events(w);
 	}
 }

@@ -549,7 +549,6 @@ static int record_leases(struct harness *h, int stage, int worker,
 {
 	struct stage_rt *s = &h->stages[stage];
 	struct shoal_lease_rec *recs;
-	int64_t wall = shoal_wall_ms();
 	size_t i;
 
 	if (n == 0)
@@ -563,7 +562,6 @@ static int record_leases(struct harness *h, int stage, int worker,
 		recs[i].seq = l->seq;
 		recs[i].lease_id = l->lease_id;
 		recs[i].attempt = l->attempt;
-		recs[i].deadline_ms = wall + (l->deadline_ms - shoal_now_ms());
 		recs[i].source = s->plan.items[l->def.item].source;
 		recs[i].chunk = l->def.chunk;
 		recs[i].line_offset = l->def.line_offset;

@@ -13,27 +13,24 @@
 #include "common/util.h"
 
 /* Leases a batch.  KEYS[1] stage hash, KEYS[2..] task hashes.
- * ARGV[1] worker, ARGV[2] new `issued`, then 8 per task: lease, attempt,
- * deadline, source, chunk, line_offset, byte_offset, byte_len.
- * A re-lease moves the task out of whatever counter held it. */
+ * ARGV[1] worker, ARGV[2] new `issued`, then 4 per task: lease, attempt,
+ * source, def ("chunk line_offset byte_offset byte_len").  A first attempt
+ * creates the task hash; a later one moves the task out of whichever
+ * counter held it (retry, or leased after a lost harness). */
 static const char LEASE_LUA[] =
 	"local n = #KEYS - 1\n"
 	"local from_retry, from_leased = 0, 0\n"
 	"for i = 1, n do\n"
-	"  local b = 2 + (i - 1) * 8\n"
+	"  local b = 2 + (i - 1) * 4\n"
 	"  local k = KEYS[i + 1]\n"
-	"  local old = redis.call('HGET', k, 'state')\n"
-	"  if old == 'retry' then from_retry = from_retry + 1\n"
-	"  elseif old == 'leased' then from_leased = from_leased + 1 end\n"
-	"  if old then\n"
-	"    redis.call('HSET', k, 'state', 'leased', 'lease', ARGV[b+1],\n"
-	"      'attempt', ARGV[b+2], 'worker', ARGV[1], 'deadline', ARGV[b+3])\n"
-	"  else\n"
-	"    redis.call('HSET', k, 'state', 'leased', 'lease', ARGV[b+1],\n"
-	"      'attempt', ARGV[b+2], 'worker', ARGV[1], 'deadline', ARGV[b+3],\n"
-	"      'source', ARGV[b+4], 'chunk', ARGV[b+5], 'line_offset', ARGV[b+6],\n"
-	"      'byte_offset', ARGV[b+7], 'byte_len', ARGV[b+8])\n"
+	"  if ARGV[b+2] ~= '1' then\n"
+	"    local old = redis.call('HGET', k, 'state')\n"
+	"    if old == 'retry' then from_retry = from_retry + 1\n"
+	"    elseif old == 'leased' then from_leased = from_leased + 1 end\n"
 	"  end\n"
+	"  redis.call('HSET', k, 'state', 'leased', 'lease', ARGV[b+1],\n"
+	"    'attempt', ARGV[b+2], 'worker', ARGV[1], 'source', ARGV[b+3],\n"
+	"    'def', ARGV[b+4])\n"
 	"end\n"
 	"redis.call('HINCRBY', KEYS[1], 'leased', n - from_leased)\n"
 	"if from_retry > 0 then redis.call('HINCRBY', KEYS[1], 'retry', -from_retry) end\n"
@@ -42,25 +39,22 @@ static const char LEASE_LUA[] =
 	"return n\n";
 
 /* Settles a batch.  KEYS[1] stage hash, KEYS[2] dead-letter zset,
- * KEYS[3..] task hashes; 8 ARGV per task: lease, outcome, out, error,
- * status, exit, run_us, seq.  Returns 1/0 per task: accepted/refused. */
+ * KEYS[3..] task hashes; 5 ARGV per task: lease, outcome, out-or-error,
+ * res ("status exit run_us"), seq.  Returns 1/0 per task:
+ * accepted/refused. */
 static const char SETTLE_LUA[] =
 	"local res = {}\n"
 	"local c = { done = 0, retry = 0, dead = 0 }\n"
 	"for i = 3, #KEYS do\n"
-	"  local b = (i - 3) * 8\n"
+	"  local b = (i - 3) * 5\n"
 	"  local k = KEYS[i]\n"
 	"  local cur = redis.call('HMGET', k, 'state', 'lease')\n"
 	"  if cur[1] == 'leased' and cur[2] == ARGV[b+1] then\n"
 	"    local o = ARGV[b+2]\n"
-	"    if o == 'done' then\n"
-	"      redis.call('HSET', k, 'state', 'done', 'out', ARGV[b+3],\n"
-	"        'status', ARGV[b+5], 'exit', ARGV[b+6], 'run_us', ARGV[b+7])\n"
-	"    else\n"
-	"      redis.call('HSET', k, 'state', o, 'error', ARGV[b+4],\n"
-	"        'status', ARGV[b+5], 'exit', ARGV[b+6], 'run_us', ARGV[b+7])\n"
-	"      if o == 'dead' then redis.call('ZADD', KEYS[2], ARGV[b+8], ARGV[b+8]) end\n"
-	"    end\n"
+	"    local f = 'error'\n"
+	"    if o == 'done' then f = 'out' end\n"
+	"    redis.call('HSET', k, 'state', o, f, ARGV[b+3], 'res', ARGV[b+4])\n"
+	"    if o == 'dead' then redis.call('ZADD', KEYS[2], ARGV[b+5], ARGV[b+5]) end\n"
 	"    c[o] = c[o] + 1\n"
 	"    res[#res + 1] = 1\n"
 	"  else\n"
@@ -334,14 +328,6 @@ static int push_u64(struct shoal_state *st, uint64_t v)
 	return push_arg(st, num, (size_t)n);
 }
 
-static int push_i64(struct shoal_state *st, int64_t v)
-{
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%lld", (long long)v);
-
-	return push_arg(st, num, (size_t)n);
-}
-
 static int begin_cmd(struct shoal_state *st)
 {
 	if (st->ncmds == st->cap_cmds) {
@@ -407,14 +393,16 @@ int shoal_state_append_lease(struct shoal_state *st, const char *stage,
 	for (i = 0; i < n && rc == SHOAL_OK; i++) {
 		const struct shoal_lease_rec *r = &recs[i];
 
+		char def[96];
+		int dn = snprintf(def, sizeof(def), "%u %llu %llu %llu", r->chunk,
+				  (unsigned long long)r->line_offset,
+				  (unsigned long long)r->byte_offset,
+				  (unsigned long long)r->byte_len);
+
 		rc = push_u64(st, r->lease_id);
 		rc = rc ? rc : push_u64(st, r->attempt);
-		rc = rc ? rc : push_i64(st, r->deadline_ms);
 		rc = rc ? rc : push_str(st, r->source);
-		rc = rc ? rc : push_u64(st, r->chunk);
-		rc = rc ? rc : push_u64(st, r->line_offset);
-		rc = rc ? rc : push_u64(st, r->byte_offset);
-		rc = rc ? rc : push_u64(st, r->byte_len);
+		rc = rc ? rc : push_arg(st, def, (size_t)dn);
 	}
 	if (rc != SHOAL_OK)
 		return shoal_error_set(err, rc, "out of memory queueing leases");
@@ -433,14 +421,17 @@ static const char *outcome_name(int outcome)
 
 static int push_settle(struct shoal_state *st, const struct shoal_settle_rec *r)
 {
+	char res[80];
+	int n = snprintf(res, sizeof(res), "%d %d %llu", r->status, r->exit_code,
+			 (unsigned long long)r->run_us);
 	int rc = push_u64(st, r->lease_id);
 
 	rc = rc ? rc : push_str(st, outcome_name(r->outcome));
-	rc = rc ? rc : push_arg(st, r->out ? r->out : "", r->out ? r->out_len : 0);
-	rc = rc ? rc : push_str(st, r->error);
-	rc = rc ? rc : push_i64(st, r->status);
-	rc = rc ? rc : push_i64(st, r->exit_code);
-	rc = rc ? rc : push_u64(st, r->run_us);
+	if (r->outcome == SHOAL_OUTCOME_DONE)
+		rc = rc ? rc : push_arg(st, r->out ? r->out : "", r->out ? r->out_len : 0);
+	else
+		rc = rc ? rc : push_str(st, r->error);
+	rc = rc ? rc : push_arg(st, res, (size_t)n);
 	rc = rc ? rc : push_u64(st, r->seq);
 	return rc;
 }

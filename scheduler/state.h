@@ -41,7 +41,6 @@ struct shoal_lease_rec {
 	uint64_t seq;
 	uint64_t lease_id;
 	uint32_t attempt;
-	int64_t deadline_ms;	/* wall clock */
 	const char *source;	/* item's source, relative to config folder */
 	uint32_t chunk;
 	uint64_t line_offset;

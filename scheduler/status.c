@@ -152,8 +152,11 @@ static void print_stage(FILE *out, json_t *s)
 
 static void print_failure(FILE *out, json_t *t)
 {
-	fprintf(out, "  %s/%s  %s chunk %s, attempt %s: %s\n", field(t, "stage"),
-		field(t, "seq"), field(t, "source"), field(t, "chunk"),
+	const char *def = field(t, "def");	/* "chunk line_offset ..." */
+	int chunk_len = (int)strcspn(def, " ");
+
+	fprintf(out, "  %s/%s  %s chunk %.*s, attempt %s: %s\n", field(t, "stage"),
+		field(t, "seq"), field(t, "source"), chunk_len, def,
 		field(t, "attempt"), field(t, "error"));
 }
 

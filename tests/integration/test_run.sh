@@ -178,7 +178,41 @@ YAML
 	expect_contains "$d/r.err" '"event":"progress"' "--json progress lines on stderr"
 }
 
+killed_worker_loses_no_subtask() {
+	local d=$TMP/killed
+	mkdir -p "$d/in"
+	seq 1 24 >"$d/in/n.txt"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+pool: {max_workers: 2, slots_per_worker: 3}
+stages:
+  - id: slow
+    for_each: {files: "in/n.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'sleep 0.4; echo "{\"n\":$(cat input)}"']
+    retries: 3
+    merge: {strategy: jsonl, sort_by: [n]}
+    output: out/n.jsonl
+YAML
+	"$SHOAL_BIN" run "$d/run.yaml" --state-dir "$d/.shoal" >"$d/r.out" 2>"$d/r.err" &
+	local pid=$! victim=""
+	for _ in $(seq 1 100); do
+		victim=$(pgrep -f "shoal worker --connect ipc://$d" | head -1)
+		[ -n "$victim" ] && break
+		sleep 0.05
+	done
+	sleep 0.6
+	[ -n "$victim" ] && kill -9 "$victim"
+	wait "$pid"
+	expect_eq "$?" 0 "the run survives a worker killed mid-run"
+	[ -n "$victim" ] || fail "found no worker to kill"
+	expect_eq "$(wc -l <"$d/out/n.jsonl")" 24 "every subtask's record is in the output"
+	expect_eq "$(sort -u "$d/out/n.jsonl" | wc -l)" 24 "and none twice"
+	grep -Eq "[1-9][0-9]* retried" "$d/r.out" || fail "the killed worker's leases were retried: $(cat "$d/r.out")"
+}
+
 run_test multi_file_run_merges_every_line_exactly_once
+run_test killed_worker_loses_no_subtask
 run_test failing_command_is_retried_then_reported
 run_test fail_fast_run_exits_1
 run_test missing_command_fails_its_subtask_with_the_reason
