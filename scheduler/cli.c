@@ -28,6 +28,8 @@ static const char USAGE[] =
 	"  run CONFIG        run a pipeline to the end; prints the run id\n"
 	"  validate CONFIG   check a config without running it\n"
 	"  status [RUN_ID]   a run's state and failures; without RUN_ID, recent runs\n"
+	"  resume RUN_ID     continue an unfinished run\n"
+	"  cancel RUN_ID     cancel a run\n"
 	"  worker            a worker process (the local pool starts these itself)\n"
 	"  version           print the version\n"
 	"  help              this text\n"
@@ -48,8 +50,29 @@ static const char RUN_USAGE[] =
 	"  --workers N       at most N local workers (overrides pool.max_workers)\n"
 	"  --json            machine-readable progress and log lines on stderr and a\n"
 	"                    JSON summary on stdout\n"
+	"  --resume          if the last run of this config and inputs is unfinished,\n"
+	"                    continue it (finished subtasks are not redone)\n"
+	"  --new             start a new run even if the last one is unfinished\n"
+	"\n"
+	"Without --resume or --new, an unfinished last run of the same job is an\n"
+	"error that names it.\n"
 	"\n"
 	"exit: 0 the run succeeded, 1 it failed, 2 usage or config error\n";
+
+static const char RESUME_USAGE[] =
+	"usage: shoal resume RUN_ID [--redis URL] [--state-dir DIR] [--workers N] [--json]\n"
+	"\n"
+	"Continues an unfinished run (interrupted, paused by a Redis outage, or whose\n"
+	"harness died) from its state in Redis: finished subtasks are skipped, the\n"
+	"ones that were running are leased again, and the output holds every input\n"
+	"item exactly once.  The config must be unchanged.\n"
+	"exit: 0 the run succeeded, 1 it failed, 2 usage error or nothing to resume\n";
+
+static const char CANCEL_USAGE[] =
+	"usage: shoal cancel RUN_ID [--redis URL] [--state-dir DIR]\n"
+	"\n"
+	"Cancels a run: its harness stops dispatching, kills what runs, and records\n"
+	"the run as cancelled.  A run with no live harness is marked cancelled.\n";
 
 static const char VALIDATE_USAGE[] =
 	"usage: shoal validate CONFIG\n"
@@ -121,6 +144,8 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "resume", no_argument, NULL, 'R' },
+		{ "new", no_argument, NULL, 'N' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -137,9 +162,15 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 			return usage_error(RUN_USAGE, "--workers takes a number from 1 to 4096, not '%s'", optarg);
 		else if (c == 'j')
 			a->opts.json = 1;
+		else if (c == 'R')
+			a->opts.resume_last = 1;
+		else if (c == 'N')
+			a->opts.new_run = 1;
 		else if (c == '?')
 			return usage_error(RUN_USAGE, "%s", "unknown option");
 	}
+	if (a->opts.resume_last && a->opts.new_run)
+		return usage_error(RUN_USAGE, "%s", "--resume and --new exclude each other");
 	if (optind != argc - 1)
 		return usage_error(RUN_USAGE, "%s", "run takes exactly one CONFIG");
 	a->config = argv[optind];
@@ -171,10 +202,23 @@ static void print_summary(const struct shoal_run_summary *s, const struct shoal_
 		printf("  %s\n  details: shoal status %s\n", s->error, s->run_id);
 }
 
-static int cmd_run(int argc, char **argv)
+/* Runs the harness and prints the summary; returns the exit code. */
+static int run_harness(const struct shoal_config *cfg, const struct shoal_run_opts *opts)
 {
 	struct shoal_error err = { 0, "" };
 	struct shoal_run_summary sum;
+
+	if (shoal_harness_run(cfg, opts, &sum, &err) != SHOAL_OK) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return SHOAL_EXIT_USAGE;
+	}
+	print_summary(&sum, cfg, opts->json);
+	return sum.succeeded ? SHOAL_EXIT_OK : SHOAL_EXIT_FAILED;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+	struct shoal_error err = { 0, "" };
 	struct shoal_config *cfg = NULL;
 	struct run_args a;
 	char *exe;
@@ -200,13 +244,7 @@ static int cmd_run(int argc, char **argv)
 		rc = SHOAL_EXIT_USAGE;
 		goto out;
 	}
-	if (shoal_harness_run(cfg, &a.opts, &sum, &err) != SHOAL_OK) {
-		fprintf(stderr, "shoal: %s\n", err.msg);
-		rc = SHOAL_EXIT_USAGE;
-		goto out;
-	}
-	print_summary(&sum, cfg, a.opts.json);
-	rc = sum.succeeded ? SHOAL_EXIT_OK : SHOAL_EXIT_FAILED;
+	rc = run_harness(cfg, &a.opts);
 out:
 	free(exe);
 	shoal_config_free(cfg);
@@ -239,63 +277,277 @@ static int cmd_validate(int argc, char **argv)
 
 /* ---- status ---------------------------------------------------------- */
 
-static int cmd_status(int argc, char **argv)
+/* The Redis a state-reading verb uses: --redis, or the embedded server of
+ * the state dir (started for the command, stopped after). */
+struct cli_state {
+	struct shoal_embedded_redis emb;
+	struct shoal_state *st;
+};
+
+static int open_cli_state(struct cli_state *cs, const char *redis, const char *dir)
+{
+	struct shoal_error err = { 0, "" };
+	int rc = SHOAL_OK;
+
+	memset(cs, 0, sizeof(*cs));
+	if (redis == NULL) {
+		if (access(dir, F_OK) != 0) {
+			fprintf(stderr, "shoal: no state dir %s here: run this where you ran "
+				"`shoal run`, or pass --state-dir or --redis\n", dir);
+			return SHOAL_EXIT_USAGE;
+		}
+		rc = shoal_embedded_start(dir, &cs->emb, &err);
+		redis = cs->emb.url;
+	}
+	if (rc == SHOAL_OK)
+		rc = shoal_state_connect(redis, &cs->st, &err);
+	if (rc != SHOAL_OK) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		shoal_embedded_stop(&cs->emb);
+		return SHOAL_EXIT_USAGE;
+	}
+	return SHOAL_EXIT_OK;
+}
+
+static void close_cli_state(struct cli_state *cs)
+{
+	shoal_state_close(cs->st);
+	cs->st = NULL;
+	shoal_embedded_stop(&cs->emb);
+}
+
+/* Options shared by status, resume and cancel. */
+struct state_args {
+	const char *redis;
+	const char *dir;
+	const char *run;
+	uint32_t workers;
+	int json;
+};
+
+static int parse_state_args(int argc, char **argv, const char *usage, int need_run,
+			    struct state_args *a)
 {
 	static const struct option longopts[] = {
 		{ "redis", required_argument, NULL, 'r' },
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "workers", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
+	int c;
+
+	memset(a, 0, sizeof(*a));
+	a->dir = DEFAULT_STATE_DIR;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (c == 'r')
+			a->redis = optarg;
+		else if (c == 's')
+			a->dir = optarg;
+		else if (c == 'j')
+			a->json = 1;
+		else if (c == 'w' && parse_count(optarg, &a->workers) != 0)
+			return usage_error(usage, "--workers takes a number from 1 to 4096, not '%s'", optarg);
+		else if (c == '?')
+			return usage_error(usage, "%s", "unknown option");
+	}
+	if (argc - optind > 1 || (need_run && argc - optind != 1))
+		return usage_error(usage, "%s", need_run ? "give exactly one RUN_ID"
+						     : "give at most one RUN_ID");
+	if (optind < argc)
+		a->run = argv[optind];
+	return SHOAL_EXIT_OK;
+}
+
+static int cmd_status(int argc, char **argv)
+{
 	struct shoal_error err = { 0, "" };
-	struct shoal_embedded_redis emb;
-	struct shoal_state *st = NULL;
-	const char *redis = NULL, *dir = DEFAULT_STATE_DIR, *run = NULL;
-	int json = 0, c, rc;
+	struct state_args a;
+	struct cli_state cs;
+	int rc;
 
 	if (wants_help(argc, argv)) {
 		fputs(STATUS_USAGE, stdout);
 		return SHOAL_EXIT_OK;
 	}
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		if (c == 'r')
-			redis = optarg;
-		else if (c == 's')
-			dir = optarg;
-		else if (c == 'j')
-			json = 1;
-		else
-			return usage_error(STATUS_USAGE, "%s", "unknown option");
-	}
-	if (argc - optind > 1)
-		return usage_error(STATUS_USAGE, "%s", "status takes at most one RUN_ID");
-	if (optind < argc)
-		run = argv[optind];
-	memset(&emb, 0, sizeof(emb));
-	if (redis == NULL) {
-		if (access(dir, F_OK) != 0) {
-			fprintf(stderr, "shoal: no state dir %s here: run `shoal status` where you "
-				"ran `shoal run`, or pass --state-dir or --redis\n", dir);
-			return SHOAL_EXIT_USAGE;
-		}
-		rc = shoal_embedded_start(dir, &emb, &err);
-		redis = emb.url;
-	} else {
-		rc = SHOAL_OK;
-	}
-	if (rc == SHOAL_OK)
-		rc = shoal_state_connect(redis, &st, &err);
-	if (rc == SHOAL_OK && run != NULL)
-		rc = shoal_status_run(st, run, stdout, json, &err);
-	else if (rc == SHOAL_OK)
-		rc = shoal_status_list(st, stdout, json, 20, &err);
-	shoal_state_close(st);
-	shoal_embedded_stop(&emb);
+	rc = parse_state_args(argc, argv, STATUS_USAGE, 0, &a);
+	if (rc == SHOAL_EXIT_OK)
+		rc = open_cli_state(&cs, a.redis, a.dir);
+	if (rc != SHOAL_EXIT_OK)
+		return rc;
+	if (a.run != NULL)
+		rc = shoal_status_run(cs.st, a.run, stdout, a.json, &err);
+	else
+		rc = shoal_status_list(cs.st, stdout, a.json, 20, &err);
+	close_cli_state(&cs);
 	if (rc != SHOAL_OK) {
 		fprintf(stderr, "shoal: %s\n", err.msg);
 		return SHOAL_EXIT_USAGE;
 	}
+	return SHOAL_EXIT_OK;
+}
+
+/* ---- resume and cancel ------------------------------------------------ */
+
+struct run_record {
+	struct shoal_run_owner owner;
+	char config[4096];
+	char config_hash[80];
+	char inputs_hash[80];
+};
+
+static int read_run_record(struct shoal_state *st, const char *run, struct run_record *r)
+{
+	struct shoal_error err = { 0, "" };
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	shoal_state_use_run(st, run);
+	rc = shoal_run_owner_read(st, &r->owner, &err);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_hget(st, "run", "config", r->config, sizeof(r->config), &err);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_hget(st, "run", "config_hash", r->config_hash,
+				      sizeof(r->config_hash), &err);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_hget(st, "run", "inputs_hash", r->inputs_hash,
+				      sizeof(r->inputs_hash), &err);
+	if (rc != SHOAL_OK) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return SHOAL_EXIT_USAGE;
+	}
+	if (r->owner.status[0] == '\0') {
+		fprintf(stderr, "shoal: no run %s in this Redis (try `shoal status`)\n", run);
+		return SHOAL_EXIT_USAGE;
+	}
+	return SHOAL_EXIT_OK;
+}
+
+static int check_resumable(const char *run, const struct run_record *r)
+{
+	if (shoal_run_is_unfinished(&r->owner))
+		return SHOAL_EXIT_OK;
+	if (shoal_run_owner_alive(&r->owner))
+		fprintf(stderr, "shoal: run %s is still running (its harness is alive)\n", run);
+	else
+		fprintf(stderr, "shoal: run %s %s: there is nothing to resume (start a new "
+			"run with `shoal run CONFIG --new`)\n", run, r->owner.status);
+	return SHOAL_EXIT_USAGE;
+}
+
+/* The config and inputs must be those the run started with. */
+static int check_same_job(const char *run, const struct run_record *r,
+			  const struct shoal_config *cfg)
+{
+	struct shoal_error err = { 0, "" };
+	char inputs[65];
+
+	if (strcmp(cfg->hash, r->config_hash) != 0) {
+		fprintf(stderr, "shoal: %s changed since run %s started; resuming it would "
+			"mix two configs (start a new run instead)\n", r->config, run);
+		return SHOAL_EXIT_USAGE;
+	}
+	if (shoal_harness_inputs_hash(cfg, inputs, &err) != SHOAL_OK) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return SHOAL_EXIT_USAGE;
+	}
+	if (r->inputs_hash[0] != '\0' && strcmp(inputs, r->inputs_hash) != 0) {
+		fprintf(stderr, "shoal: the input files of run %s changed since it started "
+			"(added, removed or modified); start a new run instead\n", run);
+		return SHOAL_EXIT_USAGE;
+	}
+	return SHOAL_EXIT_OK;
+}
+
+static int cmd_resume(int argc, char **argv)
+{
+	struct shoal_error err = { 0, "" };
+	struct shoal_config *cfg = NULL;
+	struct shoal_run_opts opts;
+	struct run_record r;
+	struct state_args a;
+	struct cli_state cs;
+	char *exe = NULL;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		fputs(RESUME_USAGE, stdout);
+		return SHOAL_EXIT_OK;
+	}
+	rc = parse_state_args(argc, argv, RESUME_USAGE, 1, &a);
+	if (rc == SHOAL_EXIT_OK)
+		rc = open_cli_state(&cs, a.redis, a.dir);
+	if (rc != SHOAL_EXIT_OK)
+		return rc;
+	rc = read_run_record(cs.st, a.run, &r);
+	close_cli_state(&cs);
+	if (rc == SHOAL_EXIT_OK)
+		rc = check_resumable(a.run, &r);
+	if (rc != SHOAL_EXIT_OK)
+		return rc;
+	shoal_log_setup(SHOAL_LOG_INFO, a.json, "shoal");
+	if (shoal_config_load(r.config, &cfg, &err) != SHOAL_OK) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return SHOAL_EXIT_USAGE;
+	}
+	rc = check_same_job(a.run, &r, cfg);
+	if (rc == SHOAL_EXIT_OK) {
+		memset(&opts, 0, sizeof(opts));
+		exe = self_exe();
+		opts.self_exe = exe ? exe : "/proc/self/exe";
+		opts.redis_url = a.redis;
+		opts.state_dir = a.dir;
+		opts.workers = a.workers;
+		opts.json = a.json;
+		opts.progress = isatty(2) && !a.json;
+		opts.resume_run_id = a.run;
+		rc = run_harness(cfg, &opts);
+	}
+	free(exe);
+	shoal_config_free(cfg);
+	return rc;
+}
+
+static int cmd_cancel(int argc, char **argv)
+{
+	struct shoal_error err = { 0, "" };
+	struct run_record r;
+	struct state_args a;
+	struct cli_state cs;
+	char now[32];
+	int rc, alive;
+
+	if (wants_help(argc, argv)) {
+		fputs(CANCEL_USAGE, stdout);
+		return SHOAL_EXIT_OK;
+	}
+	rc = parse_state_args(argc, argv, CANCEL_USAGE, 1, &a);
+	if (rc == SHOAL_EXIT_OK)
+		rc = open_cli_state(&cs, a.redis, a.dir);
+	if (rc != SHOAL_EXIT_OK)
+		return rc;
+	rc = read_run_record(cs.st, a.run, &r);
+	if (rc == SHOAL_EXIT_OK && strcmp(r.owner.status, "succeeded") == 0) {
+		fprintf(stderr, "shoal: run %s already succeeded\n", a.run);
+		rc = SHOAL_EXIT_USAGE;
+	}
+	alive = shoal_run_owner_alive(&r.owner);
+	if (rc == SHOAL_EXIT_OK &&
+	    shoal_state_run_set(cs.st, "cancel", "1", &err) == SHOAL_OK && !alive) {
+		snprintf(now, sizeof(now), "%lld", (long long)shoal_wall_ms());
+		shoal_state_run_set(cs.st, "status", "cancelled", &err);
+		shoal_state_run_set(cs.st, "finished_ms", now, &err);
+	}
+	close_cli_state(&cs);
+	if (rc != SHOAL_EXIT_OK)
+		return rc;
+	if (err.code != SHOAL_OK) {
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return SHOAL_EXIT_USAGE;
+	}
+	printf(alive ? "run %s: cancel requested; its harness stops within a second\n"
+		     : "run %s: cancelled\n", a.run);
 	return SHOAL_EXIT_OK;
 }
 
@@ -369,6 +621,8 @@ int shoal_cli_main(int argc, char **argv)
 		{ "run", cmd_run },
 		{ "validate", cmd_validate },
 		{ "status", cmd_status },
+		{ "resume", cmd_resume },
+		{ "cancel", cmd_cancel },
 		{ "worker", cmd_worker },
 	};
 	size_t i;

@@ -54,6 +54,9 @@ enum shoal_merge_strategy {
 	SHOAL_MERGE_CONCAT = 0,	/* outputs concatenated in task order */
 	SHOAL_MERGE_JSONL = 1,	/* each output line is one JSON record */
 	SHOAL_MERGE_JSON = 2,	/* records gathered into one JSON array */
+	SHOAL_MERGE_SPANS = 3,	/* jsonl records whose [start, end] overlap
+				 * (or touch, with join_adjacent) within one
+				 * key are joined into one record */
 };
 
 struct shoal_merge_conf {
@@ -62,6 +65,12 @@ struct shoal_merge_conf {
 	size_t ndedupe_by;
 	char **sort_by;		/* field names; stable sort */
 	size_t nsort_by;
+	/* strategy: spans (docs/CONFIG.md `merge:`) */
+	char **key;		/* fields that must be equal to join */
+	size_t nkey;
+	char *start;		/* field holding the absolute start position */
+	char *end;		/* field holding the absolute end position */
+	int join_adjacent;	/* 1: end + 1 == start also joins */
 };
 
 enum shoal_fan_in {
@@ -75,6 +84,60 @@ enum shoal_for_each {
 	SHOAL_FOR_EACH_STAGE = 2,	/* for_each: {stage: ID} */
 };
 
+
+enum shoal_output_format {
+	SHOAL_FORMAT_DEFAULT = 0,	/* what the strategy writes: raw bytes
+					 * (concat), jsonl, or a json array */
+	SHOAL_FORMAT_JSONL = 1,
+	SHOAL_FORMAT_JSON = 2,
+	SHOAL_FORMAT_CSV = 3,		/* header row of `columns`, RFC 4180 */
+	SHOAL_FORMAT_TEXT = 4,		/* each record's `text` field (or the
+					 * record itself when a string) */
+};
+
+/* `retry:` at the top level (defaults) and per stage. */
+struct shoal_retry_conf {
+	uint32_t max_attempts;	/* >= 1; default retries + 1 (= 3) */
+	uint64_t backoff_ms;	/* first wait; default 500 ms */
+	uint64_t max_backoff_ms; /* cap; default 30 s */
+};
+
+/* `timeouts:` at the top level (defaults) and per stage; 0 = none. */
+struct shoal_timeouts_conf {
+	uint64_t schedule_to_start_ms;	/* pending longer than this: dead */
+	uint64_t start_to_close_ms;	/* one attempt; default = `timeout` */
+	uint64_t heartbeat_ms;		/* worker silence that voids its
+					 * leases; default 10 s */
+};
+
+enum shoal_checkpoint_every {
+	SHOAL_CHECKPOINT_TURN = 0,	/* default for agents */
+	SHOAL_CHECKPOINT_TOOL_CALL = 1,
+	SHOAL_CHECKPOINT_OFF = 2,
+};
+
+/* `input:` of a stage: what /workspace/input holds when not the chunk. */
+enum shoal_input_kind {
+	SHOAL_INPUT_CHUNK = 0,		/* default: the item's chunk */
+	SHOAL_INPUT_FILE_LINES = 1,	/* {file_lines: T, from: T, to: T} */
+	SHOAL_INPUT_TEMPLATE = 2,	/* {template: T} */
+};
+
+struct shoal_input_conf {
+	int kind;		/* enum shoal_input_kind */
+	char *file_lines;	/* template of a path relative to the config
+				 * folder, e.g. "{{record.source}}" */
+	char *from;		/* template of the first line (1-based) */
+	char *to;		/* template of the last line (inclusive) */
+	char *tmpl;		/* SHOAL_INPUT_TEMPLATE: the text */
+};
+
+/* `when:` skips a stage unless its condition holds. */
+struct shoal_when_conf {
+	char *stage;		/* NULL: no condition */
+	int not_empty;		/* 1: run only if that stage has records */
+};
+
 /* A file staged read-only into each subtask's workspace. */
 struct shoal_file_conf {
 	char *name;		/* relative path inside /workspace */
@@ -84,7 +147,8 @@ struct shoal_file_conf {
 struct shoal_stage_conf {
 	char *id;
 	int line;		/* line of the stage in the YAML, for errors */
-	int for_each;		/* enum shoal_for_each */
+	int for_each;		/* enum shoal_for_each; 0 for a reduce stage,
+				 * which has no for_each (see `reduce`) */
 	char *glob;		/* FILES: pattern as written (relative) */
 	char *from_stage;	/* STAGE: id of the upstream stage */
 	char **needs;		/* ids; from_stage is always in here */
@@ -105,6 +169,21 @@ struct shoal_stage_conf {
 	char **outputs;		/* `outputs:` folders collected per subtask */
 	size_t noutputs;
 	struct shoal_sandbox_conf sandbox; /* top level merged with stage's */
+	/* durability (issue: durable runs) */
+	struct shoal_retry_conf retry;	/* `retry:`; `retries: N` sets
+					 * max_attempts = N + 1 */
+	struct shoal_timeouts_conf timeouts;
+	int checkpoint;		/* enum shoal_checkpoint_every */
+	/* pipelines */
+	int reduce;		/* 1: `reduce: {run: [...]}` - one subtask over
+				 * the merged outputs of `needs` (its input);
+				 * run/builtin then come from reduce */
+	struct shoal_input_conf input;
+	struct shoal_when_conf when;
+	uint32_t max_parallel;	/* leases of this stage at once; 0 = no cap */
+	int format;		/* enum shoal_output_format */
+	char **columns;		/* csv columns (required with format: csv) */
+	size_t ncolumns;
 };
 
 struct shoal_config {
@@ -115,6 +194,25 @@ struct shoal_config {
 	char *redis_url;	/* NULL => embedded redis-server */
 	uint32_t max_workers;	/* default: number of CPUs */
 	uint32_t slots_per_worker; /* default 1 */
+	uint32_t min_workers;	/* pool.min_workers, default 0 */
+	uint64_t scale_up_after_ms; /* pool.scale_up_after, default 200 ms */
+	uint64_t idle_timeout_ms; /* pool.idle_timeout, default 30 s */
+	char *listen;		/* pool.listen: extra nng URL for remote workers
+				 * (tcp://, tls+tcp://); NULL = local only */
+	char *token_file;	/* pool.auth.token_file (absolute) or NULL */
+	char *tls_cert;		/* pool.auth.tls.{cert,key,ca} (absolute) */
+	char *tls_key;
+	char *tls_ca;
+	char *metrics_listen;	/* metrics.listen "host:port" or NULL */
+	uint64_t state_ttl_ms;	/* state.ttl: finished runs' keys expire
+				 * after this; default 7 days; 0 = never */
+	uint64_t redis_unavailable_ms; /* state.unavailable_timeout: pause
+				 * the run past this; default 60 s */
+	struct shoal_retry_conf retry;	/* top-level defaults */
+	struct shoal_timeouts_conf timeouts;
+	int checkpoint;		/* checkpoint.every: enum
+				 * shoal_checkpoint_every, each stage's
+				 * default */
 	struct shoal_sandbox_conf sandbox; /* the top-level `sandbox:` with
 					   * defaults filled; each stage holds
 					   * its own merged copy */

@@ -29,11 +29,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/arena.h"
 #include "common/buf.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/u64map.h"
 #include "common/util.h"
 #include "pool/supervisor.h"
@@ -43,123 +45,7 @@
 #include "transport/endpoint.h"
 #include "transport/wire.h"
 
-#define HARNESS_MAX_MSG ((size_t)256 << 20)
-#define WORK_MAX_BYTES ((size_t)16 << 20)	/* lease bytes per WORK */
-#define WORK_MAX_LEASES 1024
-#define HEARTBEAT_MS 2000		/* workers report at least this often */
-#define POLL_HOLD_MS 1000		/* a POLL is held at most this long */
-#define WORKER_SILENCE_MS (3 * HEARTBEAT_MS) /* then its leases expire */
-#define LEASE_GRACE_MS 10000		/* beyond the subtask's own timeout */
-#define RETRY_BACKOFF_MS 500		/* doubled per attempt */
-#define RETRY_BACKOFF_MAX_MS 30000
-#define DRAIN_GRACE_MS 5000		/* at the end, for workers to say BYE */
-#define STAGED_FILE_MAX ((size_t)64 << 20)
-
-enum stage_state { STAGE_WAITING, STAGE_RUNNING, STAGE_DONE, STAGE_FAILED };
-
-/* A failed subtask waiting for its next attempt. */
-struct retry_ent {
-	uint64_t seq;
-	uint32_t attempt;	/* the attempt to run next */
-	struct shoal_task_def def;
-	int64_t not_before_ms;
-};
-
-struct stage_rt {
-	const struct shoal_stage_conf *conf;
-	int state;			/* enum stage_state */
-	struct shoal_plan plan;
-	int planned;			/* plan has items */
-	int exhausted;			/* plan_next said no more */
-	uint64_t issued;		/* first attempts handed out */
-	uint64_t inflight, done, dead, retries;
-	struct retry_ent *retry;	/* FIFO of failed subtasks */
-	size_t nretry, cap_retry;
-	struct shoal_wire_file *files;	/* staged files, loaded at start */
-	char **file_data;
-	uint64_t records;
-	char first_error[512];
-};
-
-/* An outstanding lease (the in-memory lease table's value). */
-struct lease_ent {
-	uint64_t lease_id;
-	int stage;
-	uint64_t seq;
-	uint32_t attempt;
-	struct shoal_task_def def;
-	int worker;			/* index into workers[] */
-	int64_t deadline_ms;		/* monotonic */
-};
-
-struct worker_ent {
-	char id[128];
-	uint32_t pipe;
-	uint32_t slots;
-	int alive;
-	int64_t last_seen_ms;
-	uint32_t nleases;
-};
-
-struct held_poll {
-	struct shoal_route route;
-	uint64_t corr;
-	int worker;
-	uint32_t free_slots;
-	int64_t expires_ms;
-};
-
-/* A settlement queued for this turn's flush. */
-struct effect {
-	struct lease_ent lease;
-	int outcome;			/* enum shoal_outcome */
-	int status;			/* enum shoal_task_status */
-	int exit_code;
-	uint64_t run_us;
-	char *out;			/* owned copy of the result (DONE) */
-	size_t out_len;
-	char *error;			/* owned */
-	int accepted;
-};
-
-struct reply {
-	struct shoal_route route;
-	char *data;
-	size_t len;
-};
-
-struct harness {
-	const struct shoal_config *cfg;
-	const struct shoal_run_opts *opts;
-	struct shoal_state *st;
-	struct shoal_listener *listener;
-	struct shoal_supervisor sup;
-	char run_id[SHOAL_RUN_ID_MAX];
-	char url[512];
-	struct stage_rt *stages;
-	size_t nstages;
-	struct shoal_u64map leases;
-	uint64_t lease_epoch, lease_counter;
-	struct worker_ent *workers;
-	size_t nworkers, cap_workers;
-	struct held_poll *held;
-	size_t nheld, cap_held;
-	struct effect *effects;
-	size_t neffects, cap_effects;
-	struct reply *replies;
-	size_t nreplies, cap_replies;
-	struct shoal_arena arena;	/* lease bytes of this turn */
-	struct shoal_buf enc;
-	struct shoal_buf input;
-	struct shoal_wire_limits limits;
-	int stopping;			/* no new leases; drain workers */
-	int failed;
-	char error[512];
-	int64_t started_ms, stop_ms, last_progress_ms;
-	uint64_t rate_done;
-	int64_t rate_ms;
-	double rate;
-};
+#include "scheduler/harness_int.h"
 
 static volatile sig_atomic_t got_signal;
 
@@ -169,7 +55,7 @@ static void on_signal(int sig)
 }
 
 /* Grows *arr (of *cap elements of size sz) to hold one more. */
-static int grow_array(void **arr, size_t *cap, size_t len, size_t sz)
+int harness_grow_array(void **arr, size_t *cap, size_t len, size_t sz)
 {
 	size_t ncap;
 	void *p;
@@ -185,10 +71,7 @@ static int grow_array(void **arr, size_t *cap, size_t len, size_t sz)
 	return SHOAL_OK;
 }
 
-static void fail_run(struct harness *h, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void fail_run(struct harness *h, const char *fmt, ...)
+void harness_fail_run(struct harness *h, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -218,7 +101,7 @@ static int add_worker(struct harness *h, uint32_t pipe, const struct shoal_msg_h
 {
 	struct worker_ent *w;
 
-	if (grow_array((void **)&h->workers, &h->cap_workers, h->nworkers,
+	if (harness_grow_array((void **)&h->workers, &h->cap_workers, h->nworkers,
 		       sizeof(*h->workers)) != SHOAL_OK)
 		return -1;
 	w = &h->workers[h->nworkers];
@@ -246,7 +129,7 @@ static int queue_reply(struct harness *h, const struct shoal_route *route,
 		shoal_errorf("cannot encode a %s: %s", shoal_wire_type_name(m->type), err.msg);
 		return SHOAL_EPROTO;
 	}
-	if (grow_array((void **)&h->replies, &h->cap_replies, h->nreplies,
+	if (harness_grow_array((void **)&h->replies, &h->cap_replies, h->nreplies,
 		       sizeof(*h->replies)) != SHOAL_OK)
 		return SHOAL_ENOMEM;
 	r = &h->replies[h->nreplies];
@@ -288,6 +171,8 @@ static void reply_reject(struct harness *h, const struct shoal_route *route,
 
 static uint32_t max_attempts(const struct stage_rt *s)
 {
+	if (s->conf->retry.max_attempts > 0)
+		return s->conf->retry.max_attempts;
 	return s->conf->retries + 1;
 }
 
@@ -299,7 +184,7 @@ static int queue_effect(struct harness *h, const struct lease_ent *l, int status
 	const struct stage_rt *s = &h->stages[l->stage];
 	struct effect *e;
 
-	if (grow_array((void **)&h->effects, &h->cap_effects, h->neffects,
+	if (harness_grow_array((void **)&h->effects, &h->cap_effects, h->neffects,
 		       sizeof(*h->effects)) != SHOAL_OK)
 		return SHOAL_ENOMEM;
 	e = &h->effects[h->neffects];
@@ -420,10 +305,12 @@ static uint64_t next_lease_id(struct harness *h)
 
 static int stage_timeout_ms(const struct stage_rt *s)
 {
+	uint64_t close = s->conf->timeouts.start_to_close_ms ?
+			 s->conf->timeouts.start_to_close_ms : s->conf->timeout_ms;
 	uint64_t t = s->conf->sandbox.limits.timeout_ms;
 
-	if (t == 0 || t > s->conf->timeout_ms)
-		t = s->conf->timeout_ms;
+	if (t == 0 || t > close)
+		t = close;
 	return t > INT_MAX ? INT_MAX : (int)t;
 }
 
@@ -506,7 +393,7 @@ static int pick_task(struct harness *h, struct stage_rt *s, int64_t now,
 		return 0;
 	rc = shoal_plan_next(&s->plan, seq, def, &err);
 	if (rc < 0) {
-		fail_run(h, "stage '%s': %s", s->conf->id, err.msg);
+		harness_fail_run(h, "stage '%s': %s", s->conf->id, err.msg);
 		return 0;
 	}
 	if (rc == 0) {
@@ -593,15 +480,17 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 			break;
 		ls[n] = make_lease(h, stage, worker, seq, &def, attempt);
 		if (ls[n] == NULL || build_lease(h, s, &wl[n], ls[n], err) != SHOAL_OK) {
-			fail_run(h, "cannot build a lease of stage '%s': %s", s->conf->id,
+			harness_fail_run(h, "cannot build a lease of stage '%s': %s", s->conf->id,
 				 err->msg[0] ? err->msg : "out of memory");
 			break;
 		}
 		*bytes += wl[n].input.len + 256;
 		n++;
 	}
+	if (n > 0)
+		s->last_grant_ms = now;
 	if (record_leases(h, stage, worker, ls, n, err) != SHOAL_OK)
-		fail_run(h, "%s", err->msg);
+		harness_fail_run(h, "%s", err->msg);
 	return n;
 }
 
@@ -678,7 +567,7 @@ static void hold_poll(struct harness *h, const struct shoal_route *route,
 {
 	struct held_poll *p;
 
-	if (grow_array((void **)&h->held, &h->cap_held, h->nheld, sizeof(*h->held)) != SHOAL_OK)
+	if (harness_grow_array((void **)&h->held, &h->cap_held, h->nheld, sizeof(*h->held)) != SHOAL_OK)
 		return;
 	p = &h->held[h->nheld++];
 	p->route = *route;
@@ -866,6 +755,35 @@ static void take_requests(struct harness *h)
 
 /* ---- expiry ---------------------------------------------------------- */
 
+/* How long a worker may stay silent before its leases are given back:
+ * `timeouts.heartbeat`, at least three of our heartbeat intervals. */
+static int64_t worker_silence_ms(const struct harness *h)
+{
+	int64_t t = (int64_t)h->cfg->timeouts.heartbeat_ms;
+
+	return t > WORKER_SILENCE_MS ? t : WORKER_SILENCE_MS;
+}
+
+/* schedule_to_start: a stage with work waiting that no worker has taken
+ * for that long fails the run with a message about the workers. */
+static void check_schedule_to_start(struct harness *h, int64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < h->nstages && !h->stopping; i++) {
+		struct stage_rt *s = &h->stages[i];
+		uint64_t limit = s->conf->timeouts.schedule_to_start_ms;
+
+		if (s->state != STAGE_RUNNING || limit == 0 ||
+		    (s->exhausted && s->nretry == 0) ||
+		    now - s->last_grant_ms < (int64_t)limit)
+			continue;
+		harness_fail_run(h, "stage '%s': no worker took its work for %llu ms "
+				 "(timeouts.schedule_to_start): are workers connected?",
+				 s->conf->id, (unsigned long long)limit);
+	}
+}
+
 static void expire(struct harness *h)
 {
 	uint32_t pipes[256];
@@ -880,8 +798,9 @@ static void expire(struct harness *h)
 			drop_worker(h, w, "disconnected");
 	}
 	for (i = 0; i < h->nworkers; i++)
-		if (h->workers[i].alive && now - h->workers[i].last_seen_ms > WORKER_SILENCE_MS)
+		if (h->workers[i].alive && now - h->workers[i].last_seen_ms > worker_silence_ms(h))
 			drop_worker(h, (int)i, "stopped sending heartbeats");
+	check_schedule_to_start(h, now);
 	for (i = 0; i < h->leases.cap; i++) {
 		struct lease_ent *l = h->leases.vals[i];
 
@@ -935,11 +854,15 @@ static int queue_settlements(struct harness *h, struct shoal_settle_rec *recs,
 	return rc;
 }
 
-static int64_t backoff_ms(uint32_t attempt)
+/* The wait before attempt + 1: backoff doubled per attempt, capped. */
+static int64_t backoff_ms(const struct stage_rt *s, uint32_t attempt)
 {
-	int64_t d = (int64_t)RETRY_BACKOFF_MS << (attempt < 8 ? attempt - 1 : 7);
+	const struct shoal_retry_conf *r = &s->conf->retry;
+	int64_t base = r->backoff_ms ? (int64_t)r->backoff_ms : RETRY_BACKOFF_MS;
+	int64_t cap = r->max_backoff_ms ? (int64_t)r->max_backoff_ms : RETRY_BACKOFF_MAX_MS;
+	int64_t d = base << (attempt < 16 ? attempt - 1 : 15);
 
-	return d > RETRY_BACKOFF_MAX_MS ? RETRY_BACKOFF_MAX_MS : d;
+	return d > cap || d < 0 ? cap : d;
 }
 
 static void push_retry(struct harness *h, struct stage_rt *s, const struct effect *e)
@@ -948,15 +871,15 @@ static void push_retry(struct harness *h, struct stage_rt *s, const struct effec
 
 	if (h->stopping)
 		return;
-	if (grow_array((void **)&s->retry, &s->cap_retry, s->nretry, sizeof(*s->retry)) != SHOAL_OK) {
-		fail_run(h, "out of memory queueing a retry");
+	if (harness_grow_array((void **)&s->retry, &s->cap_retry, s->nretry, sizeof(*s->retry)) != SHOAL_OK) {
+		harness_fail_run(h, "out of memory queueing a retry");
 		return;
 	}
 	r = &s->retry[s->nretry++];
 	r->seq = e->lease.seq;
 	r->attempt = e->lease.attempt + 1;
 	r->def = e->lease.def;
-	r->not_before_ms = shoal_now_ms() + backoff_ms(e->lease.attempt);
+	r->not_before_ms = shoal_now_ms() + backoff_ms(s, e->lease.attempt);
 	s->retries++;
 }
 
@@ -973,7 +896,7 @@ static void note_dead(struct harness *h, struct stage_rt *s, const struct effect
 			   s->conf->id, (unsigned long long)e->lease.seq, e->lease.attempt,
 			   e->error ? e->error : "failed");
 	if (s->conf->fan_in == SHOAL_FAN_IN_FAIL_FAST && !h->failed)
-		fail_run(h, "stage '%s' failed (fan_in: fail_fast): %s", s->conf->id,
+		harness_fail_run(h, "stage '%s' failed (fan_in: fail_fast): %s", s->conf->id,
 			 s->first_error);
 }
 
@@ -984,7 +907,7 @@ static void apply_effect(struct harness *h, struct effect *e)
 	s->inflight--;
 	if (!e->accepted) {
 		/* Redis had another lease: someone else runs this run. */
-		fail_run(h, "Redis refused the result of %s/%llu: is another harness "
+		harness_fail_run(h, "Redis refused the result of %s/%llu: is another harness "
 			 "running run %s?", s->conf->id, (unsigned long long)e->lease.seq,
 			 h->run_id);
 	} else if (e->outcome == SHOAL_OUTCOME_DONE) {
@@ -998,12 +921,33 @@ static void apply_effect(struct harness *h, struct effect *e)
 	free(e->error);
 }
 
+/* Forgets this turn's settlements (their subtasks run again). */
+void harness_discard_effects(struct harness *h)
+{
+	size_t i;
+
+	for (i = 0; i < h->neffects; i++) {
+		h->stages[h->effects[i].lease.stage].inflight--;
+		free(h->effects[i].out);
+		free(h->effects[i].error);
+	}
+	h->neffects = 0;
+}
+
 static int flush(struct harness *h, struct shoal_error *err)
 {
 	struct shoal_settle_rec *recs = NULL;
 	size_t i;
 	int rc;
 
+	if (h->paused) {
+		/* Redis is gone: nothing can be recorded, so nothing is kept. */
+		shoal_state_discard(h->st);
+		harness_discard_effects(h);
+		send_replies(h);
+		shoal_arena_reset(&h->arena);
+		return SHOAL_OK;
+	}
 	if (h->neffects > 0) {
 		recs = calloc(h->neffects, sizeof(*recs));
 		if (recs == NULL)
@@ -1016,6 +960,8 @@ static int flush(struct harness *h, struct shoal_error *err)
 	}
 	rc = shoal_state_flush(h->st, err);
 	free(recs);
+	if (rc == SHOAL_ESTATE)
+		return harness_recover_redis(h, err);
 	if (rc != SHOAL_OK)
 		return rc;
 	send_replies(h);
@@ -1060,10 +1006,9 @@ static int upstream_of(const struct harness *h, const struct shoal_stage_conf *c
 	return shoal_config_stage_index(h->cfg, c->from_stage);
 }
 
-static int start_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err)
+int harness_prepare_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err)
 {
 	const struct shoal_stage_conf *c = s->conf;
-	char rel[64];
 	int rc;
 
 	if (c->for_each == SHOAL_FOR_EACH_STAGE) {
@@ -1078,7 +1023,17 @@ static int start_stage(struct harness *h, struct stage_rt *s, struct shoal_error
 		if (rc != SHOAL_OK)
 			return rc;
 	}
-	rc = load_staged_files(s, err);
+	s->last_grant_ms = shoal_now_ms();
+	return load_staged_files(s, err);
+}
+
+static int start_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err)
+{
+	const struct shoal_stage_conf *c = s->conf;
+	char rel[64];
+	int rc;
+
+	rc = harness_prepare_stage(h, s, err);
 	if (rc != SHOAL_OK)
 		return rc;
 	rc = shoal_state_stage_start(h->st, c->id, s->plan.total, c->output, err);
@@ -1138,7 +1093,7 @@ static void finish_stage(struct harness *h, struct stage_rt *s)
 	char num[32];
 
 	if (merge_stage(h, s, &err) != SHOAL_OK) {
-		fail_run(h, "stage '%s': merging into %s failed: %s", s->conf->id,
+		harness_fail_run(h, "stage '%s': merging into %s failed: %s", s->conf->id,
 			 s->conf->output, err.msg);
 		s->state = STAGE_FAILED;
 		return;
@@ -1149,7 +1104,7 @@ static void finish_stage(struct harness *h, struct stage_rt *s)
 	shoal_state_stage_set(h->st, s->conf->id, "status",
 			      s->state == STAGE_DONE ? "done" : "failed", &err);
 	if (s->state == STAGE_FAILED)
-		fail_run(h, "stage '%s' failed: %llu of %llu subtasks succeeded: %s",
+		harness_fail_run(h, "stage '%s' failed: %llu of %llu subtasks succeeded: %s",
 			 s->conf->id, (unsigned long long)s->done,
 			 (unsigned long long)s->plan.total, s->first_error);
 	else
@@ -1190,7 +1145,7 @@ static void advance_stages(struct harness *h)
 			finish_stage(h, s);
 		if (s->state == STAGE_WAITING && needs_done(h, s->conf) &&
 		    start_stage(h, s, &err) != SHOAL_OK)
-			fail_run(h, "%s", err.msg);
+			harness_fail_run(h, "%s", err.msg);
 	}
 	for (i = 0; i < h->nstages; i++)
 		if (h->stages[i].state != STAGE_DONE)
@@ -1319,6 +1274,7 @@ static int harness_turn(struct harness *h, struct shoal_error *err)
 	if (rc != SHOAL_OK)
 		return rc;
 	advance_stages(h);
+	harness_tick_run_record(h);
 	shoal_supervisor_reap(&h->sup, h->stopping);
 	if (shoal_supervisor_scale(&h->sup, wanted_workers(h), &serr) != SHOAL_OK)
 		shoal_warn("%s", serr.msg);
@@ -1332,7 +1288,7 @@ static int loop(struct harness *h, struct shoal_error *err)
 
 	while (!h->stopping) {
 		if (got_signal) {
-			fail_run(h, "interrupted by signal %d", (int)got_signal);
+			harness_fail_run(h, "interrupted by signal %d", (int)got_signal);
 			break;
 		}
 		rc = harness_turn(h, err);
@@ -1353,6 +1309,47 @@ static int loop(struct harness *h, struct shoal_error *err)
 }
 
 /* ---- set-up and tear-down --------------------------------------------- */
+
+static void hash_items(struct shoal_sha256 *c, const struct shoal_plan *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->nitems; i++) {
+		struct stat st;
+		char meta[96];
+		int n = 0;
+
+		if (stat(p->items[i].path, &st) == 0)
+			n = snprintf(meta, sizeof(meta), "\t%lld\t%lld.%09ld\n",
+				     (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+				     st.st_mtim.tv_nsec);
+		shoal_sha256_update(c, p->items[i].path, strlen(p->items[i].path));
+		shoal_sha256_update(c, meta, n > 0 ? (size_t)n : 0);
+	}
+}
+
+int shoal_harness_inputs_hash(const struct shoal_config *cfg, char out[65],
+			      struct shoal_error *err)
+{
+	struct shoal_sha256 c;
+	struct shoal_plan p;
+	uint8_t digest[32];
+	size_t i;
+	int rc = SHOAL_OK;
+
+	shoal_sha256_init(&c);
+	for (i = 0; i < cfg->nstages && rc == SHOAL_OK; i++) {
+		if (cfg->stages[i].for_each != SHOAL_FOR_EACH_FILES)
+			continue;
+		rc = shoal_plan_files(&p, cfg, &cfg->stages[i], err);
+		if (rc == SHOAL_OK)
+			hash_items(&c, &p);
+		shoal_plan_free(&p);
+	}
+	shoal_sha256_final(&c, digest);
+	shoal_hex(digest, sizeof(digest), out);
+	return rc;
+}
 
 static int plan_stages(struct harness *h, struct shoal_error *err)
 {
@@ -1377,7 +1374,7 @@ static int plan_stages(struct harness *h, struct shoal_error *err)
 			return rc;
 		s->planned = 1;
 	}
-	return SHOAL_OK;
+	return shoal_harness_inputs_hash(h->cfg, h->inputs_hash, err);
 }
 
 static void free_stages(struct harness *h)
@@ -1454,6 +1451,12 @@ static int create_run(struct harness *h, struct shoal_error *err)
 	rc = shoal_state_run_create(h->st, h->cfg->name ? h->cfg->name : "", h->cfg->path,
 				    h->cfg->hash, ids, h->nstages, err);
 	free(ids);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_run_set(h->st, "inputs_hash", h->inputs_hash, err);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_config_set_last(h->st, h->run_key, err);
+	if (rc == SHOAL_OK)
+		h->run_recorded = 1;
 	return rc;
 }
 
@@ -1483,6 +1486,104 @@ static void install_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+int shoal_run_owner_alive(const struct shoal_run_owner *o)
+{
+	char host[64] = "";
+
+	if (strcmp(o->status, "running") != 0 ||
+	    shoal_wall_ms() - o->harness_ms > SHOAL_HARNESS_ALIVE_MS)
+		return 0;
+	gethostname(host, sizeof(host) - 1);
+	if (o->pid > 0 && strcmp(host, o->host) == 0 && kill((pid_t)o->pid, 0) != 0 &&
+	    errno == ESRCH)
+		return 0;
+	return 1;
+}
+
+int shoal_run_is_unfinished(const struct shoal_run_owner *o)
+{
+	if (strcmp(o->status, "interrupted") == 0 || strcmp(o->status, "paused") == 0)
+		return 1;
+	return strcmp(o->status, "running") == 0 && !shoal_run_owner_alive(o);
+}
+
+int shoal_run_owner_read(struct shoal_state *st, struct shoal_run_owner *o,
+			 struct shoal_error *err)
+{
+	char num[32];
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	rc = shoal_state_hget(st, "run", "status", o->status, sizeof(o->status), err);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_hget(st, "run", "harness_host", o->host, sizeof(o->host), err);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_hget(st, "run", "harness_ms", num, sizeof(num), err);
+	o->harness_ms = strtoll(num, NULL, 10);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_hget(st, "run", "harness_pid", num, sizeof(num), err);
+	o->pid = strtol(num, NULL, 10);
+	return rc;
+}
+
+/* Records this process as the run's owner (host, pid, heartbeat). */
+static int claim_run(struct harness *h, struct shoal_error *err)
+{
+	char host[64] = "", num[32];
+	int rc;
+
+	gethostname(host, sizeof(host) - 1);
+	snprintf(num, sizeof(num), "%ld", (long)getpid());
+	rc = shoal_state_run_set(h->st, "harness_host", host, err);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_run_set(h->st, "harness_pid", num, err);
+	snprintf(num, sizeof(num), "%lld", (long long)shoal_wall_ms());
+	if (rc == SHOAL_OK)
+		rc = shoal_state_run_set(h->st, "harness_ms", num, err);
+	return rc;
+}
+
+/* `shoal run`: is the last run of this config and these inputs
+ * unfinished?  Then --resume continues it, --new starts over, and neither
+ * is an error that says so. */
+static int check_unfinished(struct harness *h, struct shoal_error *err)
+{
+	char last[SHOAL_RUN_ID_MAX];
+	struct shoal_run_owner o;
+	int rc;
+
+	if (h->opts->resume_run_id != NULL) {
+		h->resume = 1;
+		return SHOAL_OK;
+	}
+	if (h->opts->new_run)
+		return SHOAL_OK;
+	rc = shoal_state_config_last(h->st, h->run_key, last, sizeof(last), err);
+	if (rc != SHOAL_OK || last[0] == '\0')
+		return rc;
+	shoal_state_use_run(h->st, last);
+	rc = shoal_run_owner_read(h->st, &o, err);
+	shoal_state_use_run(h->st, h->run_id);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (shoal_run_owner_alive(&o))
+		return shoal_error_set(err, SHOAL_HARNESS_UNFINISHED,
+				       "run %s of this config is still running (its harness is alive); "
+				       "watch it with `shoal status %s`, or start another with --new",
+				       last, last);
+	if (!shoal_run_is_unfinished(&o))
+		return SHOAL_OK;
+	if (!h->opts->resume_last)
+		return shoal_error_set(err, SHOAL_HARNESS_UNFINISHED,
+				       "run %s of this config and inputs is unfinished (%s): continue it "
+				       "with --resume (or `shoal resume %s`), or start over with --new",
+				       last, o.status, last);
+	shoal_strlcpy(h->run_id, last, sizeof(h->run_id));
+	shoal_state_use_run(h->st, last);
+	h->resume = 1;
+	return SHOAL_OK;
+}
+
 static int run_setup(struct harness *h, struct shoal_embedded_redis *emb,
 		     struct shoal_error *err)
 {
@@ -1492,8 +1593,16 @@ static int run_setup(struct harness *h, struct shoal_embedded_redis *emb,
 	rc = plan_stages(h, err);
 	if (rc == SHOAL_OK)
 		rc = open_state(h, emb, err);
-	if (rc == SHOAL_OK)
+	if (rc == SHOAL_OK) {
+		snprintf(h->run_key, sizeof(h->run_key), "%s:%s", h->cfg->hash, h->inputs_hash);
+		rc = check_unfinished(h, err);
+	}
+	if (rc == SHOAL_OK && h->resume)
+		rc = harness_resume(h, err);
+	else if (rc == SHOAL_OK)
 		rc = create_run(h, err);
+	if (rc == SHOAL_OK)
+		rc = claim_run(h, err);
 	if (rc == SHOAL_OK)
 		rc = listen_url(h, h->opts->state_dir, err);
 	if (rc == SHOAL_OK)
@@ -1511,12 +1620,19 @@ static void run_teardown(struct harness *h, struct shoal_embedded_redis *emb)
 {
 	struct shoal_error err = { 0, "" };
 
+	const char *status = h->failed ? "failed" : "succeeded";
+
 	shoal_supervisor_stop(&h->sup, 3000);
-	if (h->st != NULL && !got_signal)
-		shoal_state_run_finish(h->st, h->failed ? "failed" : "succeeded",
-				       h->error, &err);
-	else if (h->st != NULL)
-		shoal_state_run_finish(h->st, "interrupted", h->error, &err);
+	if (got_signal)
+		status = "interrupted";
+	if (h->cancelled)
+		status = "cancelled";
+	if (h->st != NULL && !h->paused && h->run_recorded) {
+		shoal_state_run_finish(h->st, status, h->error, &err);
+		if (!got_signal && h->cfg->state_ttl_ms > 0 &&
+		    shoal_state_run_expire(h->st, h->cfg->state_ttl_ms, &err) != SHOAL_OK)
+			shoal_warn("cannot set the retention TTL: %s", err.msg);
+	}
 	shoal_listener_close(h->listener);
 	shoal_state_close(h->st);
 	shoal_embedded_stop(emb);
@@ -1549,7 +1665,10 @@ int shoal_harness_run(const struct shoal_config *cfg, const struct shoal_run_opt
 	shoal_buf_init(&h.input, SHOAL_ITEM_MAX);
 	shoal_wire_limits_default(&h.limits);
 	h.limits.max_message = HARNESS_MAX_MSG;
-	shoal_state_new_run_id(h.run_id);
+	if (opts->resume_run_id != NULL)
+		shoal_strlcpy(h.run_id, opts->resume_run_id, sizeof(h.run_id));
+	else
+		shoal_state_new_run_id(h.run_id);
 	install_signals();
 	rc = run_setup(&h, &emb, err);
 	if (rc == SHOAL_OK) {

@@ -19,7 +19,40 @@ struct shoal_run_opts {
 	int json;		/* machine-readable log lines on stderr */
 	int progress;		/* live progress line (stderr is a terminal) */
 	const char *self_exe;	/* the shoal binary, for local workers */
+	const char *resume_run_id; /* continue this run instead of a new one */
+	int resume_last;	/* `shoal run --resume`: continue the last
+				 * unfinished run of this job */
+	int new_run;		/* `shoal run --new`: start over regardless */
 };
+
+/* What shoal_harness_run returns (SHOAL_EAGAIN) when the last run of the
+ * same config and inputs is unfinished and neither --resume nor --new was
+ * given; err says which run and what to type. */
+#define SHOAL_HARNESS_UNFINISHED SHOAL_EAGAIN
+
+/* A run a harness heartbeat younger than this is still owned by one. */
+#define SHOAL_HARNESS_ALIVE_MS 5000
+
+/* What the run record says of the harness that owns a run. */
+struct shoal_run_owner {
+	char status[32];	/* run status */
+	long long harness_ms;	/* its last heartbeat, wall ms */
+	char host[64];		/* where it runs */
+	long pid;
+};
+
+/* 1 when a harness still owns the run: status "running", a heartbeat
+ * younger than SHOAL_HARNESS_ALIVE_MS, and - when it ran on this host -
+ * its process still exists (so a killed harness is seen at once). */
+int shoal_run_owner_alive(const struct shoal_run_owner *o);
+
+/* 1 when the run can continue: interrupted, paused, or running with no
+ * live harness. */
+int shoal_run_is_unfinished(const struct shoal_run_owner *o);
+
+/* Reads the owner fields of the current run of st. */
+int shoal_run_owner_read(struct shoal_state *st, struct shoal_run_owner *o,
+			 struct shoal_error *err);
 
 /* How a run ended. */
 struct shoal_run_summary {
@@ -33,6 +66,12 @@ struct shoal_run_summary {
 	long peak_rss_kb;	/* the harness process's peak RSS */
 	char error[512];	/* why it failed, when it did */
 };
+
+/* sha256 hex (65 bytes) over the files that cfg's `for_each: {files}`
+ * globs match: path, size and modification time of each.  With the config
+ * hash it identifies "the same job" for `shoal run`'s unfinished-run check. */
+int shoal_harness_inputs_hash(const struct shoal_config *cfg, char out[65],
+			      struct shoal_error *err);
 
 /* Runs cfg to the end.  Returns SHOAL_OK when the run reached a terminal
  * state (see summary->succeeded), or an error when it could not start

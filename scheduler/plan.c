@@ -278,18 +278,30 @@ int shoal_plan_input(struct shoal_plan *p, const struct shoal_task_def *def,
 	return SHOAL_OK;
 }
 
+void shoal_plan_walker(const struct shoal_plan *p, struct shoal_plan *walker)
+{
+	memset(walker, 0, sizeof(*walker));
+	walker->stage = p->stage;
+	walker->items = p->items;
+	walker->nitems = p->nitems;
+	walker->total = p->total;
+	walker->fd = -1;
+	walker->items_borrowed = 1;
+}
+
 void shoal_plan_free(struct shoal_plan *p)
 {
 	size_t i;
 
 	if (p->nitems > 0)
 		close_item(p);
-	for (i = 0; i < p->nitems; i++) {
+	for (i = 0; i < p->nitems && !p->items_borrowed; i++) {
 		free(p->items[i].source);
 		free(p->items[i].path);
 		free(p->items[i].data);
 	}
-	free(p->items);
+	if (!p->items_borrowed)
+		free(p->items);
 	if (p->fd >= 0)
 		close(p->fd);
 	memset(p, 0, sizeof(*p));

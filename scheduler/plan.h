@@ -49,6 +49,7 @@ struct shoal_plan {
 	/* read cache for shoal_plan_input */
 	int fd;
 	size_t fd_item;
+	int items_borrowed;	/* a walker: items belong to another plan */
 };
 
 /* Items of a `for_each: {files}` stage: the glob's matches in byte order.
@@ -74,6 +75,10 @@ int shoal_plan_input(struct shoal_plan *p, const struct shoal_task_def *def,
 		     struct shoal_buf *out, struct shoal_error *err);
 
 void shoal_plan_free(struct shoal_plan *p);
+
+/* Makes *walker a fresh walk (from seq 0) over p's items, which it
+ * borrows: free it with shoal_plan_free before p. */
+void shoal_plan_walker(const struct shoal_plan *p, struct shoal_plan *walker);
 
 /* Checks that every `for_each: {files}` glob of cfg matches a file. */
 int shoal_plan_check_globs(const struct shoal_config *cfg, struct shoal_error *err);

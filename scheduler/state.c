@@ -79,8 +79,17 @@ struct queued_cmd {
 	size_t nsettle;
 };
 
+struct redis_target {
+	char host[256];
+	int port;
+	char socket[256];
+	char password[256];
+	int db;
+};
+
 struct shoal_state {
 	redisContext *ctx;
+	struct redis_target target;	/* for reconnecting */
 	char url[512];
 	char run[SHOAL_RUN_ID_MAX];
 	struct shoal_buf arena;		/* bytes of queued arguments */
@@ -92,14 +101,6 @@ struct shoal_state {
 };
 
 /* ---- connection ------------------------------------------------------ */
-
-struct redis_target {
-	char host[256];
-	int port;
-	char socket[256];
-	char password[256];
-	int db;
-};
 
 static int parse_unix_url(const char *rest, struct redis_target *t,
 			  struct shoal_error *err)
@@ -236,6 +237,7 @@ int shoal_state_connect(const char *url, struct shoal_state **out,
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
 	shoal_strlcpy(st->url, url, sizeof(st->url));
 	shoal_buf_init(&st->arena, 0);
+	st->target = t;
 	rc = connect_target(st, &t, err);
 	if (rc != SHOAL_OK) {
 		shoal_state_close(st);
@@ -357,6 +359,11 @@ static void drop_queue(struct shoal_state *st)
 	st->ncmds = 0;
 	st->nargs = 0;
 	shoal_buf_reset(&st->arena);
+}
+
+void shoal_state_discard(struct shoal_state *st)
+{
+	drop_queue(st);
 }
 
 /* ---- batched transitions --------------------------------------------- */
@@ -693,5 +700,194 @@ int shoal_state_results_each(struct shoal_state *st, const char *stage,
 
 		rc = results_page(st, stage, from, to, cb, arg, err);
 	}
+	return rc;
+}
+
+/* ---- resume, resync, retention ---------------------------------------- */
+
+int shoal_state_reconnect(struct shoal_state *st, struct shoal_error *err)
+{
+	if (st->ctx != NULL)
+		redisFree(st->ctx);
+	st->ctx = NULL;
+	drop_queue(st);
+	return connect_target(st, &st->target, err);
+}
+
+static int task_state_code(const redisReply *r)
+{
+	static const char *names[] = { "", "leased", "done", "retry", "dead" };
+	size_t i;
+
+	if (r->type != REDIS_REPLY_STRING)
+		return SHOAL_TS_NONE;
+	for (i = 1; i < SHOAL_ARRAY_LEN(names); i++)
+		if (strcmp(r->str, names[i]) == 0)
+			return (int)i;
+	return SHOAL_TS_NONE;
+}
+
+static void reply_u64(const redisReply *r, uint64_t *out)
+{
+	*out = 0;
+	if (r->type == REDIS_REPLY_STRING)
+		shoal_parse_u64(r->str, out);
+}
+
+static int scan_page(struct shoal_state *st, const char *stage, uint64_t from,
+		     uint64_t to, shoal_task_state_cb cb, void *arg,
+		     struct shoal_error *err)
+{
+	uint64_t seq;
+	int rc = SHOAL_OK;
+
+	for (seq = from; seq < to; seq++) {
+		char key[256];
+
+		shoal_state_key(st, key, sizeof(key), "task:%s:%llu", stage,
+				(unsigned long long)seq);
+		redisAppendCommand(st->ctx, "HMGET %s state lease attempt", key);
+	}
+	for (seq = from; seq < to; seq++) {
+		struct shoal_task_state t;
+		redisReply *r = NULL;
+		uint64_t att;
+
+		if (redisGetReply(st->ctx, (void **)&r) != REDIS_OK)
+			return check_reply(st->ctx, NULL, "HMGET", err);
+		if (rc == SHOAL_OK)
+			rc = check_reply(st->ctx, r, "HMGET", err);
+		if (rc == SHOAL_OK && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+			memset(&t, 0, sizeof(t));
+			t.seq = seq;
+			t.state = task_state_code(r->element[0]);
+			reply_u64(r->element[1], &t.lease_id);
+			reply_u64(r->element[2], &att);
+			t.attempt = (uint32_t)att;
+			rc = cb(arg, &t);
+		}
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+int shoal_state_scan_tasks(struct shoal_state *st, const char *stage, uint64_t from,
+			   uint64_t to, shoal_task_state_cb cb, void *arg,
+			   struct shoal_error *err)
+{
+	uint64_t page;
+	int rc = SHOAL_OK;
+
+	for (page = from; page < to && rc == SHOAL_OK; page += RESULT_PAGE) {
+		uint64_t end = page + RESULT_PAGE < to ? page + RESULT_PAGE : to;
+
+		rc = scan_page(st, stage, page, end, cb, arg, err);
+	}
+	return rc;
+}
+
+int shoal_state_hget(struct shoal_state *st, const char *suffix, const char *field,
+		     char *buf, size_t n, struct shoal_error *err)
+{
+	char key[256];
+	redisReply *r;
+	int rc;
+
+	shoal_state_key(st, key, sizeof(key), "%s", suffix);
+	r = redisCommand(st->ctx, "HGET %s %s", key, field);
+	rc = check_reply(st->ctx, r, "HGET", err);
+	buf[0] = '\0';
+	if (rc == SHOAL_OK && r->type == REDIS_REPLY_STRING)
+		shoal_strlcpy(buf, r->str, n);
+	freeReplyObject(r);
+	return rc;
+}
+
+int shoal_state_run_set(struct shoal_state *st, const char *field, const char *value,
+			struct shoal_error *err)
+{
+	char key[256];
+	const char *argv[4];
+
+	shoal_state_key(st, key, sizeof(key), "run");
+	argv[0] = "HSET"; argv[1] = key; argv[2] = field; argv[3] = value;
+	return run_argv(st, 4, argv, NULL, "HSET run", err);
+}
+
+int shoal_state_stage_counts(struct shoal_state *st, const char *stage,
+			     uint64_t issued, uint64_t leased, uint64_t done,
+			     uint64_t retry, uint64_t dead, struct shoal_error *err)
+{
+	char key[256];
+	redisReply *r;
+	int rc;
+
+	shoal_state_key(st, key, sizeof(key), "stage:%s", stage);
+	r = redisCommand(st->ctx, "HSET %s issued %llu leased %llu done %llu retry %llu dead %llu",
+			 key, (unsigned long long)issued, (unsigned long long)leased,
+			 (unsigned long long)done, (unsigned long long)retry,
+			 (unsigned long long)dead);
+	rc = check_reply(st->ctx, r, "HSET stage", err);
+	freeReplyObject(r);
+	return rc;
+}
+
+int shoal_state_config_last(struct shoal_state *st, const char *config_hash,
+			    char *run_id, size_t n, struct shoal_error *err)
+{
+	redisReply *r = redisCommand(st->ctx, "HGET %s %s", SHOAL_KEY_CONFIGS, config_hash);
+	int rc = check_reply(st->ctx, r, "HGET configs", err);
+
+	run_id[0] = '\0';
+	if (rc == SHOAL_OK && r->type == REDIS_REPLY_STRING)
+		shoal_strlcpy(run_id, r->str, n);
+	freeReplyObject(r);
+	return rc;
+}
+
+int shoal_state_config_set_last(struct shoal_state *st, const char *config_hash,
+				struct shoal_error *err)
+{
+	redisReply *r = redisCommand(st->ctx, "HSET %s %s %s", SHOAL_KEY_CONFIGS,
+				     config_hash, st->run);
+	int rc = check_reply(st->ctx, r, "HSET configs", err);
+
+	freeReplyObject(r);
+	return rc;
+}
+
+/* SCAN the run's hash tag and PEXPIRE every key, a page at a time. */
+int shoal_state_run_expire(struct shoal_state *st, uint64_t ttl_ms,
+			   struct shoal_error *err)
+{
+	char pattern[128], cursor[32] = "0";
+	int rc = SHOAL_OK;
+
+	snprintf(pattern, sizeof(pattern), "shoal:{%s}:*", st->run);
+	do {
+		redisReply *r = redisCommand(st->ctx, "SCAN %s MATCH %s COUNT 1000",
+					     cursor, pattern);
+		size_t i, n = 0;
+
+		rc = check_reply(st->ctx, r, "SCAN", err);
+		if (rc != SHOAL_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+			freeReplyObject(r);
+			return rc != SHOAL_OK ? rc
+			       : shoal_error_set(err, SHOAL_ESTATE, "unexpected SCAN reply");
+		}
+		shoal_strlcpy(cursor, r->element[0]->str, sizeof(cursor));
+		for (i = 0; i < r->element[1]->elements; i++, n++)
+			redisAppendCommand(st->ctx, "PEXPIRE %s %llu",
+					   r->element[1]->element[i]->str,
+					   (unsigned long long)ttl_ms);
+		freeReplyObject(r);
+		for (i = 0; i < n; i++) {
+			void *x = NULL;
+
+			if (redisGetReply(st->ctx, &x) != REDIS_OK)
+				return check_reply(st->ctx, NULL, "PEXPIRE", err);
+			freeReplyObject(x);
+		}
+	} while (strcmp(cursor, "0") != 0);
 	return rc;
 }

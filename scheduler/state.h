@@ -103,6 +103,9 @@ int shoal_state_append_settle(struct shoal_state *st, const char *stage,
 			      struct shoal_settle_rec *recs, size_t n,
 			      struct shoal_error *err);
 
+/* Drops every queued batch without sending it. */
+void shoal_state_discard(struct shoal_state *st);
+
 /* Sends every queued batch in one pipeline and reads the replies. */
 int shoal_state_flush(struct shoal_state *st, struct shoal_error *err);
 
@@ -124,10 +127,63 @@ int shoal_state_command(struct shoal_state *st, void **reply,
 void shoal_state_key(const struct shoal_state *st, char *buf, size_t n,
 		     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* One task's state as stored, for resume and resync. */
+struct shoal_task_state {
+	uint64_t seq;
+	int state;		/* 0 none, 1 leased, 2 done, 3 retry, 4 dead */
+	uint64_t lease_id;
+	uint32_t attempt;
+};
+
+enum shoal_task_state_code {
+	SHOAL_TS_NONE = 0,
+	SHOAL_TS_LEASED = 1,
+	SHOAL_TS_DONE = 2,
+	SHOAL_TS_RETRY = 3,
+	SHOAL_TS_DEAD = 4,
+};
+
+/* Calls cb for each task with seq in [from, to), in order, with what
+ * Redis holds for it (state NONE when it has no key). */
+typedef int (*shoal_task_state_cb)(void *arg, const struct shoal_task_state *t);
+int shoal_state_scan_tasks(struct shoal_state *st, const char *stage, uint64_t from,
+			   uint64_t to, shoal_task_state_cb cb, void *arg,
+			   struct shoal_error *err);
+
+/* Reads one field of the run hash (suffix "run") or of a stage hash
+ * (suffix "stage:ID") into buf; "" when absent. */
+int shoal_state_hget(struct shoal_state *st, const char *suffix, const char *field,
+		     char *buf, size_t n, struct shoal_error *err);
+
+/* Sets one field of the run hash. */
+int shoal_state_run_set(struct shoal_state *st, const char *field, const char *value,
+			struct shoal_error *err);
+
+/* Rewrites the stage counters from a resync (see harness.c). */
+int shoal_state_stage_counts(struct shoal_state *st, const char *stage,
+			     uint64_t issued, uint64_t leased, uint64_t done,
+			     uint64_t retry, uint64_t dead, struct shoal_error *err);
+
+/* The last run started from a config with this hash (SHOAL_KEY_CONFIGS),
+ * "" when none; and recording it. */
+int shoal_state_config_last(struct shoal_state *st, const char *config_hash,
+			    char *run_id, size_t n, struct shoal_error *err);
+int shoal_state_config_set_last(struct shoal_state *st, const char *config_hash,
+				struct shoal_error *err);
+
+/* Sets a TTL on every key of the current run (SCAN of its hash tag). */
+int shoal_state_run_expire(struct shoal_state *st, uint64_t ttl_ms,
+			   struct shoal_error *err);
+
+/* Re-establishes the connection after an error (same URL). */
+int shoal_state_reconnect(struct shoal_state *st, struct shoal_error *err);
+
 /* Makes a new run id: "YYYYmmdd-HHMMSS-xxxxxx" (UTC, 6 random hex). */
 void shoal_state_new_run_id(char out[SHOAL_RUN_ID_MAX]);
 
 /* The global index of runs (sorted set, score = creation wall ms). */
 #define SHOAL_KEY_RUNS "shoal:runs"
+/* Hash: config hash -> id of the last run started from it. */
+#define SHOAL_KEY_CONFIGS "shoal:configs"
 
 #endif

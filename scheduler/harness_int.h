@@ -1,0 +1,163 @@
+/* harness_int.h - the harness's in-memory state, shared by harness.c (the
+ * loop and dispatcher) and recover.c (resume, resync after a Redis outage,
+ * cancel).  Private to scheduler/: nothing outside includes it.
+ * Threads: everything here belongs to the harness thread. */
+#ifndef SHOAL_HARNESS_INT_H
+#define SHOAL_HARNESS_INT_H
+
+#include <stdint.h>
+
+#include "common/arena.h"
+#include "common/buf.h"
+#include "common/u64map.h"
+#include "pool/supervisor.h"
+#include "scheduler/harness.h"
+#include "scheduler/plan.h"
+#include "scheduler/state.h"
+#include "transport/endpoint.h"
+#include "transport/wire.h"
+
+#define HARNESS_MAX_MSG ((size_t)256 << 20)
+#define WORK_MAX_BYTES ((size_t)16 << 20)	/* lease bytes per WORK */
+#define WORK_MAX_LEASES 1024
+#define HEARTBEAT_MS 2000		/* workers report at least this often */
+#define POLL_HOLD_MS 1000		/* a POLL is held at most this long */
+#define WORKER_SILENCE_MS (3 * HEARTBEAT_MS) /* then its leases expire */
+#define LEASE_GRACE_MS 10000		/* beyond the subtask's own timeout */
+#define RETRY_BACKOFF_MS 500		/* doubled per attempt */
+#define RETRY_BACKOFF_MAX_MS 30000
+#define DRAIN_GRACE_MS 5000		/* at the end, for workers to say BYE */
+#define STAGED_FILE_MAX ((size_t)64 << 20)
+
+enum stage_state { STAGE_WAITING, STAGE_RUNNING, STAGE_DONE, STAGE_FAILED };
+
+/* A failed subtask waiting for its next attempt. */
+struct retry_ent {
+	uint64_t seq;
+	uint32_t attempt;	/* the attempt to run next */
+	struct shoal_task_def def;
+	int64_t not_before_ms;
+};
+
+struct stage_rt {
+	const struct shoal_stage_conf *conf;
+	int state;			/* enum stage_state */
+	struct shoal_plan plan;
+	int planned;			/* plan has items */
+	int exhausted;			/* plan_next said no more */
+	uint64_t issued;		/* first attempts handed out */
+	uint64_t inflight, done, dead, retries;
+	struct retry_ent *retry;	/* FIFO of failed subtasks */
+	size_t nretry, cap_retry;
+	struct shoal_wire_file *files;	/* staged files, loaded at start */
+	char **file_data;
+	uint64_t records;
+	int64_t last_grant_ms;		/* for timeouts.schedule_to_start */
+	char first_error[512];
+};
+
+/* An outstanding lease (the in-memory lease table's value). */
+struct lease_ent {
+	uint64_t lease_id;
+	int stage;
+	uint64_t seq;
+	uint32_t attempt;
+	struct shoal_task_def def;
+	int worker;			/* index into workers[] */
+	int64_t deadline_ms;		/* monotonic */
+};
+
+struct worker_ent {
+	char id[128];
+	uint32_t pipe;
+	uint32_t slots;
+	int alive;
+	int64_t last_seen_ms;
+	uint32_t nleases;
+};
+
+struct held_poll {
+	struct shoal_route route;
+	uint64_t corr;
+	int worker;
+	uint32_t free_slots;
+	int64_t expires_ms;
+};
+
+/* A settlement queued for this turn's flush. */
+struct effect {
+	struct lease_ent lease;
+	int outcome;			/* enum shoal_outcome */
+	int status;			/* enum shoal_task_status */
+	int exit_code;
+	uint64_t run_us;
+	char *out;			/* owned copy of the result (DONE) */
+	size_t out_len;
+	char *error;			/* owned */
+	int accepted;
+};
+
+struct reply {
+	struct shoal_route route;
+	char *data;
+	size_t len;
+};
+
+struct harness {
+	const struct shoal_config *cfg;
+	const struct shoal_run_opts *opts;
+	struct shoal_state *st;
+	struct shoal_listener *listener;
+	struct shoal_supervisor sup;
+	char run_id[SHOAL_RUN_ID_MAX];
+	char url[512];
+	struct stage_rt *stages;
+	size_t nstages;
+	struct shoal_u64map leases;
+	uint64_t lease_epoch, lease_counter;
+	struct worker_ent *workers;
+	size_t nworkers, cap_workers;
+	struct held_poll *held;
+	size_t nheld, cap_held;
+	struct effect *effects;
+	size_t neffects, cap_effects;
+	struct reply *replies;
+	size_t nreplies, cap_replies;
+	struct shoal_arena arena;	/* lease bytes of this turn */
+	struct shoal_buf enc;
+	struct shoal_buf input;
+	struct shoal_wire_limits limits;
+	int stopping;			/* no new leases; drain workers */
+	int failed;
+	int paused;			/* Redis stayed unavailable: resumable */
+	int resume;			/* continuing run_id rather than a new run */
+	int cancelled;			/* `shoal cancel` asked */
+	int run_recorded;		/* the run hash exists in Redis */
+	int64_t last_tick_ms;		/* harness_tick_run_record */
+	char inputs_hash[65];		/* sha256 of the files stages' inputs */
+	char run_key[140];		/* "CONFIG_HASH:INPUTS_HASH" */
+	char error[512];
+	int64_t started_ms, stop_ms, last_progress_ms;
+	uint64_t rate_done;
+	int64_t rate_ms;
+	double rate;
+};
+
+
+int harness_grow_array(void **arr, size_t *cap, size_t len, size_t sz);
+void harness_fail_run(struct harness *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Plans the items of a `for_each: {stage}` stage and loads staged files
+ * (what a stage needs before its first lease, on start and on resume). */
+int harness_prepare_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err);
+
+/* Forgets this turn's settlements (after a Redis outage they are redone). */
+void harness_discard_effects(struct harness *h);
+
+/* recover.c */
+int harness_resync_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err);
+int harness_resume(struct harness *h, struct shoal_error *err);
+int harness_recover_redis(struct harness *h, struct shoal_error *err);
+void harness_tick_run_record(struct harness *h);
+
+#endif
