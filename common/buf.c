@@ -38,6 +38,7 @@ int shoal_buf_reserve(struct shoal_buf *b, size_t n)
 		return SHOAL_ENOMEM;
 	b->data = p;
 	b->cap = cap;
+	b->data[b->len] = '\0';	/* the promise of buf.h, even when empty */
 	return SHOAL_OK;
 }
 

@@ -89,7 +89,7 @@ int shoal_parse_duration_ms(const char *s, uint64_t *out_ms)
 {
 	static const struct { const char *unit; uint64_t ms; } units[] = {
 		{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "m", 60000 },
-		{ "min", 60000 }, { "h", 3600000 },
+		{ "min", 60000 }, { "h", 3600000 }, { "d", 86400000 },
 	};
 	const char *rest;
 	uint64_t milli;
@@ -263,6 +263,23 @@ int shoal_mkdir_p(const char *path, unsigned mode, struct shoal_error *err)
 		*p = c;
 		if (c == '\0')
 			break;
+	}
+	free(copy);
+	return rc;
+}
+
+int shoal_mkdir_p_parent(const char *path, struct shoal_error *err)
+{
+	char *copy = shoal_strdup(path);
+	char *slash;
+	int rc = SHOAL_OK;
+
+	if (copy == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	slash = strrchr(copy, '/');
+	if (slash != NULL && slash != copy) {
+		*slash = '\0';
+		rc = shoal_mkdir_p(copy, 0755, err);
 	}
 	free(copy);
 	return rc;

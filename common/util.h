@@ -15,7 +15,7 @@ int64_t shoal_now_us(void);
 /* Wall-clock milliseconds since the epoch (CLOCK_REALTIME). */
 int64_t shoal_wall_ms(void);
 
-/* Parses "250ms", "30s", "10m", "2h", "1.5s" or a bare number of seconds
+/* Parses "250ms", "30s", "10m", "2h", "7d", "1.5s" or a bare number of seconds
  * into milliseconds.  Returns SHOAL_EINVAL on anything else. */
 int shoal_parse_duration_ms(const char *s, uint64_t *out_ms);
 
@@ -37,6 +37,9 @@ int shoal_write_file_atomic(const char *path, const void *data, size_t len,
 
 /* mkdir -p with the given mode for created folders. */
 int shoal_mkdir_p(const char *path, unsigned mode, struct shoal_error *err);
+
+/* Creates the folder that will hold file path (mkdir -p of its dirname). */
+int shoal_mkdir_p_parent(const char *path, struct shoal_error *err);
 
 /* Joins dir and name into a new string ("dir/name"); name absolute => copy.
  * The caller frees the result; NULL on allocation failure. */

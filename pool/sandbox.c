@@ -1,13 +1,18 @@
 /* sandbox.c - the sandbox's public API, on the worker's side: host probing,
  * starting a job (clone of the init, uid/gid maps, cgroups), reading the
- * init's frames without blocking, and turning them into an outcome.
+ * init's frames without blocking, turning them into an outcome, and
+ * sessions (one sandbox serving many operations).
  *
  * A job's states (job->state):
  *
- *   RUNNING ──(frames; DONE or EOF on the socket)──▶ DRAINED
- *      │  timeout / output cap / kill: SIGKILL the init   │
- *      └─────────────────────────────────────────────────┘
- *   DRAINED ──(the init is reaped through its pidfd)──▶ FINISHED
+ *   RUNNING ──(frames; then EOF on the socket)──▶ DRAINED ──▶ FINISHED
+ *      │  timeout / output cap / kill: SIGKILL the init   ▲
+ *      └──────────────────────────────────────────────────┘
+ *
+ * DRAINED becomes FINISHED as soon as the init has said DONE (it reaped
+ * every process of the sandbox first) or, without DONE (killed, crashed),
+ * once the init itself is reaped: its pid namespace is then empty.  An init
+ * still exiting when its job is freed is reaped later (shoal_sandbox_reap).
  *
  * The job's fd is an epoll set of the socket (while RUNNING) and the
  * init's pidfd, so that a caller's poll wakes for frames and for the
@@ -16,22 +21,22 @@
 #include "pool/sandbox.h"
 #include "pool/sandbox_int.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -49,6 +54,8 @@
 #define FRAMES_PER_STEP 64	/* bounds the time one step takes */
 
 enum job_state { JOB_RUNNING, JOB_DRAINED, JOB_FINISHED };
+
+enum session_op { OP_NONE, OP_OPEN, OP_EXEC, OP_WRITE, OP_READ, OP_LIST };
 
 /* Why the worker killed the init; the first reason wins. */
 enum kill_reason { KILL_NONE, KILL_CANCEL, KILL_TIMEOUT, KILL_OUTPUT, KILL_PROTO };
@@ -84,6 +91,17 @@ struct shoal_sandbox_job {
 
 	char *frame;		/* SB_FRAME_MAX receive buffer */
 	struct shoal_sandbox_outcome outcome;
+
+	/* sessions (see "sessions" below); op is OP_NONE for a job */
+	int session;
+	enum session_op op;	/* the operation in flight */
+	uint32_t op_errno;	/* from SB_F_OPDONE */
+	char op_path[128];	/* for reasons: "read out/x.txt: ..." */
+	uint64_t op_timeout_ms;
+	unsigned long long oom0, pids0;	/* cgroup counters at the op's start */
+	struct shoal_buf tx;	/* frames to send: [u32 length][frame]... */
+	size_t tx_off;
+	int tx_waiting;		/* EPOLLOUT is armed */
 };
 
 /* ---- host probing (once) ---- */
@@ -208,6 +226,17 @@ static int check_sysctls(struct shoal_error *err)
 
 static int probe_sandbox(struct shoal_error *err);
 
+/* At a normal exit, give inits still exiting a moment to be reaped, so that
+ * their cgroups go too (a worker that is killed leaves them to the next
+ * worker's sweep). */
+static void reap_at_exit(void)
+{
+	int i;
+
+	for (i = 0; i < 50 && shoal_sandbox_reap() > 0; i++)
+		usleep(20000);
+}
+
 int shoal_sandbox_global_init(struct shoal_error *err)
 {
 	if (g.ran) {
@@ -216,6 +245,7 @@ int shoal_sandbox_global_init(struct shoal_error *err)
 		return g.rc;
 	}
 	g.ran = 1;
+	atexit(reap_at_exit);
 	sb_init_learn_args(&g.arg_start, &g.arg_end, &g.env_start, &g.env_end);
 	g.rc = check_sysctls(err);
 	if (g.rc == SHOAL_OK)
@@ -275,13 +305,13 @@ static int valid_abs_path(const char *p)
 	return 1;
 }
 
-static int validate_spec(const struct shoal_sandbox_spec *s,
+static int validate_spec(const struct shoal_sandbox_spec *s, int session,
 			 struct shoal_error *err)
 {
 	size_t i;
 
-	if (s->argc == 0 || s->argv == NULL || s->argv[0] == NULL ||
-	    s->argv[0][0] == '\0')
+	if (!session && (s->argc == 0 || s->argv == NULL || s->argv[0] == NULL ||
+			 s->argv[0][0] == '\0'))
 		return shoal_error_set(err, SHOAL_EINVAL, "sandbox: empty command");
 	for (i = 0; i < s->argc; i++)
 		if (s->argv[i] == NULL)
@@ -673,8 +703,18 @@ static int clone_init(struct shoal_sandbox_job *job, const struct sb_launch *l,
 	return SHOAL_OK;
 }
 
+static void kill_command(struct shoal_sandbox_job *job, enum kill_reason why);
+
 static void kill_init(struct shoal_sandbox_job *job, enum kill_reason why)
 {
+	if (job->session && job->op == OP_EXEC && job->state == JOB_RUNNING &&
+	    why != KILL_PROTO) {
+		/* the command, not the session; session_step escalates if
+		 * the init does not answer */
+		if (job->killed == KILL_NONE)
+			kill_command(job, why);
+		return;
+	}
 	if (job->killed == KILL_NONE)
 		job->killed = why;
 	if (job->pidfd >= 0)
@@ -802,7 +842,9 @@ static struct shoal_sandbox_job *job_new(const struct shoal_sandbox_spec *s)
 	job->lim = s->limits;
 	job->lim.rootfs = NULL;
 	job->lim.readonly_paths = NULL;
-	shoal_strlcpy(job->argv0, s->argv[0], sizeof(job->argv0));
+	job->op_timeout_ms = s->limits.timeout_ms;
+	if (s->argc > 0 && s->argv != NULL && s->argv[0] != NULL)
+		shoal_strlcpy(job->argv0, s->argv[0], sizeof(job->argv0));
 	job->out_max = (size_t)(s->limits.max_output ? s->limits.max_output
 				: SHOAL_SANDBOX_DEFAULT_MAX_OUTPUT);
 	job->files_max_bytes = s->outputs_max_bytes ? s->outputs_max_bytes
@@ -812,6 +854,7 @@ static struct shoal_sandbox_job *job_new(const struct shoal_sandbox_spec *s)
 	shoal_buf_init(&job->outcome.out, job->out_max);
 	shoal_buf_init(&job->outcome.err, job->out_max);
 	shoal_buf_init(&job->cur_file, 0);
+	shoal_buf_init(&job->tx, 0);
 	return job;
 }
 
@@ -841,6 +884,7 @@ static void job_release(struct shoal_sandbox_job *job)
 	shoal_buf_free(&job->outcome.out);
 	shoal_buf_free(&job->outcome.err);
 	shoal_buf_free(&job->cur_file);
+	shoal_buf_free(&job->tx);
 	free(job->frame);
 	free(job);
 }
@@ -854,6 +898,7 @@ static int prepare_launch(struct launch_mem *m, struct shoal_sandbox_job *job,
 	memset(m, 0, sizeof(*m));
 	m->l.native = job->native;
 	m->l.network_host = s->limits.network_host;
+	m->l.session = job->session;
 	m->l.workspace = job->native ? "/workspace" : job->tmpdir;
 	m->l.outputs_max_bytes = job->files_max_bytes;
 	m->l.outputs_max_files = job->files_max;
@@ -922,7 +967,7 @@ int shoal_sandbox_start(const struct shoal_sandbox_spec *spec,
 	int rc;
 
 	(void)shoal_sandbox_reap();
-	rc = validate_spec(spec, err);
+	rc = validate_spec(spec, 0, err);
 	if (rc != SHOAL_OK)
 		return rc;
 	if (spec->limits.backend == SHOAL_SANDBOX_NATIVE) {
@@ -1049,6 +1094,8 @@ static int on_fail(struct shoal_sandbox_job *job, const char *p, size_t n)
 	return 0;
 }
 
+static void finish_op(struct shoal_sandbox_job *job);
+
 static int on_frame(struct shoal_sandbox_job *job, const char *f, size_t n)
 {
 	struct sb_hdr h;
@@ -1092,6 +1139,12 @@ static int on_frame(struct shoal_sandbox_job *job, const char *f, size_t n)
 	case SB_F_DONE:
 		finish_file(job);
 		job->got_done = 1;
+		return 0;
+	case SB_F_OPDONE:
+		if (!job->session || job->op == OP_NONE)
+			return proto_error(job, "OPDONE without an operation");
+		job->op_errno = h.arg;
+		finish_op(job);
 		return 0;
 	default:
 		return proto_error(job, "unknown frame type");
@@ -1248,10 +1301,13 @@ static void outcome_from_exit(struct shoal_sandbox_job *job, int oom,
 static void build_outcome(struct shoal_sandbox_job *job, const siginfo_t *si)
 {
 	struct shoal_sandbox_outcome *oc = &job->outcome;
-	int oom = 0, pids_max = 0;
+	unsigned long long ooms, pids_hits;
+	int oom, pids_max;
 	char num[32];
 
-	sb_cgroup_events(&job->cg, &oom, &pids_max);
+	sb_cgroup_events(&job->cg, &ooms, &pids_hits);
+	oom = ooms > job->oom0;
+	pids_max = pids_hits > job->pids0;
 	if (oc->run_us == 0)
 		oc->run_us = (uint64_t)(shoal_now_us() - job->start_us);
 	finish_file(job);
@@ -1267,7 +1323,7 @@ static void build_outcome(struct shoal_sandbox_job *job, const siginfo_t *si)
 		oc->truncated = 1;
 		return;
 	case KILL_TIMEOUT:
-		fmt_ms(num, sizeof(num), job->lim.timeout_ms);
+		fmt_ms(num, sizeof(num), job->op_timeout_ms);
 		set_status(job, SHOAL_STATUS_TIMEOUT, "timed out after %s", num);
 		return;
 	case KILL_PROTO:
@@ -1396,6 +1452,339 @@ static int try_finish(struct shoal_sandbox_job *job)
 	return 1;
 }
 
+/* ---- sessions ----
+ *
+ * A session is a job whose init, after staging the workspace, serves
+ * operations instead of running one command: EXEC (a command, run to its
+ * end; every process it started dies when it exits), WRITE, READ and LIST
+ * of workspace files.  One operation at a time: step returns 1 when it has
+ * finished, and the outcome is its result until the next one starts.  A
+ * timeout, the output cap or a cancel kill the command (SB_C_KILL), not the
+ * sandbox; an init that does not answer within KILL_GRACE_MS is killed, and
+ * the session is over (FINISHED: further operations fail with ECLOSED).
+ *
+ *   OPEN ──OPDONE──▶ idle ──exec/write/read/list──▶ busy ──OPDONE──▶ idle
+ *     └──────── the init exits or is killed ────────┴──▶ FINISHED
+ */
+#define KILL_GRACE_MS 2000
+
+static void tx_arm(struct shoal_sandbox_job *job, int on)
+{
+	struct epoll_event ev;
+
+	if (job->tx_waiting == on || job->sock < 0)
+		return;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | (on ? EPOLLOUT : 0);
+	ev.data.fd = job->sock;
+	if (epoll_ctl(job->epfd, EPOLL_CTL_MOD, job->sock, &ev) == 0)
+		job->tx_waiting = on;
+}
+
+/* Sends queued frames until the socket is full; the job's fd then also
+ * waits for room (EPOLLOUT). */
+static void tx_flush(struct shoal_sandbox_job *job)
+{
+	while (job->sock >= 0 && job->tx_off < job->tx.len) {
+		uint32_t n;
+		ssize_t w;
+
+		memcpy(&n, job->tx.data + job->tx_off, sizeof(n));
+		w = send(job->sock, job->tx.data + job->tx_off + sizeof(n), n,
+			 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+			tx_arm(job, 1);
+			return;
+		}
+		if (w < 0)
+			break;		/* the init is gone: EOF follows */
+		job->tx_off += sizeof(n) + n;
+	}
+	shoal_buf_reset(&job->tx);
+	job->tx_off = 0;
+	tx_arm(job, 0);
+}
+
+static int tx_queue(struct shoal_sandbox_job *job, uint32_t type, uint32_t arg,
+		    const void *a, size_t an)
+{
+	struct sb_hdr h;
+	uint32_t n = (uint32_t)(sizeof(h) + an);
+
+	if (an > SB_PAYLOAD_MAX)
+		return SHOAL_ETOOBIG;
+	if (shoal_buf_reserve(&job->tx, sizeof(n) + n) != SHOAL_OK)
+		return SHOAL_ENOMEM;
+	h.type = type;
+	h.arg = arg;
+	(void)shoal_buf_append(&job->tx, &n, sizeof(n));
+	(void)shoal_buf_append(&job->tx, &h, sizeof(h));
+	(void)shoal_buf_append(&job->tx, a, an);
+	return SHOAL_OK;
+}
+
+static void kill_command(struct shoal_sandbox_job *job, enum kill_reason why)
+{
+	job->killed = why;
+	(void)tx_queue(job, SB_C_KILL, 0, NULL, 0);
+	tx_flush(job);
+	job->deadline_ms = shoal_now_ms() + KILL_GRACE_MS;
+}
+
+/* The operation is over: its outcome. */
+static void finish_op(struct shoal_sandbox_job *job)
+{
+	static const char *const verbs[] = { "", "open", "exec", "write", "read",
+					     "list" };
+	struct shoal_sandbox_outcome *oc = &job->outcome;
+	enum session_op op = job->op;
+	char num[32];
+
+	job->op = OP_NONE;
+	job->deadline_ms = INT64_MAX;
+	if (op == OP_EXEC) {
+		build_outcome(job, NULL);
+	} else if (job->op_errno != 0) {
+		oc->status = SHOAL_STATUS_ERROR;
+		snprintf(oc->reason, sizeof(oc->reason), "%s %s: %s", verbs[op],
+			 job->op_path[0] ? job->op_path : ".",
+			 strerror((int)job->op_errno));
+	} else if (job->outputs_over && op == OP_READ) {
+		fmt_size(num, sizeof(num), job->files_max_bytes);
+		oc->status = SHOAL_STATUS_LIMIT;
+		snprintf(oc->reason, sizeof(oc->reason), "read %s: larger than %s",
+			 job->op_path, num);
+	} else if (job->outputs_over) {
+		oc->status = SHOAL_STATUS_LIMIT;
+		snprintf(oc->reason, sizeof(oc->reason),
+			 "list %s: more than %u entries",
+			 job->op_path[0] ? job->op_path : ".", job->files_max);
+	} else {
+		oc->status = SHOAL_STATUS_OK;
+	}
+	job->killed = KILL_NONE;
+}
+
+static int session_step(struct shoal_sandbox_job *job, int64_t now_ms)
+{
+	tx_flush(job);
+	if (job->state == JOB_RUNNING)
+		read_frames(job);
+	if (job->state == JOB_RUNNING && now_ms >= job->deadline_ms) {
+		if (job->op == OP_EXEC && job->killed == KILL_NONE) {
+			kill_command(job, KILL_TIMEOUT);
+		} else {
+			/* no answer to KILL: the sandbox goes */
+			if (job->killed == KILL_NONE)
+				job->killed = KILL_TIMEOUT;
+			job->op = OP_NONE;
+			(void)sb_pidfd_send_signal(job->pidfd, SIGKILL);
+			job->deadline_ms = INT64_MAX;
+		}
+	}
+	if (job->state == JOB_DRAINED)
+		return try_finish(job);
+	return job->op == OP_NONE && job->state == JOB_RUNNING;
+}
+
+/* Starts an operation: the session must be idle; the outcome is reset. */
+static int begin_op(struct shoal_sandbox_job *job, enum session_op op,
+		    const char *path, struct shoal_error *err)
+{
+	struct shoal_sandbox_outcome *oc = &job->outcome;
+
+	if (!job->session)
+		return shoal_error_set(err, SHOAL_EINVAL, "sandbox: not a session");
+	if (job->state != JOB_RUNNING)
+		return shoal_error_set(err, SHOAL_ECLOSED,
+				       "sandbox: the session has ended: %s",
+				       oc->reason);
+	if (job->op != OP_NONE)
+		return shoal_error_set(err, SHOAL_EAGAIN,
+				       "sandbox: the session is busy");
+	shoal_buf_reset(&oc->out);
+	shoal_buf_reset(&oc->err);
+	oc->status = SHOAL_STATUS_OK;
+	oc->exit_code = oc->term_signal = oc->truncated = 0;
+	oc->reason[0] = '\0';
+	oc->run_us = 0;
+	job->got_exit = job->got_fail = job->outputs_over = 0;
+	job->fail_what[0] = '\0';
+	job->killed = KILL_NONE;
+	job->op_errno = 0;
+	job->workload_pid = 0;
+	shoal_strlcpy(job->op_path, path != NULL ? path : "", sizeof(job->op_path));
+	sb_cgroup_events(&job->cg, &job->oom0, &job->pids0);
+	job->start_us = shoal_now_us();
+	job->deadline_ms = INT64_MAX;
+	/* stdout and stderr share the output cap; a read's data (on out)
+	 * the files cap */
+	job->out_max = op == OP_EXEC ? (size_t)(job->lim.max_output ? job->lim.max_output
+				       : SHOAL_SANDBOX_DEFAULT_MAX_OUTPUT)
+		       : job->files_max_bytes + 1;
+	oc->out.max = oc->err.max = job->out_max;
+	job->op = op;
+	return SHOAL_OK;
+}
+
+int shoal_sandbox_session_open(const struct shoal_sandbox_spec *spec,
+			       struct shoal_sandbox_job **out,
+			       struct shoal_error *err)
+{
+	struct shoal_sandbox_job *job;
+	int rc;
+
+	(void)shoal_sandbox_reap();
+	rc = validate_spec(spec, 1, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (spec->limits.backend == SHOAL_SANDBOX_NATIVE) {
+		rc = shoal_sandbox_global_init(err);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
+	job = job_new(spec);
+	if (job == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	job->session = 1;
+	job->op = OP_OPEN;
+	rc = start_job(spec, job, err);
+	if (rc != SHOAL_OK) {
+		job_release(job);
+		return rc;
+	}
+	job->deadline_ms = INT64_MAX;	/* timeouts are per command */
+	*out = job;
+	return SHOAL_OK;
+}
+
+int shoal_sandbox_session_exec(struct shoal_sandbox_job *job,
+			       const char *const *argv, size_t argc,
+			       uint64_t timeout_ms, struct shoal_error *err)
+{
+	size_t i, total = 0;
+	char *buf;
+	int rc;
+
+	if (argc == 0 || argc > SB_EXEC_ARGC_MAX || argv == NULL || argv[0] == NULL ||
+	    argv[0][0] == '\0')
+		return shoal_error_set(err, SHOAL_EINVAL,
+				       "sandbox: exec needs 1 to %d arguments",
+				       SB_EXEC_ARGC_MAX);
+	for (i = 0; i < argc; i++) {
+		if (argv[i] == NULL)
+			return shoal_error_set(err, SHOAL_EINVAL,
+					       "sandbox: argv[%zu] is NULL", i);
+		total += strlen(argv[i]) + 1;
+	}
+	if (total > SB_PAYLOAD_MAX)
+		return shoal_error_set(err, SHOAL_ETOOBIG,
+				       "sandbox: the command is %zu bytes, over %d",
+				       total, SB_PAYLOAD_MAX);
+	rc = begin_op(job, OP_EXEC, NULL, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	buf = malloc(total);
+	if (buf == NULL) {
+		job->op = OP_NONE;
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	for (i = 0, total = 0; i < argc; i++) {
+		size_t n = strlen(argv[i]) + 1;
+
+		memcpy(buf + total, argv[i], n);
+		total += n;
+	}
+	rc = tx_queue(job, SB_C_EXEC, (uint32_t)argc, buf, total);
+	free(buf);
+	if (rc != SHOAL_OK) {
+		job->op = OP_NONE;
+		return shoal_error_set(err, rc, "sandbox: queueing the command");
+	}
+	shoal_strlcpy(job->argv0, argv[0], sizeof(job->argv0));
+	job->op_timeout_ms = timeout_ms ? timeout_ms : job->lim.timeout_ms;
+	if (job->op_timeout_ms > 0)
+		job->deadline_ms = shoal_now_ms() + (int64_t)job->op_timeout_ms;
+	tx_flush(job);
+	return SHOAL_OK;
+}
+
+/* A workspace path for a file operation ("" = the workspace itself). */
+static int check_op_path(const char *path, int allow_root,
+			 struct shoal_error *err)
+{
+	if (path != NULL && ((allow_root && path[0] == '\0') ||
+			     (valid_rel_path(path) && strlen(path) < 1024)))
+		return SHOAL_OK;
+	return shoal_error_set(err, SHOAL_EINVAL,
+			       "sandbox: \"%s\" is not a relative path inside "
+			       "the workspace", path != NULL ? path : "(null)");
+}
+
+int shoal_sandbox_session_write(struct shoal_sandbox_job *job, const char *path,
+				const void *data, size_t len, uint32_t mode,
+				struct shoal_error *err)
+{
+	const char *p = data;
+	size_t off;
+	int rc = check_op_path(path, 0, err);
+
+	if (rc != SHOAL_OK)
+		return rc;
+	if (len > job->files_max_bytes || (data == NULL && len > 0))
+		return shoal_error_set(err, SHOAL_ETOOBIG,
+				       "sandbox: %zu bytes for %s, over the limit of %zu",
+				       len, path, job->files_max_bytes);
+	rc = begin_op(job, OP_WRITE, path, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	rc = tx_queue(job, SB_C_WRITE, mode & 0777, path, strlen(path));
+	for (off = 0; rc == SHOAL_OK && off < len; off += SB_PAYLOAD_MAX)
+		rc = tx_queue(job, SB_C_DATA, 0, p + off,
+			      len - off < SB_PAYLOAD_MAX ? len - off : SB_PAYLOAD_MAX);
+	if (rc == SHOAL_OK)
+		rc = tx_queue(job, SB_C_END, 0, NULL, 0);
+	if (rc != SHOAL_OK) {
+		shoal_buf_reset(&job->tx);
+		job->op = OP_NONE;
+		return shoal_error_set(err, rc, "sandbox: out of memory");
+	}
+	tx_flush(job);
+	return SHOAL_OK;
+}
+
+static int simple_op(struct shoal_sandbox_job *job, enum session_op op,
+		     uint32_t type, const char *path, struct shoal_error *err)
+{
+	int rc = check_op_path(path, op == OP_LIST, err);
+
+	if (rc == SHOAL_OK)
+		rc = begin_op(job, op, path, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	rc = tx_queue(job, type, 0, path, strlen(path));
+	if (rc != SHOAL_OK) {
+		job->op = OP_NONE;
+		return shoal_error_set(err, rc, "sandbox: out of memory");
+	}
+	tx_flush(job);
+	return SHOAL_OK;
+}
+
+int shoal_sandbox_session_read(struct shoal_sandbox_job *job, const char *path,
+			       struct shoal_error *err)
+{
+	return simple_op(job, OP_READ, SB_C_READ, path, err);
+}
+
+int shoal_sandbox_session_list(struct shoal_sandbox_job *job, const char *path,
+			       struct shoal_error *err)
+{
+	return simple_op(job, OP_LIST, SB_C_LIST, path, err);
+}
+
 /* ---- the rest of the public API ---- */
 
 int shoal_sandbox_job_fd(const struct shoal_sandbox_job *job)
@@ -1412,17 +1801,23 @@ int shoal_sandbox_job_step(struct shoal_sandbox_job *job, int64_t now_ms)
 {
 	if (job->state == JOB_FINISHED)
 		return 1;
+	if (job->session)
+		return session_step(job, now_ms);
 	if (job->state == JOB_RUNNING)
 		read_frames(job);
 	if (job->state != JOB_FINISHED && now_ms >= job->deadline_ms)
 		kill_init(job, KILL_TIMEOUT);
-	if (job->state == JOB_DRAINED)
+	/* DONE is the last frame: no need to wait for EOF (one wake-up
+	 * less; the socket is closed with the job) */
+	if (job->state == JOB_DRAINED || job->got_done)
 		return try_finish(job);
 	return 0;
 }
 
 void shoal_sandbox_job_kill(struct shoal_sandbox_job *job)
 {
+	if (job->session && job->op != OP_EXEC)
+		return;		/* file operations are short; nothing to kill */
 	if (job->state != JOB_FINISHED)
 		kill_init(job, KILL_CANCEL);
 }
@@ -1440,8 +1835,10 @@ void shoal_sandbox_job_free(struct shoal_sandbox_job *job)
 	if (job == NULL)
 		return;
 	if (job->pidfd >= 0 && !job->reaped) {
-		if (job->state != JOB_FINISHED)
+		if (job->state != JOB_FINISHED || job->session) {
+			job->session = 0;	/* end the sandbox, not a command */
 			kill_init(job, KILL_CANCEL);
+		}
 		if (reap_now(job->pidfd, &si))
 			remove_remains(&job->cg, &job->tmpdir);
 		else

@@ -175,8 +175,48 @@ shoal_sandbox_job_outcome(const struct shoal_sandbox_job *job);
 
 /* Kills the job if still running and frees it.  Never blocks: an init
  * still exiting (the kernel tears its namespaces down) is reaped later,
- * with its cgroup, by shoal_sandbox_reap. */
+ * with its cgroup, by shoal_sandbox_reap (and, at exit, by a handler
+ * global_init registers, for the exiting thread's jobs). */
 void shoal_sandbox_job_free(struct shoal_sandbox_job *job);
+
+/* Added: sessions.  One long-lived sandbox for an agent's tool calls:
+ * several commands and file operations on one workspace, one operation at
+ * a time.  A session is a job (same fd, deadline, step, outcome, kill,
+ * free) whose init serves operations instead of running one command:
+ *
+ *     shoal_sandbox_session_open(spec, &s)   spec: env, files, input,
+ *                                            limits; argv may be empty
+ *     step until it returns 1                 then status OK: ready
+ *     shoal_sandbox_session_exec(s, argv, ...) / _write / _read / _list
+ *     step until it returns 1                 the outcome is the result
+ *     ... more operations ...
+ *     shoal_sandbox_job_free(s)               ends the sandbox
+ *
+ * exec runs a command to its end (stdin is /dev/null; every process it
+ * started is killed when it exits, so nothing runs between operations);
+ * its outcome is a job's.  A timeout (timeout_ms, 0: limits.timeout_ms),
+ * the output cap or shoal_sandbox_job_kill end the command, not the
+ * session.  write creates or replaces a file (and its folders); read puts
+ * a file's bytes in outcome.out; list puts one line per entry, "TYPE SIZE
+ * PATH" with TYPE f, d, l (a symlink, never followed) or o, recursively, in
+ * outcome.out.  Paths are relative to /workspace, without ".."; a symlink
+ * anywhere on a path fails the operation.  read and write are capped by
+ * outputs_max_bytes, list by outputs_max_files.  An operation started
+ * while another runs fails with SHOAL_EAGAIN; after the sandbox died (the
+ * outcome says why) with SHOAL_ECLOSED. */
+int shoal_sandbox_session_open(const struct shoal_sandbox_spec *spec,
+			       struct shoal_sandbox_job **out,
+			       struct shoal_error *err);
+int shoal_sandbox_session_exec(struct shoal_sandbox_job *s,
+			       const char *const *argv, size_t argc,
+			       uint64_t timeout_ms, struct shoal_error *err);
+int shoal_sandbox_session_write(struct shoal_sandbox_job *s, const char *path,
+				const void *data, size_t len, uint32_t mode,
+				struct shoal_error *err);
+int shoal_sandbox_session_read(struct shoal_sandbox_job *s, const char *path,
+			       struct shoal_error *err);
+int shoal_sandbox_session_list(struct shoal_sandbox_job *s, const char *path,
+			       struct shoal_error *err);
 
 /* Added: reaps the inits of freed jobs that have exited since, removing
  * their cgroups (and backend-none workspaces).  Every start and free does

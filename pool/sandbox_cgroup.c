@@ -402,7 +402,8 @@ int sb_cgroup_open_procs(const struct sb_cgroup *cg, int fds[2])
 	return cg->ndirs;
 }
 
-void sb_cgroup_events(const struct sb_cgroup *cg, int *oom, int *pids_max)
+void sb_cgroup_events(const struct sb_cgroup *cg, unsigned long long *oom,
+		      unsigned long long *pids_max)
 {
 	int i;
 
@@ -410,11 +411,11 @@ void sb_cgroup_events(const struct sb_cgroup *cg, int *oom, int *pids_max)
 	for (i = 0; i < cg->ndirs; i++) {
 		const struct hier *h = &hiers[cg->parent[i]];
 
-		if (h->memory && read_key(cg->fds[i], h->v2 ? "memory.events" :
-					  "memory.oom_control", "oom_kill") > 0)
-			*oom = 1;
-		if (h->pids && read_key(cg->fds[i], "pids.events", "max") > 0)
-			*pids_max = 1;
+		if (h->memory)
+			*oom += read_key(cg->fds[i], h->v2 ? "memory.events" :
+					 "memory.oom_control", "oom_kill");
+		if (h->pids)
+			*pids_max += read_key(cg->fds[i], "pids.events", "max");
 	}
 }
 

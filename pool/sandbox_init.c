@@ -4,18 +4,24 @@
  *
  * The init's life:
  *
- *   clone ──▶ close inherited fds ──▶ wait for GO (the worker has written
- *   the uid/gid maps and moved us into the job's cgroups) ──▶ become the
- *   sandbox user, non-dumpable, wipe the worker's argv/environ copy ──▶
- *   build the file system (sandbox_mounts.c) ──▶ stage /workspace ──▶
- *   spawn the workload ──▶ relay its stdout/stderr as frames, reap
- *   every child ──▶ the workload exits: kill what is left, drain, report
- *   EXIT ──▶ collect `outputs` ──▶ DONE ──▶ exit.
+ *   clone ──▶ join the job's cgroups ──▶ close inherited fds ──▶ wait for
+ *   GO (the worker has written the uid/gid maps) ──▶ become the sandbox
+ *   user; unshare mount, ipc, uts, cgroup (and net) namespaces;
+ *   non-dumpable; wipe the worker's argv/environ copy ──▶ build the file
+ *   system (sandbox_mounts.c) ──▶ stage /workspace ──▶ drop every
+ *   capability, NO_NEW_PRIVS, seccomp (inherited by all it starts) ──▶
+ *     job:     run the command ──▶ collect `outputs` ──▶ DONE ──▶ exit
+ *     session: serve operations (EXEC, WRITE, READ, LIST) until the
+ *              worker closes the socket
+ *
+ * Running a command: spawn the workload, relay its stdout/stderr as
+ * frames, reap every child; when the workload exits, kill what is left,
+ * drain the pipes, reap everything, report EXIT.
  *
  * Any failure before the workload runs is reported as SB_F_FAIL and the
  * init exits; the worker turns it into SHOAL_STATUS_ERROR.  The worker
- * enforces the timeout and the output cap by killing the init, which
- * kills the whole pid namespace. */
+ * enforces a job's timeout and output cap by killing the init, which
+ * kills the whole pid namespace (a session's, by asking for SB_C_KILL). */
 #include "pool/sandbox_int.h"
 
 #include <dirent.h>
@@ -196,11 +202,56 @@ static void loopback_up(void)
 	close(s);
 }
 
+/* Ignored signals stay ignored across execve: whatever the worker ignores
+ * (SIGPIPE, typically) is reset to default here, once, so that workloads
+ * see the default dispositions.  /proc/self/status lists them (SigIgn),
+ * which is cheaper than asking for all 64.  The init itself blocks every
+ * signal, so the change does not reach it. */
+static void reset_ignored_signals(void)
+{
+	char buf[4096], *p;
+	unsigned long long ign;
+	struct sigaction sa;
+	ssize_t n;
+	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC), sig;
+
+	n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	p = strstr(buf, "SigIgn:");
+	if (p == NULL)
+		return;
+	ign = strtoull(p + 7, NULL, 16);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_DFL;
+	for (sig = 1; sig <= 64; sig++)
+		if (ign & (1ull << (sig - 1)))
+			(void)sigaction(sig, &sa, NULL);
+}
+
+/* Under memory pressure the sandbox goes first: the init and, inherited,
+ * every process in it.  Written while we may still open our own /proc
+ * files: changing uid (a root worker's init) or PR_SET_DUMPABLE 0 hands
+ * them to root. */
+static void prefer_for_oom(void)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+
+	if (fd >= 0) {
+		(void)write(fd, "1000", 4);
+		close(fd);
+	}
+}
+
 static void setup_namespaces(const struct sb_launch *l, int sock)
 {
 	char what[600];
 	int rc;
 
+	prefer_for_oom();
 	if (become_sandbox_user() != 0)
 		fail_exit(sock, SB_FAIL_SETUP, errno, "become the sandbox user");
 	/* The worker cloned us with new user and pid namespaces only; the
@@ -325,7 +376,7 @@ static void stage_workspace(const struct sb_launch *l, int sock)
 
 /* ---- the workload: last steps before execve (vfork child) ---- */
 
-SB_CHILD static int drop_capabilities(void)
+static int drop_capabilities(void)
 {
 	struct __user_cap_header_struct hdr;
 	struct __user_cap_data_struct data[2];
@@ -348,16 +399,13 @@ SB_CHILD static int drop_capabilities(void)
 	return (int)syscall(SYS_capset, &hdr, data);
 }
 
-SB_CHILD static void reset_signals(void)
+/* The workload starts with every signal unblocked.  Dispositions need
+ * nothing here: execve resets handled signals, and the init has reset the
+ * ignored ones (reset_ignored_signals). */
+SB_CHILD static void unblock_signals(void)
 {
-	struct sigaction sa;
 	sigset_t none;
-	int sig;
 
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_DFL;
-	for (sig = 1; sig < NSIG; sig++)
-		(void)sigaction(sig, &sa, NULL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
 }
@@ -426,32 +474,16 @@ SB_CHILD static int workload_main(void *arg)
 	const struct sb_launch *l = w->l;
 	int e;
 
-	reset_signals();
+	unblock_signals();
 	if (setsid() < 0 || setup_stdio(w) != 0 || apply_rlimits(l) != 0)
 		goto fail;
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
 		goto fail;
-	if (l->native) {
-		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-
-		/* under memory pressure the workload goes first */
-		if (fd >= 0) {
-			(void)write(fd, "1000", 4);
-			close(fd);
-		}
-	}
 	(void)personality(PER_LINUX);
-	if (l->native && drop_capabilities() != 0)
+	/* native: capabilities, NO_NEW_PRIVS and seccomp come from the init
+	 * (confine_init), inherited */
+	if (!l->native && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		goto fail;
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		goto fail;
-	if (l->native) {
-		e = sb_seccomp_install();
-		if (e != 0) {
-			errno = -e;
-			goto fail;
-		}
-	}
 	if (chdir(l->workspace) != 0)
 		goto fail;
 	e = exec_workload(l);
@@ -466,6 +498,7 @@ fail:
 
 struct relay {
 	int sock;
+	int watch_sock;		/* session: a KILL may come while it runs */
 	int out_r, err_r;	/* -1 after EOF */
 	int sigfd;
 	pid_t main_pid;
@@ -520,19 +553,32 @@ static void kill_rest(const struct sb_launch *l, pid_t main_pid)
 		(void)kill(-main_pid, SIGKILL);	/* its process group */
 }
 
+/* A session's command while its command runs: only KILL is expected.
+ * Returns 1 for KILL. */
+static int take_kill(struct relay *r)
+{
+	struct sb_hdr h;
+	ssize_t n = recv(r->sock, &h, sizeof(h), MSG_DONTWAIT | MSG_TRUNC);
+
+	if (n == 0)
+		_exit(0);	/* the worker is gone */
+	return n >= (ssize_t)sizeof(h) && h.type == SB_C_KILL;
+}
+
 static void relay_loop(const struct sb_launch *l, struct relay *r)
 {
 	int64_t grace_end = 0;
 	int killed = 0;
 
 	while (r->out_r >= 0 || r->err_r >= 0 || !r->main_done) {
-		struct pollfd p[3];
+		struct pollfd p[4];
 		int timeout = -1, n;
 
 		p[0].fd = r->out_r;
 		p[1].fd = r->err_r;
 		p[2].fd = r->sigfd;
-		p[0].events = p[1].events = p[2].events = POLLIN;
+		p[3].fd = r->watch_sock ? r->sock : -1;
+		p[0].events = p[1].events = p[2].events = p[3].events = POLLIN;
 		if (killed) {
 			int64_t left = (grace_end - mono_us()) / 1000;
 
@@ -540,9 +586,13 @@ static void relay_loop(const struct sb_launch *l, struct relay *r)
 				break;	/* something holds a pipe open */
 			timeout = (int)left;
 		}
-		n = poll(p, 3, timeout);
+		n = poll(p, 4, timeout);
 		if (n < 0 && errno != EINTR)
 			break;
+		if (n > 0 && p[3].revents != 0 && take_kill(r) && !killed) {
+			kill_rest(l, r->main_pid);
+			(void)kill(r->main_pid, SIGKILL);
+		}
 		if (n > 0 && (p[2].revents & POLLIN)) {
 			struct signalfd_siginfo si;
 
@@ -588,7 +638,7 @@ static void report_exit(const struct sb_launch *l, struct relay *r)
 	sb_send_frame(r->sock, SB_F_EXIT, 0, &e, sizeof(e));
 }
 
-/* ---- the init ---- */
+/* ---- running a command ---- */
 
 static int make_pipe(int fds[2])
 {
@@ -597,40 +647,113 @@ static int make_pipe(int fds[2])
 	return fcntl(fds[0], F_SETFL, O_NONBLOCK);
 }
 
-/* Spawns the workload; returns its pid, or fails the init. */
-static pid_t spawn_workload(const struct sb_launch *l, int sock,
-			    struct relay *r)
+/* Spawns the workload; returns its pid, or -1 with *kind and *err saying
+ * why (SB_FAIL_SETUP or SB_FAIL_EXEC). */
+static pid_t spawn_workload(const struct sb_launch *l, struct relay *r,
+			    int use_input, uint32_t *kind, int *err)
 {
 	struct wl_args w;
-	int out[2], err[2];
-	pid_t pid;
+	int out[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	pid_t pid = -1;
 
 	memset(&w, 0, sizeof(w));
 	w.l = l;
-	if (make_pipe(out) != 0 || make_pipe(err) != 0)
-		fail_exit(sock, SB_FAIL_SETUP, errno, "create pipes");
-	w.in_fd = l->spec->input != NULL ? open("input", O_RDONLY | O_CLOEXEC)
-					 : open("/dev/null", O_RDONLY | O_CLOEXEC);
-	if (w.in_fd < 0)
-		fail_exit(sock, SB_FAIL_SETUP, errno, "open stdin");
+	*kind = SB_FAIL_SETUP;
+	if (make_pipe(out) != 0 || make_pipe(errp) != 0) {
+		*err = errno;
+		goto fail;
+	}
+	w.in_fd = use_input ? open("input", O_RDONLY | O_CLOEXEC)
+			    : open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (w.in_fd < 0) {
+		*err = errno;
+		goto fail;
+	}
 	w.out_fd = out[1];
-	w.err_fd = err[1];
+	w.err_fd = errp[1];
 	r->start_us = mono_us();
 	pid = clone(workload_main, wl_stack + sizeof(wl_stack),
 		    CLONE_VM | CLONE_VFORK | SIGCHLD, &w);
-	if (pid < 0)
-		fail_exit(sock, SB_FAIL_SETUP, errno, "start the workload");
+	*err = errno;
 	close(w.in_fd);
-	close(out[1]);
-	close(err[1]);
-	r->out_r = out[0];
-	r->err_r = err[0];
-	if (w.exec_errno < 0)
-		fail_exit(sock, SB_FAIL_SETUP, -w.exec_errno,
-			  "prepare the workload (caps, seccomp, rlimits)");
-	if (w.exec_errno > 0)
-		fail_exit(sock, SB_FAIL_EXEC, w.exec_errno, l->argv[0]);
-	return pid;
+	if (pid > 0 && w.exec_errno != 0) {
+		*kind = w.exec_errno > 0 ? SB_FAIL_EXEC : SB_FAIL_SETUP;
+		*err = w.exec_errno > 0 ? w.exec_errno : -w.exec_errno;
+		pid = -1;	/* it has exited; reaped with the others */
+	}
+	if (pid > 0) {
+		close(out[1]);
+		close(errp[1]);
+		r->out_r = out[0];
+		r->err_r = errp[0];
+		return pid;
+	}
+fail:
+	if (out[0] >= 0) {
+		close(out[0]);
+		close(out[1]);
+	}
+	if (errp[0] >= 0) {
+		close(errp[0]);
+		close(errp[1]);
+	}
+	return -1;
+}
+
+/* Runs argv of l to its end: READY, relayed output, EXIT.  Returns 0, or
+ * -1 after sending FAIL when it could not start. */
+static int run_command(const struct sb_launch *l, int sock, int sigfd,
+		       int use_input, int session)
+{
+	struct relay r;
+	uint32_t wpid, kind;
+	int err;
+
+	memset(&r, 0, sizeof(r));
+	r.sock = sock;
+	r.sigfd = sigfd;
+	r.watch_sock = session;
+	r.main_pid = spawn_workload(l, &r, use_input, &kind, &err);
+	if (r.main_pid < 0) {
+		char buf[sizeof(struct sb_fail) + 256];
+		struct sb_fail f = { kind, err };
+		const char *what = kind == SB_FAIL_EXEC ? l->argv[0]
+				   : "prepare the workload (stdio, rlimits)";
+		size_t n = strnlen(what, 255);
+
+		if (!session)
+			fail_exit(sock, kind, err, what);
+		reap(&r, 0);
+		memcpy(buf, &f, sizeof(f));
+		memcpy(buf + sizeof(f), what, n);
+		sb_send_frame(sock, SB_F_FAIL, 0, buf, sizeof(f) + n);
+		return -1;
+	}
+	wpid = (uint32_t)r.main_pid;
+	sb_send_frame(sock, SB_F_READY, 0, &wpid, sizeof(wpid));
+	relay_loop(l, &r);
+	reap(&r, l->native);	/* everything, so that nothing writes */
+	report_exit(l, &r);
+	return 0;
+}
+
+/* After the set-up, the init gives up what the workload must not have, so
+ * that every process it starts inherits it (and the init itself, next to
+ * hostile code, is held to the same rules): every capability (bounding,
+ * ambient, effective, permitted, inheritable) and locked securebits,
+ * NO_NEW_PRIVS, the seccomp filter.  One filter install per sandbox, not
+ * per command. */
+static void confine_init(int sock)
+{
+	int e;
+
+	if (drop_capabilities() != 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "drop capabilities");
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "set no_new_privs");
+	e = sb_seccomp_install();
+	if (e != 0)
+		fail_exit(sock, SB_FAIL_SETUP, -e, "install the seccomp filter");
 }
 
 /* Moves the init into the job's cgroups before it runs anything else;
@@ -644,11 +767,81 @@ static void join_cgroups(const struct sb_launch *l, int sock)
 			fail_exit(sock, SB_FAIL_SETUP, errno, "join the job's cgroup");
 }
 
+/* ---- a session: operations from the worker, one at a time ---- */
+
+static char cmd_buf[SB_FRAME_MAX + 1];
+static char *exec_argv[SB_EXEC_ARGC_MAX + 1];
+
+/* Splits an EXEC payload into exec_argv; 0 or -1. */
+static int parse_exec(char *p, size_t n, uint32_t argc)
+{
+	size_t off = 0;
+	uint32_t i;
+
+	if (argc == 0 || argc > SB_EXEC_ARGC_MAX || n == 0 || p[n - 1] != '\0')
+		return -1;
+	for (i = 0; i < argc; i++) {
+		if (off >= n)
+			return -1;
+		exec_argv[i] = p + off;
+		off += strlen(p + off) + 1;
+	}
+	exec_argv[argc] = NULL;
+	return off == n ? 0 : -1;
+}
+
+static _Noreturn void serve_session(const struct sb_launch *l, int sock,
+				    int sigfd)
+{
+	struct sb_launch cmd = *l;
+	int ws = open(l->workspace, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (ws < 0)
+		fail_exit(sock, SB_FAIL_SETUP, errno, "open the workspace");
+	cmd.argv = exec_argv;
+	sb_send_frame(sock, SB_F_OPDONE, 0, NULL, 0);	/* ready */
+	for (;;) {
+		struct sb_hdr h;
+		ssize_t n = recv(sock, cmd_buf, SB_FRAME_MAX, 0);
+		size_t pn;
+		char *p = cmd_buf + sizeof(h);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(0);	/* the worker closed the session */
+		if ((size_t)n < sizeof(h))
+			continue;
+		memcpy(&h, cmd_buf, sizeof(h));
+		pn = (size_t)n - sizeof(h);
+		p[pn] = '\0';	/* cmd_buf has room for it */
+		switch (h.type) {
+		case SB_C_EXEC:
+			if (parse_exec(p, pn, h.arg) == 0)
+				(void)run_command(&cmd, sock, sigfd, 0, 1);
+			sb_send_frame(sock, SB_F_OPDONE, 0, NULL, 0);
+			break;
+		case SB_C_WRITE:
+			sb_session_write(ws, sock, p, h.arg);
+			break;
+		case SB_C_READ:
+			sb_session_read(ws, sock, p, l->outputs_max_bytes);
+			break;
+		case SB_C_LIST:
+			sb_session_list(ws, sock, p, l->outputs_max_files);
+			break;
+		default:	/* a KILL after its command ended, ... */
+			break;
+		}
+	}
+}
+
+/* ---- the init ---- */
+
 _Noreturn void sb_init_main(const struct sb_launch *l, int sock)
 {
-	struct relay r;
 	sigset_t chld;
-	uint32_t wpid;
+	int sigfd;
 
 	join_cgroups(l, sock);
 	sock = isolate_fds(sock);
@@ -656,27 +849,24 @@ _Noreturn void sb_init_main(const struct sb_launch *l, int sock)
 		_exit(2);
 	wait_go(sock);
 	umask(022);
+	reset_ignored_signals();
 	if (l->native)
 		setup_namespaces(l, sock);
 	else
 		(void)prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	stage_workspace(l, sock);
+	if (l->native)
+		confine_init(sock);
 
-	memset(&r, 0, sizeof(r));
-	r.sock = sock;
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
-	r.sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (r.sigfd < 0)
+	sigfd = signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sigfd < 0)
 		fail_exit(sock, SB_FAIL_SETUP, errno, "signalfd");
-	r.main_pid = spawn_workload(l, sock, &r);
-	wpid = (uint32_t)r.main_pid;
-	sb_send_frame(sock, SB_F_READY, 0, &wpid, sizeof(wpid));
-
-	relay_loop(l, &r);
-	reap(&r, l->native);	/* everything, so that nothing writes */
-	report_exit(l, &r);
-	collect_outputs(l, sock);
+	if (l->session)
+		serve_session(l, sock, sigfd);
+	if (run_command(l, sock, sigfd, l->spec->input != NULL, 0) == 0)
+		sb_collect_outputs(l, sock);
 	sb_send_frame(sock, SB_F_DONE, 0, NULL, 0);
 	_exit(0);
 }

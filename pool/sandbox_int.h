@@ -2,15 +2,17 @@
  * the launch record handed from the worker to the sandbox's init, the
  * framed protocol between them, and the seccomp, cgroup and mount helpers.
  *
- * Process tree of one native job:
+ * Process tree of one native job (a session is the same, its init serving
+ * operations one after another instead of running one command):
  *
  *   worker (caller of shoal_sandbox_start)
  *     └─ init   pid 1 of new user/mount/pid/net/ipc/uts/cgroup namespaces;
  *          │    our own code (a fork of the worker, never exec'd); builds
- *          │    the file system, runs the workload, relays its output,
+ *          │    the file system, gives up its capabilities and installs
+ *          │    the seccomp filter, runs the workload, relays its output,
  *          │    reaps, collects `outputs`, reports over a SOCK_SEQPACKET
  *          │    socketpair, exits.  Killing it kills the pid namespace.
- *          └─ workload  pid 2: caps dropped, seccomp, rlimits, execve.
+ *          └─ workload  pid 2 (vfork of the init): rlimits, execve.
  *
  * Everything the init needs is in struct sb_launch, built by the worker
  * before clone: the child gets a copy-on-write snapshot, so it never
@@ -45,14 +47,26 @@ enum sb_frame {
 	SB_F_EXIT = 5,	/* struct sb_exit: the workload's end */
 	SB_F_FILE = 6,	/* u32 mode + relative path: an output file begins */
 	SB_F_DATA = 7,	/* bytes of the current output file */
-	SB_F_OVER = 8,	/* u32 files, u64 bytes: the outputs cap was hit */
+	SB_F_OVER = 8,	/* a cap was hit: outputs (payload u32 files, u64
+			 * bytes), a session's read or list (no payload) */
 	SB_F_DONE = 9,	/* nothing follows; the init exits */
+	SB_F_OPDONE = 10, /* session: the operation ended; arg = its errno */
 };
 
-/* Frames, worker -> init.  (A persistent session adds EXEC, WRITE, READ,
- * LIST here; the init's loop already reads this socket.) */
+/* Frames, worker -> init. */
 enum sb_cmd {
-	SB_C_GO = 1,	/* uid/gid maps and cgroups are in place: proceed */
+	SB_C_GO = 1,	/* uid/gid maps are in place: proceed */
+	/* a session's operations, one at a time, each answered by frames
+	 * and a final SB_F_OPDONE: */
+	SB_C_EXEC = 2,	/* arg = argc; payload: the NUL-terminated args.
+			 * Answer: READY, OUT/ERR..., EXIT or FAIL(EXEC) */
+	SB_C_KILL = 3,	/* kill the running command and all it started */
+	SB_C_WRITE = 4,	/* arg = mode; payload: path; then DATA..., END */
+	SB_C_DATA = 5,	/* bytes of the file being written */
+	SB_C_END = 6,	/* the file is complete */
+	SB_C_READ = 7,	/* payload: path.  Answer: OUT... (OVER past the cap) */
+	SB_C_LIST = 8,	/* payload: path ("" = workspace).  Answer: OUT
+			 * lines "TYPE SIZE PATH\n", TYPE in f d l o */
 };
 
 struct sb_hdr {
@@ -71,6 +85,10 @@ struct sb_fail {
 	/* followed by a short NUL-free text: what was being done */
 };
 
+/* A session's EXEC: at most this many arguments, all of them (with their
+ * NULs) in one frame. */
+#define SB_EXEC_ARGC_MAX 1024
+
 struct sb_exit {
 	int32_t wstatus;	/* from wait4 */
 	uint32_t disk_full;	/* the scratch file system had no room left */
@@ -83,7 +101,6 @@ struct sb_bind {
 	const char *src;	/* host path without symlinks */
 	const char *dst;	/* absolute path inside */
 	int is_dir;
-	int optional;		/* a missing source is skipped */
 };
 
 /* One step of building the sandbox's /etc and /dev on the host layout,
@@ -115,6 +132,7 @@ struct sb_rlim {
 struct sb_launch {
 	int native;			/* 0: backend none */
 	int network_host;
+	int session;			/* after staging, serve operations */
 	const struct shoal_sandbox_spec *spec;	/* the caller's, snapshot */
 	char **argv;			/* NULL-terminated */
 	char **envp;			/* NULL-terminated, exactly spec->env */
@@ -147,6 +165,19 @@ struct sb_launch {
 /* sandbox_init.c: the init's entry point, in the child right after
  * clone.  Never returns. */
 _Noreturn void sb_init_main(const struct sb_launch *l, int sock);
+
+/* sandbox_init.c: one frame to the worker; blocking (the init has nothing
+ * better to do); exits when the worker is gone. */
+int sb_send_frame(int sock, uint32_t type, uint32_t arg, const void *p,
+		  size_t n);
+
+/* sandbox_files.c, init side: the outputs folders after a job; and a
+ * session's file operations on the workspace folder ws, each ending with
+ * SB_F_OPDONE. */
+void sb_collect_outputs(const struct sb_launch *l, int sock);
+void sb_session_write(int ws, int sock, const char *path, uint32_t mode);
+void sb_session_read(int ws, int sock, const char *path, size_t max);
+void sb_session_list(int ws, int sock, const char *path, size_t max_entries);
 
 /* sandbox_init.c: run in global_init to learn where the worker's argv and
  * environ strings live, so that the init can wipe them. */
@@ -182,8 +213,10 @@ int sb_cgroup_available(int *memory, int *pids);
 void sb_cgroup_create(struct sb_cgroup *cg, uint64_t memory, uint32_t pids);
 /* Opens the job cgroups' cgroup.procs for writing; returns how many. */
 int sb_cgroup_open_procs(const struct sb_cgroup *cg, int fds[2]);
-/* After the job: did it hit the memory (OOM kill) or the pids limit? */
-void sb_cgroup_events(const struct sb_cgroup *cg, int *oom, int *pids_max);
+/* How often the job's processes were OOM-killed and refused a fork by
+ * pids.max, so far (sessions compare before and after each command). */
+void sb_cgroup_events(const struct sb_cgroup *cg, unsigned long long *oom,
+		      unsigned long long *pids_max);
 void sb_cgroup_destroy(struct sb_cgroup *cg);
 
 /* Reads a whole /proc or cgroup file (their sizes read as 0), at most max

@@ -33,6 +33,9 @@
 #define WORKER_MAX_MSG ((size_t)256 << 20)
 #define WORKER_RESULT_BATCH 512	/* results per message at most */
 #define WORKER_SLACK_MS 15000	/* reply deadline beyond the harness's hold */
+#define DRAIN_GIVE_UP_MS 10000	/* draining with no harness reply this long:
+				 * exit; what could not be delivered is
+				 * redone by the harness (leases expire) */
 
 /* A finished lease waiting to be delivered. */
 struct pending {
@@ -57,6 +60,8 @@ struct worker {
 	uint32_t poll_ms;
 	int welcomed;
 	int draining;
+	int64_t drain_since_ms;		/* when draining began */
+	int64_t last_reply_ms;		/* last reply from the harness */
 	int done;
 	int64_t next_heartbeat;
 	uint64_t corr;
@@ -450,8 +455,10 @@ static void on_work(struct worker *w, const struct shoal_msg_work *work)
 	for (i = 0; i < work->nleases; i++)
 		if (start_lease(w, &work->leases[i]) != SHOAL_OK)
 			shoal_warn("out of memory starting a lease");
-	if (work->drain)
+	if (work->drain && !w->draining) {
 		w->draining = 1;
+		w->drain_since_ms = shoal_now_ms();
+	}
 }
 
 static void on_reply(struct worker *w, int chan, const struct shoal_msg *m)
@@ -496,6 +503,7 @@ static void take_channel(struct worker *w, int chan)
 			w->welcomed = 0;
 		return;
 	}
+	w->last_reply_ms = shoal_now_ms();
 	rc = shoal_wire_decode(data, len, &w->limits, &m, &err);
 	free(data);
 	if (rc != SHOAL_OK) {
@@ -532,9 +540,12 @@ static void maybe_send(struct worker *w, int64_t now)
 	}
 }
 
-static int poll_timeout(const struct worker *w, int64_t now)
+static int poll_timeout(struct worker *w, int64_t now)
 {
-	int64_t until = w->next_heartbeat;
+	/* A due heartbeat waits for the control channel: its completion
+	 * wakes us through the dialer fd. */
+	int64_t until = shoal_dialer_busy(w->dialer, SHOAL_CHAN_CTL) ? now + 1000
+										    : w->next_heartbeat;
 	uint32_t i;
 
 	if (!w->welcomed)
@@ -577,9 +588,24 @@ static void wait_events(struct worker *w)
 	free(fds);
 }
 
+static int gave_up_draining(struct worker *w)
+{
+	int64_t now = shoal_now_ms();
+	int64_t since = w->drain_since_ms > w->last_reply_ms ? w->drain_since_ms
+							     : w->last_reply_ms;
+
+	if (!w->draining || now - since < DRAIN_GIVE_UP_MS)
+		return 0;
+	shoal_warn("no reply from the harness for %d s while draining: exiting with "
+		   "%zu undelivered results (their subtasks will be redone)",
+		   DRAIN_GIVE_UP_MS / 1000, w->npend);
+	w->done = 1;
+	return 1;
+}
+
 static int is_finished(struct worker *w)
 {
-	if (w->done)
+	if (w->done || gave_up_draining(w))
 		return 1;
 	return w->draining && w->nrunning == 0 && w->npend == 0 &&
 	       !shoal_dialer_busy(w->dialer, SHOAL_CHAN_CTL);
@@ -590,8 +616,10 @@ static void loop(struct worker *w)
 	int64_t give_up = shoal_now_ms() + w->opts->hello_timeout_ms;
 
 	while (!is_finished(w)) {
-		if (got_term)
+		if (got_term && !w->draining) {
 			w->draining = 1;
+			w->drain_since_ms = shoal_now_ms();
+		}
 		take_channel(w, SHOAL_CHAN_CTL);
 		take_channel(w, SHOAL_CHAN_POLL);
 		step_jobs(w);

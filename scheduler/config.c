@@ -36,7 +36,12 @@
 #define MAX_ID 64			/* stage ids and the run name */
 #define MAX_VAR_NAME 255		/* ${NAME} */
 #define MAX_HASH_TEXT ((size_t)64 << 20) /* expanded text of one value span */
-#define MAX_DURATION_MS (UINT64_C(30) * 24 * 3600 * 1000) /* 30 days */
+#define DAY_MS (UINT64_C(24) * 3600 * 1000)
+#define MAX_DURATION_MS (30 * DAY_MS)	/* any duration but state.ttl */
+#define MAX_TTL_MS (365 * DAY_MS)
+#define DEFAULT_TIMEOUT_MS (UINT64_C(30) * 60 * 1000) /* a stage's `timeout` */
+#define MAX_ATTEMPTS 101		/* retry.max_attempts; `retries` 100 */
+#define MAX_PARALLEL 65536
 #define MAX_CHUNK (UINT64_C(1) << 30)	/* split.size and split.overlap */
 #define MIB (UINT64_C(1) << 20)
 
@@ -46,6 +51,7 @@
 struct stage_ref {
 	const yaml_node_t **need_nodes;	/* parallel to the stage's needs[] */
 	const yaml_node_t *from_node;	/* for_each.stage's value, or NULL */
+	const yaml_node_t *when_node;	/* when.stage's value, or NULL */
 };
 
 /* A scalar whose value held ${...} or $$: its expansion, and its span in
@@ -83,6 +89,7 @@ enum kind {
 	K_SIZE,		/* "512MiB" -> bytes in [lo, hi] */
 	K_ENUM,		/* one of names[] -> its value */
 	K_FRACTION,	/* a number in (0, 1] -> double */
+	K_BOOL,		/* true or false -> int 1 or 0 */
 	K_STRLIST,	/* a list of non-empty strings -> char ** + count */
 	K_MAP,		/* a nested section, read into obj + off */
 	K_CUSTOM,	/* apply() reads the node itself */
@@ -105,6 +112,9 @@ typedef int (*finish_fn)(struct loader *ld, const yaml_node_t *map, void *obj);
 #define F_ALWAYS 2u	/* K_MAP: fill the section's defaults when absent */
 #define F_LIST 4u	/* sub describes each item of a list (docs: key[]) */
 #define F_DOC_FLAT 8u	/* docs: one row; sub's keys are documented elsewhere */
+#define F_INHERIT 16u	/* K_MAP in a stage: starts as a copy of the top-level
+			 * field at `top` (plain data: no pointers), then the
+			 * stage's keys override it key by key */
 
 struct section;
 
@@ -120,6 +130,10 @@ struct key {
 	size_t noff, nwidth;		/* K_STRLIST: its count field */
 	uint64_t lo, hi;		/* K_UINT, K_DURATION, K_SIZE */
 	const struct enum_name *names;	/* K_ENUM, NULL-terminated */
+	size_t top;			/* F_INHERIT: offset in shoal_config */
+	const char *not_with;		/* a key of the same mapping this one
+					 * cannot be given with; F_REQUIRED
+					 * then means "unless that one is" */
 	const char *dflt;
 	default_fn dflt_fn;
 	check_fn check;			/* a string value, or each list item */
@@ -140,6 +154,7 @@ struct section {
 
 #define FIELD(T, f) .off = offsetof(T, f), .width = sizeof(((T *)0)->f)
 #define COUNT(T, f) .noff = offsetof(T, f), .nwidth = sizeof(((T *)0)->f)
+#define TOP(f) .top = offsetof(struct shoal_config, f)
 #define SECTION(where, keys, finish, reserved) \
 	{ where, keys, SHOAL_ARRAY_LEN(keys), finish, reserved }
 
@@ -155,6 +170,7 @@ static int apply_env(struct loader *, const struct key *, const yaml_node_t *, v
 static int default_name(struct loader *, const struct key *, void *);
 static int default_workers(struct loader *, const struct key *, void *);
 static int default_env(struct loader *, const struct key *, void *);
+static int leave_zero(struct loader *, const struct key *, void *);
 static int inherit_sandbox(struct loader *, const struct key *, void *);
 static int check_name(struct loader *, const struct key *, const yaml_node_t *, const char *);
 static int check_redis_url(struct loader *, const struct key *, const yaml_node_t *, const char *);
@@ -163,8 +179,20 @@ static int check_stage_ref(struct loader *, const struct key *, const yaml_node_
 static int check_regex(struct loader *, const struct key *, const yaml_node_t *, const char *);
 static int check_absolute(struct loader *, const struct key *, const yaml_node_t *, const char *);
 static int check_workspace_path(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_listen(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_host_port(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_regular_file(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_template(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_when_stage(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int finish_pool(struct loader *, const yaml_node_t *, void *);
+static int finish_auth(struct loader *, const yaml_node_t *, void *);
+static int finish_retry(struct loader *, const yaml_node_t *, void *);
 static int finish_for_each(struct loader *, const yaml_node_t *, void *);
 static int finish_split(struct loader *, const yaml_node_t *, void *);
+static int finish_merge(struct loader *, const yaml_node_t *, void *);
+static int finish_reduce(struct loader *, const yaml_node_t *, void *);
+static int finish_input(struct loader *, const yaml_node_t *, void *);
+static int finish_stage(struct loader *, const yaml_node_t *, void *);
 
 static const struct enum_name backend_names[] = {
 	{ "native", SHOAL_SANDBOX_NATIVE }, { "none", SHOAL_SANDBOX_NONE },
@@ -179,7 +207,18 @@ static const struct enum_name split_names[] = {
 };
 static const struct enum_name strategy_names[] = {
 	{ "concat", SHOAL_MERGE_CONCAT }, { "jsonl", SHOAL_MERGE_JSONL },
-	{ "json", SHOAL_MERGE_JSON }, { NULL, 0 },
+	{ "json", SHOAL_MERGE_JSON }, { "spans", SHOAL_MERGE_SPANS },
+	{ NULL, 0 },
+};
+static const struct enum_name format_names[] = {
+	{ "jsonl", SHOAL_FORMAT_JSONL }, { "json", SHOAL_FORMAT_JSON },
+	{ "csv", SHOAL_FORMAT_CSV }, { "text", SHOAL_FORMAT_TEXT },
+	{ NULL, 0 },
+};
+static const struct enum_name checkpoint_names[] = {
+	{ "turn", SHOAL_CHECKPOINT_TURN },
+	{ "tool_call", SHOAL_CHECKPOINT_TOOL_CALL },
+	{ "off", SHOAL_CHECKPOINT_OFF }, { NULL, 0 },
 };
 static const struct enum_name fan_in_names[] = {
 	{ "fail_fast", SHOAL_FAN_IN_FAIL_FAST },
@@ -244,9 +283,42 @@ static const struct key state_keys[] = {
 	  .doc = "`redis://[user:password@]host:port/db`, `rediss://...` or "
 		 "`unix:///path/redis.sock`. Absent: shoal starts a private "
 		 "`redis-server` for the run" },
+	{ .name = "ttl", .kind = K_DURATION, FIELD(CF, state_ttl_ms), .lo = 0,
+	  .hi = MAX_TTL_MS, .dflt = "7d",
+	  .doc = "a finished run's keys expire this long after it ends; `0`: "
+		 "never" },
+	{ .name = "unavailable_timeout", .kind = K_DURATION,
+	  FIELD(CF, redis_unavailable_ms), .lo = 1000, .hi = MAX_DURATION_MS,
+	  .dflt = "60s",
+	  .doc = "Redis unreachable for longer than this pauses the run" },
 };
 static const struct section state_section =
 	SECTION("in state", state_keys, NULL, NULL);
+
+static const struct key tls_keys[] = {
+	{ .name = "cert", .kind = K_PATH, .flags = F_REQUIRED, FIELD(CF, tls_cert),
+	  .check = check_regular_file, .example = "cert: tls/harness.crt",
+	  .doc = "the listener's certificate chain (PEM)" },
+	{ .name = "key", .kind = K_PATH, .flags = F_REQUIRED, FIELD(CF, tls_key),
+	  .check = check_regular_file, .example = "key: tls/harness.key",
+	  .doc = "its private key (PEM)" },
+	{ .name = "ca", .kind = K_PATH, .flags = F_REQUIRED, FIELD(CF, tls_ca),
+	  .check = check_regular_file, .example = "ca: tls/workers-ca.crt",
+	  .doc = "the CA a worker's client certificate must chain to (PEM)" },
+};
+static const struct section tls_section =
+	SECTION("in pool.auth.tls", tls_keys, NULL, NULL);
+
+static const struct key auth_keys[] = {
+	{ .name = "token_file", .kind = K_PATH, FIELD(CF, token_file),
+	  .check = check_regular_file,
+	  .doc = "a file holding the secret every remote worker presents" },
+	{ .name = "tls", .kind = K_MAP, .off = 0, .sub = &tls_section,
+	  .doc = "mutual TLS: workers present a certificate signed by `ca`; "
+		 "needs a `tls+tcp://` listen" },
+};
+static const struct section auth_section =
+	SECTION("in pool.auth", auth_keys, finish_auth, NULL);
 
 static const struct key pool_keys[] = {
 	{ .name = "max_workers", .kind = K_UINT, FIELD(CF, max_workers),
@@ -256,10 +328,88 @@ static const struct key pool_keys[] = {
 	{ .name = "slots_per_worker", .kind = K_UINT,
 	  FIELD(CF, slots_per_worker), .lo = 1, .hi = 256, .dflt = "1",
 	  .doc = "subtasks one worker runs at once" },
+	{ .name = "min_workers", .kind = K_UINT, FIELD(CF, min_workers),
+	  .lo = 0, .hi = 1024, .dflt = "0",
+	  .doc = "local workers kept running even when idle; at most "
+		 "`max_workers`" },
+	{ .name = "scale_up_after", .kind = K_DURATION,
+	  FIELD(CF, scale_up_after_ms), .lo = 0, .hi = MAX_DURATION_MS,
+	  .dflt = "200ms",
+	  .doc = "work waiting this long with every slot busy starts another "
+		 "local worker" },
+	{ .name = "idle_timeout", .kind = K_DURATION, FIELD(CF, idle_timeout_ms),
+	  .lo = 1000, .hi = MAX_DURATION_MS, .dflt = "30s",
+	  .doc = "a local worker idle this long stops (down to `min_workers`)" },
+	{ .name = "listen", .kind = K_STR, FIELD(CF, listen),
+	  .check = check_listen, .type = "URL",
+	  .doc = "an extra address remote workers connect to: "
+		 "`tcp://HOST:PORT` or `tls+tcp://HOST:PORT`; needs `auth`. "
+		 "Absent: local workers only" },
+	{ .name = "auth", .kind = K_MAP, .off = 0, .sub = &auth_section,
+	  .doc = "how remote workers prove who they are: exactly one of "
+		 "`token_file` and `tls`; only with `listen`" },
 };
 static const struct section pool_section =
-	SECTION("in pool", pool_keys, NULL, NULL);
+	SECTION("in pool", pool_keys, finish_pool, NULL);
+
+static const struct key metrics_keys[] = {
+	{ .name = "listen", .kind = K_STR, .flags = F_REQUIRED,
+	  FIELD(CF, metrics_listen), .check = check_host_port,
+	  .type = "host:port", .example = "listen: 127.0.0.1:9464",
+	  .doc = "where the harness serves its metrics over HTTP; port 1 to "
+		 "65535, an IPv6 host in brackets" },
+};
+static const struct section metrics_section =
+	SECTION("in metrics", metrics_keys, NULL, NULL);
 #undef CF
+
+#define RT struct shoal_retry_conf
+static const struct key retry_keys[] = {
+	{ .name = "max_attempts", .kind = K_UINT, FIELD(RT, max_attempts),
+	  .lo = 1, .hi = MAX_ATTEMPTS, .dflt = "3",
+	  .doc = "attempts of one subtask in all, the first included" },
+	{ .name = "backoff", .kind = K_DURATION, FIELD(RT, backoff_ms), .lo = 0,
+	  .hi = MAX_DURATION_MS, .dflt = "500ms",
+	  .doc = "wait before the first retry; each further retry waits twice "
+		 "as long as the one before" },
+	{ .name = "max_backoff", .kind = K_DURATION, FIELD(RT, max_backoff_ms),
+	  .lo = 0, .hi = MAX_DURATION_MS, .dflt = "30s",
+	  .doc = "the longest wait between attempts; at least `backoff`" },
+};
+#undef RT
+static const struct section retry_section =
+	SECTION("in retry", retry_keys, finish_retry, NULL);
+
+#define TO struct shoal_timeouts_conf
+static const struct key timeouts_keys[] = {
+	{ .name = "schedule_to_start", .kind = K_DURATION,
+	  FIELD(TO, schedule_to_start_ms), .lo = 0, .hi = MAX_DURATION_MS,
+	  .dflt = "0",
+	  .doc = "work of the stage waiting this long with no worker taking "
+		 "any of it fails the run; `0`: no limit" },
+	{ .name = "start_to_close", .kind = K_DURATION,
+	  FIELD(TO, start_to_close_ms), .lo = 1, .hi = MAX_DURATION_MS,
+	  .dflt_fn = leave_zero, .dflt = "each stage's `timeout`",
+	  .doc = "wall clock of one attempt; in a stage, not with `timeout` "
+		 "(it is the same thing)" },
+	{ .name = "heartbeat", .kind = K_DURATION, FIELD(TO, heartbeat_ms),
+	  .lo = 1000, .hi = MAX_DURATION_MS, .dflt = "10s",
+	  .doc = "a worker silent this long loses its leases, which go back "
+		 "to the queue; the harness raises a value under its own "
+		 "minimum to it" },
+};
+#undef TO
+static const struct section timeouts_section =
+	SECTION("in timeouts", timeouts_keys, NULL, NULL);
+
+static const struct key checkpoint_keys[] = {
+	{ .name = "every", .kind = K_ENUM, .off = 0, .width = sizeof(int),
+	  .names = checkpoint_names, .dflt = "turn",
+	  .doc = "when an agent's progress is saved: after each model `turn`, "
+		 "each `tool_call`, or never (`off`)" },
+};
+static const struct section checkpoint_section =
+	SECTION("in checkpoint", checkpoint_keys, NULL, NULL);
 
 #define ST struct shoal_stage_conf
 static const struct key for_each_keys[] = {
@@ -303,17 +453,78 @@ static const struct key merge_keys[] = {
 	  .names = strategy_names, .dflt = "jsonl",
 	  .doc = "`concat`: outputs one after another in task order. `jsonl`: "
 		 "each output line is a JSON object. `json`: all records in "
-		 "one JSON array" },
+		 "one JSON array. `spans`: jsonl records whose `start`-`end` "
+		 "ranges overlap within one `key` are joined into one" },
 	{ .name = "dedupe_by", .kind = K_STRLIST, FIELD(MG, dedupe_by),
 	  COUNT(MG, ndedupe_by), .type = "list of fields", .dflt = "`[]`",
 	  .doc = "keep the first record of each distinct key" },
 	{ .name = "sort_by", .kind = K_STRLIST, FIELD(MG, sort_by),
 	  COUNT(MG, nsort_by), .type = "list of fields", .dflt = "`[]`",
 	  .doc = "stable sort of the records by these fields" },
+	{ .name = "key", .kind = K_STRLIST, FIELD(MG, key), COUNT(MG, nkey),
+	  .type = "list of fields", .dflt = "`[]`: one group",
+	  .doc = "`spans` only: records join only when these fields are "
+		 "equal" },
+	{ .name = "start", .kind = K_STR, FIELD(MG, start), .type = "field",
+	  .doc = "`spans` only, and required there: the field holding a "
+		 "record's first position" },
+	{ .name = "end", .kind = K_STR, FIELD(MG, end), .type = "field",
+	  .doc = "`spans` only, and required there: the field holding a "
+		 "record's last position (inclusive)" },
+	{ .name = "join_adjacent", .kind = K_BOOL, FIELD(MG, join_adjacent),
+	  .dflt = "false",
+	  .doc = "`spans` only: also join a span that starts right after the "
+		 "previous one ends (`end` + 1 = `start`)" },
 };
 #undef MG
 static const struct section merge_section =
-	SECTION("in merge", merge_keys, NULL, NULL);
+	SECTION("in merge", merge_keys, finish_merge, NULL);
+
+static const struct key reduce_keys[] = {
+	{ .name = "run", .kind = K_CUSTOM, .flags = F_REQUIRED, .apply = apply_run,
+	  .type = "list of strings, or `builtin:noop`",
+	  .example = "reduce: {run: [sort, -u]}",
+	  .doc = "the command, as `run`" },
+};
+static const struct section reduce_section =
+	SECTION("in reduce", reduce_keys, finish_reduce, NULL);
+
+#define IN struct shoal_input_conf
+static const struct key input_keys[] = {
+	{ .name = "file_lines", .kind = K_STR, FIELD(IN, file_lines),
+	  .check = check_template, .type = "template",
+	  .doc = "lines `from` to `to` of this file (relative to the config's "
+		 "folder) are the input" },
+	{ .name = "from", .kind = K_STR, FIELD(IN, from),
+	  .check = check_template, .type = "template",
+	  .doc = "with `file_lines`, and required there: the first line, from "
+		 "1" },
+	{ .name = "to", .kind = K_STR, FIELD(IN, to), .check = check_template,
+	  .type = "template",
+	  .doc = "with `file_lines`, and required there: the last line "
+		 "(inclusive)" },
+	{ .name = "template", .kind = K_STR, FIELD(IN, tmpl),
+	  .check = check_template, .type = "template",
+	  .doc = "this text, rendered, is the input" },
+};
+#undef IN
+static const struct section input_section =
+	SECTION("in input", input_keys, finish_input, NULL);
+
+#define WH struct shoal_when_conf
+static const struct key when_keys[] = {
+	{ .name = "stage", .kind = K_STR, .flags = F_REQUIRED, FIELD(WH, stage),
+	  .check = check_when_stage, .type = "stage id",
+	  .example = "when: {stage: spans}",
+	  .doc = "the stage the condition is about; it must be in `needs`" },
+	{ .name = "not_empty", .kind = K_BOOL, FIELD(WH, not_empty),
+	  .dflt = "true",
+	  .doc = "`true`: run only when that stage's output has a record. "
+		 "`false`: run in any case" },
+};
+#undef WH
+static const struct section when_section =
+	SECTION("in when", when_keys, NULL, NULL);
 
 static const struct key fan_in_keys[] = {
 	{ .name = "min_success", .kind = K_FRACTION, .flags = F_REQUIRED,
@@ -329,7 +540,7 @@ static const struct key stage_keys[] = {
 	  .check = check_stage_id, .example = "id: entries",
 	  .doc = "`[A-Za-z0-9_-]`, 1 to 64 characters, unique" },
 	{ .name = "for_each", .kind = K_MAP, .flags = F_REQUIRED, .off = 0,
-	  .sub = &for_each_section,
+	  .sub = &for_each_section, .not_with = "reduce",
 	  .example = "for_each: {files: \"corpus/*.txt\"}",
 	  .doc = "what the stage fans out over: exactly one of `files` and "
 		 "`stage`" },
@@ -338,7 +549,7 @@ static const struct key stage_keys[] = {
 	  .doc = "stages that must finish first (in any place in the file); "
 		 "`for_each.stage` is added; no cycles" },
 	{ .name = "split", .kind = K_MAP, FIELD(ST, split), .sub = &split_section,
-	  .dflt = "none: an item is one chunk",
+	  .not_with = "reduce", .dflt = "none: an item is one chunk",
 	  .doc = "cut each item into chunks, one subtask per chunk" },
 	{ .name = "files", .kind = K_CUSTOM, .apply = apply_files,
 	  .type = "mapping name: path", .dflt = "`{}`",
@@ -346,17 +557,21 @@ static const struct key stage_keys[] = {
 		 "name (relative, no `..`, not `input`) to a path relative to the "
 		 "config's folder, which must be a regular file" },
 	{ .name = "run", .kind = K_CUSTOM, .flags = F_REQUIRED, .apply = apply_run,
-	  .type = "list of strings, or `builtin:noop`",
+	  .not_with = "reduce", .type = "list of strings, or `builtin:noop`",
 	  .example = "run: [awk, -f, detect.awk]",
 	  .doc = "the command as argv, run without a shell: a non-empty list "
 		 "whose first item is not empty. `builtin:noop`: the built-in "
 		 "no-op subagent" },
 	{ .name = "timeout", .kind = K_DURATION, FIELD(ST, timeout_ms), .lo = 1,
-	  .hi = MAX_DURATION_MS, .dflt = "30m",
-	  .doc = "wall clock of one attempt" },
+	  .hi = MAX_DURATION_MS, .dflt_fn = leave_zero,
+	  .dflt = "the top-level `timeouts.start_to_close`, else `30m`",
+	  .doc = "wall clock of one attempt: `timeouts.start_to_close` written "
+		 "short" },
 	{ .name = "retries", .kind = K_UINT, FIELD(ST, retries), .lo = 0,
-	  .hi = 100, .dflt = "2",
-	  .doc = "attempts after the first" },
+	  .hi = MAX_ATTEMPTS - 1, .dflt_fn = leave_zero,
+	  .dflt = "`retry.max_attempts` - 1",
+	  .doc = "attempts after the first: `retry.max_attempts` - 1 written "
+		 "short" },
 	{ .name = "fan_in", .kind = K_CUSTOM, .apply = apply_fan_in,
 	  .sub = &fan_in_section,
 	  .type = "`fail_fast` \\| `continue` \\| mapping",
@@ -381,10 +596,48 @@ static const struct key stage_keys[] = {
 	  .dflt = "the top-level `sandbox`",
 	  .doc = "the same keys as the top-level `sandbox`, overriding it key "
 		 "by key; `env` is merged" },
+	{ .name = "retry", .kind = K_MAP, .flags = F_INHERIT | F_DOC_FLAT,
+	  FIELD(ST, retry), TOP(retry), .sub = &retry_section,
+	  .dflt = "the top-level `retry`",
+	  .doc = "the keys of the top-level `retry`, overriding it key by key; "
+		 "`max_attempts` not with `retries`" },
+	{ .name = "timeouts", .kind = K_MAP, .flags = F_INHERIT | F_DOC_FLAT,
+	  FIELD(ST, timeouts), TOP(timeouts), .sub = &timeouts_section,
+	  .dflt = "the top-level `timeouts`",
+	  .doc = "the keys of the top-level `timeouts`, overriding it key by "
+		 "key; `start_to_close` not with `timeout`" },
+	{ .name = "checkpoint", .kind = K_MAP, .flags = F_INHERIT | F_DOC_FLAT,
+	  FIELD(ST, checkpoint), TOP(checkpoint), .sub = &checkpoint_section,
+	  .dflt = "the top-level `checkpoint`",
+	  .doc = "the keys of the top-level `checkpoint`, overriding it" },
+	{ .name = "reduce", .kind = K_MAP, .off = 0, .sub = &reduce_section,
+	  .doc = "makes this a reduce stage: one subtask whose input is the "
+		 "merged outputs of `needs` (at least one); it has no "
+		 "`for_each`, `split` or `run`" },
+	{ .name = "input", .kind = K_MAP, FIELD(ST, input), .sub = &input_section,
+	  .dflt = "the item's chunk",
+	  .doc = "what `/workspace/input` holds instead: exactly one of "
+		 "`file_lines` (with `from` and `to`) and `template`" },
+	{ .name = "when", .kind = K_MAP, FIELD(ST, when), .sub = &when_section,
+	  .dflt = "always run",
+	  .doc = "run the stage only if the condition holds; otherwise it is "
+		 "skipped and passes with no records" },
+	{ .name = "max_parallel", .kind = K_UINT, FIELD(ST, max_parallel),
+	  .lo = 1, .hi = MAX_PARALLEL, .dflt_fn = leave_zero, .dflt = "no cap",
+	  .doc = "subtasks of this stage running at once" },
+	{ .name = "format", .kind = K_ENUM, FIELD(ST, format),
+	  .names = format_names, .dflt_fn = leave_zero,
+	  .dflt = "what `merge.strategy` writes",
+	  .doc = "how `output` is written: `jsonl`, a `json` array, `csv` "
+		 "(needs `columns`) or `text`; with `concat`, only `text`" },
+	{ .name = "columns", .kind = K_STRLIST, FIELD(ST, columns),
+	  COUNT(ST, ncolumns), .type = "list of fields", .dflt = "`[]`",
+	  .doc = "`format: csv` only, and required there: the header and the "
+		 "fields of each row, in order" },
 };
 #undef ST
 static const struct section stage_section =
-	SECTION("in a stage", stage_keys, NULL, NULL);
+	SECTION("in a stage", stage_keys, finish_stage, NULL);
 
 #define CF struct shoal_config
 static const struct key top_keys[] = {
@@ -395,10 +648,21 @@ static const struct key top_keys[] = {
 	  .dflt_fn = default_name,
 	  .dflt = "the file's name without `.yaml` or `.yml`",
 	  .doc = "names the run: `[A-Za-z0-9_.-]`, 1 to 64 characters" },
-	{ .name = "state", .kind = K_MAP, .off = 0, .sub = &state_section,
-	  .doc = "where the run's state lives" },
+	{ .name = "state", .kind = K_MAP, .flags = F_ALWAYS, .off = 0,
+	  .sub = &state_section, .doc = "where the run's state lives" },
 	{ .name = "pool", .kind = K_MAP, .flags = F_ALWAYS, .off = 0,
-	  .sub = &pool_section, .doc = "local worker processes" },
+	  .sub = &pool_section, .doc = "worker processes, local and remote" },
+	{ .name = "metrics", .kind = K_MAP, .off = 0, .sub = &metrics_section,
+	  .dflt = "no metrics endpoint", .doc = "the metrics endpoint" },
+	{ .name = "retry", .kind = K_MAP, .flags = F_ALWAYS, FIELD(CF, retry),
+	  .sub = &retry_section,
+	  .doc = "how a failed subtask is retried, for every stage" },
+	{ .name = "timeouts", .kind = K_MAP, .flags = F_ALWAYS,
+	  FIELD(CF, timeouts), .sub = &timeouts_section,
+	  .doc = "time limits of a subtask, for every stage" },
+	{ .name = "checkpoint", .kind = K_MAP, .flags = F_ALWAYS,
+	  FIELD(CF, checkpoint), .sub = &checkpoint_section,
+	  .doc = "when agents save their progress, for every stage" },
 	{ .name = "sandbox", .kind = K_MAP, .flags = F_ALWAYS, FIELD(CF, sandbox),
 	  .sub = &sandbox_section,
 	  .doc = "sandbox settings of every stage" },
@@ -409,8 +673,7 @@ static const struct key top_keys[] = {
 };
 #undef CF
 static const char *const top_reserved[] = {
-	"models", "agents", "mcp_servers", "retry", "timeouts", "checkpoint",
-	"metrics", NULL,
+	"models", "agents", "mcp_servers", NULL,
 };
 static const struct section top_section =
 	SECTION("at the top level", top_keys, NULL, top_reserved);
@@ -979,6 +1242,15 @@ static const char *nearest_name(const struct enum_name *names, const char *s)
 	return best;
 }
 
+/* The name of value in names ("?" for none: a bug in the table). */
+static const char *enum_text(const struct enum_name *names, int value)
+{
+	for (; names->name != NULL; names++)
+		if (names->value == value)
+			return names->name;
+	return "?";
+}
+
 /* "a, b or c" */
 static void join_names(char *buf, size_t size, const struct enum_name *names)
 {
@@ -1100,7 +1372,7 @@ static int check_map(struct loader *ld, const yaml_node_t *map,
 static void fmt_duration(char *buf, size_t size, uint64_t ms)
 {
 	static const struct { const char *unit; uint64_t ms; } units[] = {
-		{ "h", 3600000 }, { "m", 60000 }, { "s", 1000 },
+		{ "d", DAY_MS }, { "h", 3600000 }, { "m", 60000 }, { "s", 1000 },
 	};
 	size_t i;
 
@@ -1161,7 +1433,7 @@ static int set_number(struct loader *ld, const struct key *k,
 			    ld->where,
 			    k->kind == K_UINT ? "a whole number"
 			    : k->kind == K_DURATION ? "a duration such as 250ms, "
-						      "30s, 10m or 2h"
+						      "30s, 10m, 2h or 7d"
 			    : "a size such as 64KiB, 512MiB or 2GiB", text);
 	if (v < k->lo) {
 		fmt_bound(bound, sizeof(bound), k, k->lo);
@@ -1216,6 +1488,27 @@ static int set_fraction(struct loader *ld, const struct key *k,
 	return SHOAL_OK;
 }
 
+/* YAML 1.2's core booleans; yes/no/on/off are strings there, and an error
+ * here rather than a guess. */
+static int set_bool(struct loader *ld, const struct key *k,
+		    const yaml_node_t *node, const char *text, void *obj)
+{
+	static const struct enum_name bools[] = {
+		{ "true", 1 }, { "True", 1 }, { "TRUE", 1 },
+		{ "false", 0 }, { "False", 0 }, { "FALSE", 0 }, { NULL, 0 },
+	};
+	const struct enum_name *b;
+
+	for (b = bools; b->name != NULL; b++) {
+		if (strcmp(b->name, text) == 0) {
+			store_uint(field(obj, k->off), k->width, (uint64_t)b->value);
+			return SHOAL_OK;
+		}
+	}
+	return fail(ld, node, "'%s' %s must be true or false, not '%s'", k->name,
+		    ld->where, text);
+}
+
 static int set_string(struct loader *ld, const struct key *k,
 		      const yaml_node_t *node, const char *text, void *obj)
 {
@@ -1260,6 +1553,8 @@ static int set_scalar(struct loader *ld, const struct key *k,
 		return set_enum(ld, k, node, text, obj);
 	case K_FRACTION:
 		return set_fraction(ld, k, node, text, obj);
+	case K_BOOL:
+		return set_bool(ld, k, node, text, obj);
 	default:
 		return shoal_error_set(ld->err, SHOAL_EINVAL,
 				       "config key table: '%s' is not a scalar",
@@ -1321,6 +1616,25 @@ out:
 static int parse_section(struct loader *ld, const struct section *sec,
 			 const yaml_node_t *map, void *obj);
 
+/* F_INHERIT: the stage's field starts as the top-level one. */
+static void inherit_top(struct loader *ld, const struct key *k, void *obj)
+{
+	memcpy(field(obj, k->off), field(ld->cfg, k->top), k->width);
+}
+
+/* The top-level value, then the keys written here over it (no defaults). */
+static int apply_inherited(struct loader *ld, const struct key *k,
+			   const yaml_node_t *node, void *obj)
+{
+	int saved = ld->defaults, rc;
+
+	inherit_top(ld, k, obj);
+	ld->defaults = 0;
+	rc = parse_section(ld, k->sub, node, field(obj, k->off));
+	ld->defaults = saved;
+	return rc;
+}
+
 static int apply_key(struct loader *ld, const struct key *k,
 		     const yaml_node_t *node, void *obj)
 {
@@ -1330,6 +1644,8 @@ static int apply_key(struct loader *ld, const struct key *k,
 	switch (k->kind) {
 	case K_MAP:
 		rc = expect_type(ld, node, YAML_MAPPING_NODE, k->name);
+		if (rc == SHOAL_OK && (k->flags & F_INHERIT))
+			return apply_inherited(ld, k, node, obj);
 		return rc != SHOAL_OK ? rc
 		       : parse_section(ld, k->sub, node, field(obj, k->off));
 	case K_STRLIST:
@@ -1349,6 +1665,10 @@ static int apply_default(struct loader *ld, const struct key *k, void *obj)
 {
 	if (!ld->defaults)
 		return SHOAL_OK;
+	if (k->flags & F_INHERIT) {
+		inherit_top(ld, k, obj);
+		return SHOAL_OK;
+	}
 	if (k->dflt_fn != NULL)
 		return k->dflt_fn(ld, k, obj);
 	if (k->kind == K_MAP && (k->flags & F_ALWAYS))
@@ -1369,14 +1689,29 @@ static int missing_key(struct loader *ld, const struct key *k,
 		    ld->where, k->example);
 }
 
+/* The value of key `name` in map when it has one (not absent, not null). */
+static const yaml_node_t *given(struct loader *ld, const yaml_node_t *map,
+				const char *name)
+{
+	const yaml_node_t *v = map != NULL ? lookup(ld, map, name) : NULL;
+
+	return v != NULL && !is_null(v) ? v : NULL;
+}
+
 static int read_key(struct loader *ld, const struct key *k,
 		    const yaml_node_t *map, void *obj)
 {
 	const yaml_node_t *v = map != NULL ? lookup(ld, map, k->name) : NULL;
+	const yaml_node_t *other = k->not_with != NULL
+				   ? given(ld, map, k->not_with) : NULL;
 
+	if (v != NULL && !is_null(v) && other != NULL)
+		return fail(ld, v, "'%s' %s cannot be used with '%s' (line %zu)",
+			    k->name, ld->where, k->not_with,
+			    other->start_mark.line + 1);
 	if (v != NULL && !is_null(v))
 		return apply_key(ld, k, v, obj);
-	if (k->flags & F_REQUIRED)
+	if ((k->flags & F_REQUIRED) && other == NULL)
 		return missing_key(ld, k, map, v);
 	return apply_default(ld, k, obj);
 }
@@ -1536,7 +1871,194 @@ static int check_workspace_path(struct loader *ld, const struct key *k,
 	return SHOAL_OK;
 }
 
+/* "HOST:PORT", PORT 1 to 65535, an IPv6 HOST in brackets; an empty HOST
+ * (or "*": every interface) only when any_host. */
+static int is_host_port(const char *s, int any_host)
+{
+	const char *colon, *close;
+	size_t host;
+	uint64_t port;
+
+	if (s[0] == '[') {
+		close = strchr(s, ']');
+		host = strspn(s + 1, "0123456789abcdefABCDEF:.");
+		if (close == NULL || host == 0 || s + 1 + host != close)
+			return 0;
+		colon = close + 1;
+	} else {
+		host = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			      "0123456789.-_");
+		if (host == 0 && s[0] == '*' && any_host)
+			host = 1;
+		if (host == 0 && !any_host)
+			return 0;
+		colon = s + host;
+	}
+	if (*colon != ':' || shoal_parse_u64(colon + 1, &port) != SHOAL_OK)
+		return 0;
+	return port >= 1 && port <= 65535;
+}
+
+/* An nng URL remote workers can dial. */
+static int check_listen(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, const char *value)
+{
+	static const char *const schemes[] = { "tcp://", "tls+tcp://" };
+	size_t i;
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(schemes); i++)
+		if (strncmp(value, schemes[i], strlen(schemes[i])) == 0 &&
+		    is_host_port(value + strlen(schemes[i]), 1))
+			return SHOAL_OK;
+	return fail(ld, node, "'%s' %s must be tcp://HOST:PORT or "
+		    "tls+tcp://HOST:PORT with a port from 1 to 65535, not '%s'",
+		    k->name, ld->where, value);
+}
+
+static int check_host_port(struct loader *ld, const struct key *k,
+			   const yaml_node_t *node, const char *value)
+{
+	if (is_host_port(value, 0))
+		return SHOAL_OK;
+	return fail(ld, node, "'%s' %s must be HOST:PORT with a port from 1 to "
+		    "65535 (an IPv6 host in brackets: [::1]:9464), not '%s'",
+		    k->name, ld->where, value);
+}
+
+/* A file the harness reads when the run starts: checked now, so that a
+ * typo fails before any work is done. */
+static int check_regular_file(struct loader *ld, const struct key *k,
+			      const yaml_node_t *node, const char *value)
+{
+	char *path = shoal_path_join(ld->cfg->dir, value);
+	struct stat sb;
+	int rc = SHOAL_OK, e;
+
+	if (path == NULL)
+		return nomem(ld);
+	e = stat(path, &sb) != 0 ? errno : 0;
+	if (e == 0 && S_ISREG(sb.st_mode) && access(path, R_OK) != 0)
+		e = errno;
+	if (e != 0)
+		rc = fail(ld, node, "'%s' %s cannot be read (%s): looked for %s",
+			  k->name, ld->where, strerror(e), path);
+	else if (!S_ISREG(sb.st_mode))
+		rc = fail(ld, node, "'%s' %s must be a regular file: %s is not",
+			  k->name, ld->where, path);
+	free(path);
+	return rc;
+}
+
+/* Only the braces: the template engine checks the rest when the run is
+ * planned.  Each '{{' closes with a '}}' before the next one opens. */
+static int check_template(struct loader *ld, const struct key *k,
+			  const yaml_node_t *node, const char *value)
+{
+	const char *p = value;
+	int inside = 0;
+
+	while (*p != '\0') {
+		int opens = p[0] == '{' && p[1] == '{';
+		int closes = p[0] == '}' && p[1] == '}';
+
+		if (opens && inside)
+			return fail(ld, node, "'%s' %s has a '{{' inside '{{ ... }}': "
+				    "close each one with '}}' before the next",
+				    k->name, ld->where);
+		if (closes && !inside)
+			return fail(ld, node, "'%s' %s has a '}}' with no '{{' before "
+				    "it", k->name, ld->where);
+		inside = opens ? 1 : closes ? 0 : inside;
+		p += opens || closes ? 2 : 1;
+	}
+	if (inside)
+		return fail(ld, node, "'%s' %s has a '{{' with no '}}' after it",
+			    k->name, ld->where);
+	return SHOAL_OK;
+}
+
+static int check_when_stage(struct loader *ld, const struct key *k,
+			    const yaml_node_t *node, const char *value)
+{
+	(void)k;
+	ld->refs[ld->stage].when_node = node;
+	return check_id_syntax(ld, node, "stage", value);
+}
+
 /* ---- checks across keys of one section ------------------------------------- */
+
+/* A listen address lets other hosts take work: it needs auth, and TLS
+ * keys only mean something on a tls+tcp:// one. */
+static int check_remote(struct loader *ld, const yaml_node_t *map,
+			const struct shoal_config *cfg)
+{
+	const yaml_node_t *listen = given(ld, map, "listen");
+	const yaml_node_t *auth = given(ld, map, "auth");
+	int tls = listen != NULL && strncmp(cfg->listen, "tls+", 4) == 0;
+
+	if (listen == NULL && auth != NULL)
+		return fail(ld, auth, "'auth' in pool is only used with 'listen' "
+			    "(remote workers)");
+	if (listen == NULL)
+		return SHOAL_OK;
+	if (auth == NULL)
+		return fail(ld, listen, "remote workers need pool.auth (token_file "
+			    "or tls): without it anyone who reaches %s can take "
+			    "work", cfg->listen);
+	if (tls && cfg->tls_cert == NULL)
+		return fail(ld, listen, "a tls+tcp:// listen needs pool.auth.tls "
+			    "(cert, key, ca); a token_file goes with tcp://");
+	if (!tls && cfg->tls_cert != NULL)
+		return fail(ld, given(ld, auth, "tls"), "pool.auth.tls is only "
+			    "used with a tls+tcp:// listen; write listen: tls+%s",
+			    cfg->listen);
+	return SHOAL_OK;
+}
+
+static int finish_pool(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	struct shoal_config *cfg = obj;
+
+	if (cfg->min_workers > cfg->max_workers)
+		return fail(ld, given(ld, map, "min_workers"), "'min_workers' in "
+			    "pool (%u) must be at most 'max_workers' (%u%s)",
+			    cfg->min_workers, cfg->max_workers,
+			    given(ld, map, "max_workers") != NULL ? ""
+			    : ", the number of online CPUs");
+	return check_remote(ld, map, cfg);
+}
+
+static int finish_auth(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	const struct shoal_config *cfg = obj;
+
+	if (cfg->token_file != NULL && cfg->tls_cert != NULL)
+		return fail(ld, given(ld, map, "tls"), "pool.auth has both "
+			    "'token_file' and 'tls'; give one: token_file with a "
+			    "tcp:// listen, tls with a tls+tcp:// one");
+	if (cfg->token_file == NULL && cfg->tls_cert == NULL)
+		return fail(ld, map, "pool.auth needs 'token_file: PATH' or "
+			    "'tls: {cert: PATH, key: PATH, ca: PATH}'");
+	return SHOAL_OK;
+}
+
+static int finish_retry(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	const struct shoal_retry_conf *r = obj;
+	const yaml_node_t *at = given(ld, map, "backoff");
+	char backoff[32], max[32];
+
+	if (r->backoff_ms <= r->max_backoff_ms)
+		return SHOAL_OK;
+	fmt_duration(backoff, sizeof(backoff), r->backoff_ms);
+	fmt_duration(max, sizeof(max), r->max_backoff_ms);
+	if (at != NULL)
+		return fail(ld, at, "'backoff' in retry (%s) must be at most "
+			    "'max_backoff' (%s)", backoff, max);
+	/* a stage's max_backoff under the top level's backoff */
+	return fail(ld, given(ld, map, "max_backoff"), "'max_backoff' in retry "
+		    "(%s) must be at least 'backoff' (%s)", max, backoff);
+}
 
 static int finish_for_each(struct loader *ld, const yaml_node_t *map, void *obj)
 {
@@ -1575,6 +2097,161 @@ static int finish_split(struct loader *ld, const yaml_node_t *map, void *obj)
 			    (unsigned long long)sp->size);
 	}
 	return SHOAL_OK;
+}
+
+/* key, start, end and join_adjacent describe spans and nothing else. */
+static int check_spans_only(struct loader *ld, const yaml_node_t *map)
+{
+	static const char *const spans_only[] = {
+		"key", "start", "end", "join_adjacent",
+	};
+	const yaml_node_t *at;
+	size_t i;
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(spans_only); i++) {
+		at = given(ld, map, spans_only[i]);
+		if (at != NULL)
+			return fail(ld, at, "'%s' in merge is only used with "
+				    "strategy: spans", spans_only[i]);
+	}
+	return SHOAL_OK;
+}
+
+static int finish_merge(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	const struct shoal_merge_conf *m = obj;
+	const char *list = m->ndedupe_by > 0 ? "dedupe_by" : "sort_by";
+	int rc = m->strategy != SHOAL_MERGE_SPANS ? check_spans_only(ld, map)
+		 : SHOAL_OK;
+
+	if (rc != SHOAL_OK)
+		return rc;
+	if (m->strategy == SHOAL_MERGE_SPANS && (m->start == NULL || m->end == NULL))
+		return fail(ld, given(ld, map, "strategy"), "merge strategy: spans "
+			    "needs 'start' and 'end', the fields holding each "
+			    "record's first and last position, e.g. start: "
+			    "start_line, end: end_line");
+	if (m->strategy == SHOAL_MERGE_CONCAT && (m->ndedupe_by || m->nsort_by))
+		return fail(ld, given(ld, map, list), "'%s' in merge needs records: "
+			    "use it with strategy jsonl, json or spans, not "
+			    "concat", list);
+	return SHOAL_OK;
+}
+
+static int finish_reduce(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	struct shoal_stage_conf *st = obj;
+
+	(void)ld;
+	(void)map;
+	st->reduce = 1;
+	return SHOAL_OK;
+}
+
+static int finish_input(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	struct shoal_input_conf *in = obj;
+	const yaml_node_t *range = given(ld, map, "from");
+
+	if (range == NULL)
+		range = given(ld, map, "to");
+	if (in->file_lines != NULL && in->tmpl != NULL)
+		return fail(ld, map, "input has both 'file_lines' and 'template'; "
+			    "give one");
+	if (in->file_lines == NULL && in->tmpl == NULL)
+		return fail(ld, map, "input needs 'file_lines: PATH' (with 'from' "
+			    "and 'to') or 'template: TEXT'");
+	if (in->tmpl != NULL && range != NULL)
+		return fail(ld, range, "'%s' in input is only used with file_lines",
+			    in->from != NULL ? "from" : "to");
+	if (in->file_lines != NULL && (in->from == NULL || in->to == NULL))
+		return fail(ld, map, "input file_lines needs 'from' and 'to', the "
+			    "first and last line, e.g. from: \"{{record.start}}\"");
+	in->kind = in->tmpl != NULL ? SHOAL_INPUT_TEMPLATE : SHOAL_INPUT_FILE_LINES;
+	return SHOAL_OK;
+}
+
+/* `retries: N` is retry.max_attempts: N + 1, written short. */
+static int settle_retries(struct loader *ld, const yaml_node_t *map,
+			  struct shoal_stage_conf *st)
+{
+	const yaml_node_t *retries = given(ld, map, "retries");
+	const yaml_node_t *retry = given(ld, map, "retry");
+	const yaml_node_t *max = retry != NULL ? given(ld, retry, "max_attempts")
+			       : NULL;
+
+	if (retries != NULL && max != NULL)
+		return fail(ld, retries, "'retries' %s and 'retry.max_attempts' "
+			    "(line %zu) are the same setting; give one (retries: "
+			    "N is max_attempts: N + 1)", ld->where,
+			    max->start_mark.line + 1);
+	if (retries != NULL)
+		st->retry.max_attempts = st->retries + 1;
+	else
+		st->retries = st->retry.max_attempts - 1;
+	return SHOAL_OK;
+}
+
+/* `timeout` is timeouts.start_to_close, written short; without either the
+ * top level's start_to_close applies, else 30 minutes. */
+static int settle_timeouts(struct loader *ld, const yaml_node_t *map,
+			   struct shoal_stage_conf *st)
+{
+	const yaml_node_t *timeout = given(ld, map, "timeout");
+	const yaml_node_t *timeouts = given(ld, map, "timeouts");
+	const yaml_node_t *stc = timeouts != NULL
+				 ? given(ld, timeouts, "start_to_close") : NULL;
+	uint64_t *ms = &st->timeouts.start_to_close_ms;
+
+	if (timeout != NULL && stc != NULL)
+		return fail(ld, timeout, "'timeout' %s and "
+			    "'timeouts.start_to_close' (line %zu) are the same "
+			    "limit; give one", ld->where, stc->start_mark.line + 1);
+	if (timeout != NULL)
+		*ms = st->timeout_ms;
+	else if (*ms == 0)
+		*ms = DEFAULT_TIMEOUT_MS;
+	st->timeout_ms = *ms;
+	return SHOAL_OK;
+}
+
+/* csv needs columns, and columns need csv; concat has no records to
+ * format. */
+static int check_format(struct loader *ld, const yaml_node_t *map,
+			const struct shoal_stage_conf *st)
+{
+	const yaml_node_t *format = given(ld, map, "format");
+	const yaml_node_t *columns = given(ld, map, "columns");
+	const char *name = enum_text(format_names, st->format);
+
+	if (st->format == SHOAL_FORMAT_CSV && st->ncolumns == 0)
+		return fail(ld, columns != NULL ? columns : format, "format: csv %s "
+			    "needs 'columns', the fields of each row, e.g. columns: "
+			    "[source, line]", ld->where);
+	if (st->format != SHOAL_FORMAT_CSV && columns != NULL)
+		return fail(ld, columns, "'columns' %s is only used with format: "
+			    "csv", ld->where);
+	if (st->merge.strategy == SHOAL_MERGE_CONCAT && format != NULL &&
+	    st->format != SHOAL_FORMAT_TEXT)
+		return fail(ld, format, "format: %s %s needs records, but merge "
+			    "strategy concat copies the outputs as they are; use "
+			    "format: text, or strategy jsonl, json or spans", name,
+			    ld->where);
+	return SHOAL_OK;
+}
+
+static int finish_stage(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	struct shoal_stage_conf *st = obj;
+	int rc = settle_retries(ld, map, st);
+
+	if (rc == SHOAL_OK)
+		rc = settle_timeouts(ld, map, st);
+	if (rc == SHOAL_OK && st->reduce && st->nneeds == 0)
+		rc = fail(ld, given(ld, map, "reduce"), "a reduce stage needs "
+			  "'needs', the stages whose merged outputs are its "
+			  "input, e.g. needs: [spans]");
+	return rc != SHOAL_OK ? rc : check_format(ld, map, st);
 }
 
 /* ---- custom keys ----------------------------------------------------------- */
@@ -1704,6 +2381,16 @@ static int default_env(struct loader *ld, const struct key *k, void *obj)
 	(void)k;
 	rc = env_set(ld, NULL, obj, "LANG", DEFAULT_LANG);
 	return rc != SHOAL_OK ? rc : env_set(ld, NULL, obj, "PATH", DEFAULT_PATH);
+}
+
+/* The zero value stands for the default the key's row describes: "no
+ * cap", "what the strategy writes", or a value finish_stage settles. */
+static int leave_zero(struct loader *ld, const struct key *k, void *obj)
+{
+	(void)ld;
+	(void)k;
+	(void)obj;
+	return SHOAL_OK;
 }
 
 static int default_workers(struct loader *ld, const struct key *k, void *obj)
@@ -2099,6 +2786,18 @@ static int link_for_each(struct loader *ld, size_t s)
 	return add_need(ld, st, &ld->refs[s], st->from_stage, at);
 }
 
+/* when.stage is about a stage that has finished: one this stage needs. */
+static int check_when(struct loader *ld, size_t s)
+{
+	const struct shoal_stage_conf *st = &ld->cfg->stages[s];
+
+	if (st->when.stage == NULL || has_need(st, st->when.stage))
+		return SHOAL_OK;
+	return fail(ld, ld->refs[s].when_node, "when.stage must be listed in "
+		    "needs: stage '%s' does not need '%s'; add it to needs",
+		    st->id, st->when.stage);
+}
+
 enum { WHITE, GRAY, BLACK };
 
 static int cycle_error(struct loader *ld, const size_t *path, size_t depth,
@@ -2175,6 +2874,8 @@ static int link_stages(struct loader *ld)
 		rc = check_needs(ld, i);
 	for (i = 0; rc == SHOAL_OK && i < ld->cfg->nstages; i++)
 		rc = link_for_each(ld, i);
+	for (i = 0; rc == SHOAL_OK && i < ld->cfg->nstages; i++)
+		rc = check_when(ld, i);
 	return rc == SHOAL_OK ? check_cycles(ld) : rc;
 }
 
@@ -2498,9 +3199,18 @@ static void stage_free(struct shoal_stage_conf *st)
 	free(st->builtin);
 	strv_free(st->merge.dedupe_by, st->merge.ndedupe_by);
 	strv_free(st->merge.sort_by, st->merge.nsort_by);
+	strv_free(st->merge.key, st->merge.nkey);
+	free(st->merge.start);
+	free(st->merge.end);
 	free(st->output);
 	strv_free(st->outputs, st->noutputs);
 	sandbox_free(&st->sandbox);
+	free(st->input.file_lines);
+	free(st->input.from);
+	free(st->input.to);
+	free(st->input.tmpl);
+	free(st->when.stage);
+	strv_free(st->columns, st->ncolumns);
 }
 
 void shoal_config_free(struct shoal_config *cfg)
@@ -2517,6 +3227,12 @@ void shoal_config_free(struct shoal_config *cfg)
 	free(cfg->dir);
 	free(cfg->name);
 	free(cfg->redis_url);
+	free(cfg->listen);
+	free(cfg->token_file);
+	free(cfg->tls_cert);
+	free(cfg->tls_key);
+	free(cfg->tls_ca);
+	free(cfg->metrics_listen);
 	free(cfg);
 }
 
@@ -2537,7 +3253,8 @@ static const char *kind_type(const struct key *k)
 	static const char *const names[] = {
 		[K_STR] = "string", [K_PATH] = "path", [K_UINT] = "integer",
 		[K_DURATION] = "duration", [K_SIZE] = "size", [K_ENUM] = NULL,
-		[K_FRACTION] = "number", [K_STRLIST] = "list of strings",
+		[K_FRACTION] = "number", [K_BOOL] = "boolean",
+		[K_STRLIST] = "list of strings",
 		[K_MAP] = "mapping", [K_CUSTOM] = "?",
 	};
 
@@ -2583,9 +3300,15 @@ static int doc_row(struct shoal_buf *out, const struct key *k, const char *path)
 	if (rc == SHOAL_OK)
 		rc = doc_type(out, k);
 	if (rc == SHOAL_OK)
-		rc = shoal_buf_printf(out, " | %s | %s%s%s | ",
-				      k->flags & F_REQUIRED ? "yes" : "no",
-				      quote ? "`" : "", dflt, quote ? "`" : "");
+		rc = shoal_buf_printf(out, " | %s", k->flags & F_REQUIRED ? "yes"
+				      : "no");
+	if (rc == SHOAL_OK && (k->flags & F_REQUIRED) && k->not_with != NULL)
+		rc = shoal_buf_printf(out, ", unless `%s`", k->not_with);
+	if (rc == SHOAL_OK)
+		rc = shoal_buf_printf(out, " | %s%s%s | ", quote ? "`" : "", dflt,
+				      quote ? "`" : "");
+	if (rc == SHOAL_OK && k->not_with != NULL)
+		rc = shoal_buf_printf(out, "not with `%s`; ", k->not_with);
 	if (rc == SHOAL_OK)
 		rc = doc_bounds(out, k);
 	if (rc == SHOAL_OK)

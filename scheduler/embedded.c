@@ -178,3 +178,18 @@ void shoal_embedded_stop(struct shoal_embedded_redis *r)
 	}
 	r->pid = 0;
 }
+
+int shoal_embedded_ensure(const char *state_dir, struct shoal_embedded_redis *r,
+			  struct shoal_error *err)
+{
+	int status;
+
+	if (r->pid > 0 && waitpid(r->pid, &status, WNOHANG) == r->pid)
+		r->pid = 0;
+	if (socket_answers(r->socket_path))
+		return SHOAL_OK;
+	if (r->pid > 0)
+		return shoal_error_set(err, SHOAL_ESTATE, "embedded redis-server (pid %ld) "
+				       "is not answering", (long)r->pid);
+	return shoal_embedded_start(state_dir, r, err);
+}

@@ -21,6 +21,11 @@ struct shoal_embedded_redis {
 int shoal_embedded_start(const char *state_dir, struct shoal_embedded_redis *r,
 			 struct shoal_error *err);
 
+/* After an outage: reaps our server if it died, and starts one again
+ * unless a server already answers on the socket. */
+int shoal_embedded_ensure(const char *state_dir, struct shoal_embedded_redis *r,
+			  struct shoal_error *err);
+
 /* Stops a server this process started (no-op for a reused one). */
 void shoal_embedded_stop(struct shoal_embedded_redis *r);
 

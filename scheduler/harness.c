@@ -471,6 +471,10 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 
 	if (ls == NULL)
 		return 0;
+	if (s->conf->max_parallel > 0)
+		want = s->inflight >= s->conf->max_parallel ? 0
+		       : (uint32_t)(s->conf->max_parallel - s->inflight) < want
+			 ? (uint32_t)(s->conf->max_parallel - s->inflight) : want;
 	while (n < want && *bytes < WORK_MAX_BYTES) {
 		struct shoal_task_def def;
 		uint64_t seq;
@@ -1006,16 +1010,52 @@ static int upstream_of(const struct harness *h, const struct shoal_stage_conf *c
 	return shoal_config_stage_index(h->cfg, c->from_stage);
 }
 
+/* A reduce stage's one item: its needs' outputs, concatenated in order. */
+static int plan_reduce(struct harness *h, struct stage_rt *s, struct shoal_error *err)
+{
+	const struct shoal_stage_conf *c = s->conf;
+	struct shoal_buf all;
+	size_t i;
+	int rc = SHOAL_OK;
+
+	shoal_buf_init(&all, SHOAL_ITEM_MAX);
+	for (i = 0; i < c->nneeds && rc == SHOAL_OK; i++) {
+		int j = shoal_config_stage_index(h->cfg, c->needs[i]);
+		char *data = NULL;
+		size_t len = 0;
+
+		rc = shoal_read_file(h->cfg->stages[j].output, SHOAL_ITEM_MAX, &data, &len, err);
+		if (rc == SHOAL_OK && shoal_buf_append(&all, data, len) != SHOAL_OK)
+			rc = shoal_error_set(err, SHOAL_ETOOBIG, "stage '%s': its needs' outputs "
+					     "are over %zu bytes together", c->id, SHOAL_ITEM_MAX);
+		free(data);
+	}
+	if (rc == SHOAL_OK)
+		rc = shoal_plan_single(&s->plan, c, "reduce", all.data ? all.data : "",
+				       all.len, err);
+	shoal_buf_free(&all);
+	if (rc == SHOAL_OK) {
+		s->planned = 1;
+		rc = shoal_plan_count(&s->plan, err);
+	}
+	return rc;
+}
+
 int harness_prepare_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err)
 {
 	const struct shoal_stage_conf *c = s->conf;
 	int rc;
 
-	if (c->for_each == SHOAL_FOR_EACH_STAGE) {
+	if (c->reduce) {
+		rc = plan_reduce(h, s, err);
+		if (rc != SHOAL_OK)
+			return rc;
+	} else if (c->for_each == SHOAL_FOR_EACH_STAGE) {
 		const struct stage_rt *up = &h->stages[upstream_of(h, c)];
 
 		rc = shoal_plan_records(&s->plan, c, up->conf->output,
-					up->conf->merge.strategy, err);
+					shoal_merge_records_strategy(up->conf->merge.strategy,
+								     up->conf->format), err);
 		if (rc != SHOAL_OK)
 			return rc;
 		s->planned = 1;
@@ -1063,7 +1103,8 @@ static int merge_stage(struct harness *h, struct stage_rt *s, struct shoal_error
 	struct merge_ctx c;
 	int rc;
 
-	rc = shoal_merge_open(&s->conf->merge, s->conf->output, &c.m, err);
+	rc = shoal_merge_open2(&s->conf->merge, s->conf->format, s->conf->columns,
+			       s->conf->ncolumns, s->conf->output, &c.m, err);
 	if (rc != SHOAL_OK)
 		return rc;
 	c.err = err;
@@ -1124,6 +1165,35 @@ static int needs_done(const struct harness *h, const struct shoal_stage_conf *c)
 	return 1;
 }
 
+/* `when: {stage: X, not_empty: true}`: skip unless X produced records. */
+static int skipped_by_when(const struct harness *h, const struct stage_rt *s)
+{
+	const struct shoal_when_conf *w = &s->conf->when;
+	int j;
+
+	if (w->stage == NULL || !w->not_empty)
+		return 0;
+	j = shoal_config_stage_index(h->cfg, w->stage);
+	return j >= 0 && h->stages[j].records == 0;
+}
+
+/* A skipped stage passes with an empty output, so that what needs it runs. */
+static void skip_stage(struct harness *h, struct stage_rt *s)
+{
+	struct shoal_error err = { 0, "" };
+
+	s->state = STAGE_DONE;
+	if (shoal_mkdir_p_parent(s->conf->output, &err) != SHOAL_OK ||
+	    shoal_write_file_atomic(s->conf->output, "", 0, &err) != SHOAL_OK) {
+		harness_fail_run(h, "stage '%s': %s", s->conf->id, err.msg);
+		return;
+	}
+	shoal_state_stage_start(h->st, s->conf->id, 0, s->conf->output, &err);
+	shoal_state_stage_set(h->st, s->conf->id, "status", "skipped", &err);
+	shoal_info("stage %s: skipped (when: %s has no records)", s->conf->id,
+		   s->conf->when.stage);
+}
+
 static int stage_finished(const struct stage_rt *s)
 {
 	return s->state == STAGE_RUNNING && s->exhausted && s->nretry == 0 &&
@@ -1143,8 +1213,10 @@ static void advance_stages(struct harness *h)
 			s->exhausted = 1;
 		if (stage_finished(s))
 			finish_stage(h, s);
-		if (s->state == STAGE_WAITING && needs_done(h, s->conf) &&
-		    start_stage(h, s, &err) != SHOAL_OK)
+		if (s->state == STAGE_WAITING && needs_done(h, s->conf) && skipped_by_when(h, s))
+			skip_stage(h, s);
+		else if (s->state == STAGE_WAITING && needs_done(h, s->conf) &&
+			 start_stage(h, s, &err) != SHOAL_OK)
 			harness_fail_run(h, "%s", err.msg);
 	}
 	for (i = 0; i < h->nstages; i++)
@@ -1274,6 +1346,14 @@ static int harness_turn(struct harness *h, struct shoal_error *err)
 	if (rc != SHOAL_OK)
 		return rc;
 	advance_stages(h);
+	/* Settlements and stage starts may have freed work for held POLLs:
+	 * answer them now rather than a loop turn later. */
+	if (h->nheld > 0 && !h->failed) {
+		serve_held(h);
+		rc = flush(h, err);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
 	harness_tick_run_record(h);
 	shoal_supervisor_reap(&h->sup, h->stopping);
 	if (shoal_supervisor_scale(&h->sup, wanted_workers(h), &serr) != SHOAL_OK)
@@ -1430,6 +1510,7 @@ static int open_state(struct harness *h, struct shoal_embedded_redis *emb,
 		if (rc != SHOAL_OK)
 			return rc;
 		url = emb->url;
+		h->emb = emb;
 	}
 	rc = shoal_state_connect(url, &h->st, err);
 	if (rc != SHOAL_OK)

@@ -11,6 +11,7 @@
 #include "common/buf.h"
 #include "common/u64map.h"
 #include "pool/supervisor.h"
+#include "scheduler/embedded.h"
 #include "scheduler/harness.h"
 #include "scheduler/plan.h"
 #include "scheduler/state.h"
@@ -107,6 +108,8 @@ struct harness {
 	const struct shoal_config *cfg;
 	const struct shoal_run_opts *opts;
 	struct shoal_state *st;
+	struct shoal_embedded_redis *emb; /* the private redis-server, or NULL
+					   * when the config names a Redis */
 	struct shoal_listener *listener;
 	struct shoal_supervisor sup;
 	char run_id[SHOAL_RUN_ID_MAX];

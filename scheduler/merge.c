@@ -4,8 +4,11 @@
  * reals with 17 digits (0.1 becomes 0.10000000000000001) and we want a
  * record to come out as it went in.
  *
- * Write path: records go to a buffer flushed to "<output>.tmp.<pid>";
- * finish sorts what it held, writes the rest, fsyncs and renames. */
+ * Write path: each record is put in its output form (format_record) and
+ * goes to a buffer flushed to "<output>.tmp.<pid>", or is held for
+ * sort_by; spans records are held as they came and joined at finish,
+ * then take the same path.  finish sorts what it held, writes the rest,
+ * fsyncs and renames. */
 #include "scheduler/merge.h"
 
 #include <errno.h>
@@ -44,15 +47,38 @@ struct keyset {
 				 * collisions */
 };
 
-/* A record held for sort_by: its encoding and its sort key values. */
+/* A record held for sort_by: its output form and its sort key values. */
 struct held {
-	size_t off, len;	/* encoding in merger.arena */
+	size_t off, len;	/* output form in merger.arena */
 	size_t seq;		/* arrival order; its keys are at
 				 * merger.keys[seq * nsort_by] */
 };
 
+/* A spans record held until finish. */
+struct span {
+	size_t off, len;	/* compact encoding in spans.arena */
+	size_t koff, klen;	/* key encoding in spans.keybytes */
+	json_int_t start, end;	/* validated: 0 <= start <= end */
+	size_t seq;		/* arrival order; its key values are at
+				 * spans.keys[seq * nkey] */
+};
+
+/* Every record of a spans merge, sorted by (key, start) at finish. */
+struct spans {
+	struct span *v;
+	size_t n, cap;
+	json_t **keys;		/* n * nkey values, NULL = missing */
+	struct shoal_buf arena;	/* the records' encodings */
+	struct shoal_buf keybytes; /* the keys' encodings */
+};
+
 struct shoal_merger {
 	struct shoal_merge_conf conf;	/* copy; the field names borrowed */
+	int format;			/* enum shoal_output_format; with
+					 * concat DEFAULT or TEXT, both the
+					 * raw bytes */
+	char *const *columns;		/* csv; borrowed */
+	size_t ncolumns;
 	char *path;
 	char *tmp_path;
 	int fd;				/* the temporary file, or -1 */
@@ -65,8 +91,10 @@ struct shoal_merger {
 	struct held *held;		/* sort_by */
 	size_t nheld, held_cap;
 	json_t **keys;			/* nheld * nsort_by, NULL = missing */
-	struct shoal_buf arena;		/* encodings of the held records */
-	struct shoal_buf scratch;	/* one record being encoded */
+	struct shoal_buf arena;		/* output forms of the held records */
+	struct shoal_buf scratch;	/* one record being formatted */
+	struct shoal_buf cell;		/* csv: one value being quoted */
+	struct spans spans;		/* strategy spans */
 };
 
 /* ---- compact JSON encoder -------------------------------------------- */
@@ -211,6 +239,11 @@ static int encode_value(struct shoal_buf *b, const json_t *v)
 	}
 }
 
+int shoal_merge_encode_json(struct shoal_buf *b, const struct json_t *v)
+{
+	return encode_value(b, v);
+}
+
 /* ---- lines of a result ------------------------------------------------- */
 
 typedef int (*line_fn)(void *arg, uint64_t lineno, const char *line,
@@ -285,15 +318,107 @@ static int parse_object(const char *line, size_t len, uint64_t lineno,
 
 /* ---- check ------------------------------------------------------------- */
 
+/* "a string", "an object", ... for messages. */
+static const char *type_name(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT:
+		return "an object";
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_REAL:
+		return "a real number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+		return "null";
+	default:
+		return "an integer";
+	}
+}
+
+/* The spans position field name of obj: an integer >= 0. */
+static int span_field(const json_t *obj, const char *name, uint64_t lineno,
+		      json_int_t *out, struct shoal_error *err)
+{
+	const json_t *v = json_object_get(obj, name);
+
+	if (v == NULL)
+		return shoal_error_set(err, SHOAL_EINVAL,
+				       "line %llu: field '%s' is missing",
+				       (unsigned long long)lineno, name);
+	if (!json_is_integer(v))
+		return shoal_error_set(err, SHOAL_EINVAL, "line %llu: field "
+				       "'%s' must be an integer, not %s",
+				       (unsigned long long)lineno, name,
+				       type_name(v));
+	*out = json_integer_value(v);
+	if (*out < 0)
+		return shoal_error_set(err, SHOAL_EINVAL,
+				       "line %llu: field '%s' is negative (%"
+				       JSON_INTEGER_FORMAT ")",
+				       (unsigned long long)lineno, name, *out);
+	return SHOAL_OK;
+}
+
+/* A spans record's [start, end]: both present, >= 0, start <= end. */
+static int span_range(const struct shoal_merge_conf *conf, const json_t *obj,
+		      uint64_t lineno, json_int_t *start, json_int_t *end,
+		      struct shoal_error *err)
+{
+	int rc = span_field(obj, conf->start, lineno, start, err);
+
+	if (rc == SHOAL_OK)
+		rc = span_field(obj, conf->end, lineno, end, err);
+	if (rc == SHOAL_OK && *start > *end)
+		rc = shoal_error_set(err, SHOAL_EINVAL, "line %llu: field '%s' "
+				     "(%" JSON_INTEGER_FORMAT ") is greater "
+				     "than field '%s' (%" JSON_INTEGER_FORMAT
+				     ")", (unsigned long long)lineno,
+				     conf->start, *start, conf->end, *end);
+	return rc;
+}
+
 static int check_line(void *arg, uint64_t lineno, const char *line,
 		      size_t len, struct shoal_error *err)
 {
+	const struct shoal_merge_conf *conf = arg;
 	json_t *obj = NULL;
+	json_int_t start, end;
 	int rc = parse_object(line, len, lineno, &obj, err);
 
-	(void)arg;
+	if (rc == SHOAL_OK && conf->strategy == SHOAL_MERGE_SPANS)
+		rc = span_range(conf, obj, lineno, &start, &end, err);
 	json_decref(obj);
 	return rc;
+}
+
+static int has_name(const char *s)
+{
+	return s != NULL && s[0] != '\0';
+}
+
+static int check_spans(const struct shoal_merge_conf *conf,
+		       struct shoal_error *err)
+{
+	if (conf->strategy != SHOAL_MERGE_SPANS) {
+		if (conf->nkey > 0 || conf->start != NULL ||
+		    conf->end != NULL || conf->join_adjacent)
+			return shoal_error_set(err, SHOAL_ECONFIG, "merge: key, "
+					       "start, end and join_adjacent "
+					       "need strategy spans");
+		return SHOAL_OK;
+	}
+	if (!has_name(conf->start) || !has_name(conf->end))
+		return shoal_error_set(err, SHOAL_ECONFIG, "merge: strategy "
+				       "spans needs start and end fields");
+	if (strcmp(conf->start, conf->end) == 0)	/* a join sets end */
+		return shoal_error_set(err, SHOAL_ECONFIG, "merge: spans start "
+				       "and end must be two different fields");
+	return SHOAL_OK;
 }
 
 static int check_conf(const struct shoal_merge_conf *conf,
@@ -302,14 +427,44 @@ static int check_conf(const struct shoal_merge_conf *conf,
 	int s = conf->strategy;
 
 	if (s != SHOAL_MERGE_CONCAT && s != SHOAL_MERGE_JSONL &&
-	    s != SHOAL_MERGE_JSON)
+	    s != SHOAL_MERGE_JSON && s != SHOAL_MERGE_SPANS)
 		return shoal_error_set(err, SHOAL_ECONFIG,
 				       "merge: unknown strategy %d", s);
 	if (s == SHOAL_MERGE_CONCAT && (conf->ndedupe_by || conf->nsort_by))
 		return shoal_error_set(err, SHOAL_ECONFIG,
 				       "merge: dedupe_by and sort_by need "
-				       "jsonl or json");
+				       "jsonl, json or spans");
+	return check_spans(conf, err);
+}
+
+static int check_format(int strategy, int format, size_t ncolumns,
+			struct shoal_error *err)
+{
+	if (format < SHOAL_FORMAT_DEFAULT || format > SHOAL_FORMAT_TEXT)
+		return shoal_error_set(err, SHOAL_ECONFIG,
+				       "merge: unknown format %d", format);
+	if (strategy == SHOAL_MERGE_CONCAT && format != SHOAL_FORMAT_DEFAULT &&
+	    format != SHOAL_FORMAT_TEXT)
+		return shoal_error_set(err, SHOAL_ECONFIG, "merge: strategy "
+				       "concat writes only format default or "
+				       "text");
+	if (format == SHOAL_FORMAT_CSV && ncolumns == 0)
+		return shoal_error_set(err, SHOAL_ECONFIG,
+				       "merge: format csv needs columns");
+	if (format != SHOAL_FORMAT_CSV && ncolumns > 0)
+		return shoal_error_set(err, SHOAL_ECONFIG,
+				       "merge: columns need format csv");
 	return SHOAL_OK;
+}
+
+int shoal_merge_conf_check(const struct shoal_merge_conf *conf, int format,
+			   size_t ncolumns, struct shoal_error *err)
+{
+	int rc = check_conf(conf, err);
+
+	return rc == SHOAL_OK ? check_format(conf->strategy, format, ncolumns,
+					     err)
+			      : rc;
 }
 
 int shoal_merge_check(const struct shoal_merge_conf *conf, const char *data,
@@ -319,7 +474,7 @@ int shoal_merge_check(const struct shoal_merge_conf *conf, const char *data,
 
 	if (rc != SHOAL_OK || conf->strategy == SHOAL_MERGE_CONCAT)
 		return rc;
-	return each_line(data, len, check_line, NULL, err);
+	return each_line(data, len, check_line, (void *)conf, err);
 }
 
 /* ---- output file ------------------------------------------------------- */
@@ -364,21 +519,134 @@ static int emit(struct shoal_merger *m, const char *p, size_t n,
 	return SHOAL_OK;
 }
 
-/* Writes one encoded record: a line (jsonl) or an array element (json). */
+/* Writes one record in its output form: an array element (json) or a
+ * line (every other format). */
 static int emit_record(struct shoal_merger *m, const char *rec, size_t n,
 		       struct shoal_error *err)
 {
 	int rc = SHOAL_OK;
 
-	if (m->conf.strategy == SHOAL_MERGE_JSON)
+	if (m->format == SHOAL_FORMAT_JSON)
 		rc = emit(m, m->nrecords == 0 ? "[\n" : ",\n", 2, err);
 	if (rc == SHOAL_OK)
 		rc = emit(m, rec, n, err);
-	if (rc == SHOAL_OK && m->conf.strategy == SHOAL_MERGE_JSONL)
+	if (rc == SHOAL_OK && m->format != SHOAL_FORMAT_JSON)
 		rc = emit(m, "\n", 1, err);
 	if (rc == SHOAL_OK)
 		m->nrecords++;
 	return rc;
+}
+
+/* ---- output formats ---------------------------------------------------- */
+
+static int csv_needs_quotes(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == '"' || s[i] == ',' || s[i] == '\n' || s[i] == '\r')
+			return 1;
+	return 0;
+}
+
+/* Appends s[0..n) as one csv field: quoted, '"' doubled, when it holds
+ * '"', ',', '\n' or '\r'; as it is otherwise. */
+static int csv_cell(struct shoal_buf *b, const char *s, size_t n)
+{
+	size_t i, run = 0;
+	int rc;
+
+	if (!csv_needs_quotes(s, n))
+		return shoal_buf_append(b, s, n);
+	rc = shoal_buf_append(b, "\"", 1);
+	for (i = 0; rc == SHOAL_OK && i < n; i++) {
+		if (s[i] != '"')
+			continue;
+		/* up to and with this '"'; the next run starts with it again */
+		rc = shoal_buf_append(b, s + run, i + 1 - run);
+		run = i;
+	}
+	if (rc == SHOAL_OK)
+		rc = shoal_buf_append(b, s + run, n - run);
+	return rc == SHOAL_OK ? shoal_buf_append(b, "\"", 1) : rc;
+}
+
+/* One column's value: strings as they are, null or missing empty,
+ * anything else in its compact JSON form. */
+static int csv_value(struct shoal_merger *m, const json_t *v,
+		     struct shoal_buf *b)
+{
+	int rc;
+
+	if (v == NULL || json_is_null(v))
+		return SHOAL_OK;
+	if (json_is_string(v))
+		return csv_cell(b, json_string_value(v), json_string_length(v));
+	shoal_buf_reset(&m->cell);
+	rc = encode_value(&m->cell, v);
+	return rc == SHOAL_OK ? csv_cell(b, m->cell.data, m->cell.len) : rc;
+}
+
+static int csv_row(struct shoal_merger *m, const json_t *obj,
+		   struct shoal_buf *b)
+{
+	size_t i;
+	int rc = SHOAL_OK;
+
+	for (i = 0; rc == SHOAL_OK && i < m->ncolumns; i++) {
+		if (i > 0)
+			rc = shoal_buf_append(b, ",", 1);
+		if (rc == SHOAL_OK)
+			rc = csv_value(m, json_object_get(obj, m->columns[i]),
+				       b);
+	}
+	return rc;
+}
+
+static int csv_header(struct shoal_merger *m, struct shoal_error *err)
+{
+	size_t i;
+	int rc = SHOAL_OK;
+
+	shoal_buf_reset(&m->scratch);
+	for (i = 0; rc == SHOAL_OK && i < m->ncolumns; i++) {
+		if (i > 0)
+			rc = shoal_buf_append(&m->scratch, ",", 1);
+		if (rc == SHOAL_OK)
+			rc = csv_cell(&m->scratch, m->columns[i],
+				      strlen(m->columns[i]));
+	}
+	if (rc == SHOAL_OK)
+		rc = shoal_buf_append(&m->scratch, "\n", 1);
+	if (rc != SHOAL_OK)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	return emit(m, m->scratch.data, m->scratch.len, err);
+}
+
+/* The text of a record: its string "text" field, the string itself, or
+ * its compact JSON. */
+static int text_of(const json_t *v, struct shoal_buf *b)
+{
+	const json_t *t = json_is_object(v) ? json_object_get(v, "text") : v;
+
+	if (json_is_string(t))
+		return shoal_buf_append(b, json_string_value(t),
+					json_string_length(t));
+	return encode_value(b, v);
+}
+
+/* Appends obj's output form (without the framing emit_record adds). */
+static int format_record(struct shoal_merger *m, const json_t *obj,
+			 struct shoal_buf *b)
+{
+	switch (m->format) {
+	case SHOAL_FORMAT_CSV:
+		return csv_row(m, obj, b);
+	case SHOAL_FORMAT_TEXT:
+		return text_of(obj, b);
+	default:
+		return encode_value(b, obj);
+	}
 }
 
 /* "dir/name" => "dir" (created); "name" => nothing to create. */
@@ -458,8 +726,42 @@ static int open_files(struct shoal_merger *m, const char *output_path,
 	return SHOAL_OK;
 }
 
-int shoal_merge_open(const struct shoal_merge_conf *conf, const char *output_path,
-		     struct shoal_merger **out, struct shoal_error *err)
+/* The format a merger writes: DEFAULT stays only for concat (raw). */
+static int effective_format(int strategy, int format)
+{
+	if (format != SHOAL_FORMAT_DEFAULT || strategy == SHOAL_MERGE_CONCAT)
+		return format;
+	return strategy == SHOAL_MERGE_JSON ? SHOAL_FORMAT_JSON
+					    : SHOAL_FORMAT_JSONL;
+}
+
+static struct shoal_merger *merger_new(const struct shoal_merge_conf *conf,
+				       int format, char *const *columns,
+				       size_t ncolumns)
+{
+	struct shoal_merger *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	m->conf = *conf;
+	m->format = effective_format(conf->strategy, format);
+	m->columns = columns;
+	m->ncolumns = ncolumns;
+	m->fd = -1;
+	shoal_buf_init(&m->out, 0);
+	shoal_buf_init(&m->arena, MERGE_MAX_HELD);
+	shoal_buf_init(&m->scratch, 0);
+	shoal_buf_init(&m->cell, 0);
+	shoal_buf_init(&m->spans.arena, MERGE_MAX_HELD);
+	shoal_buf_init(&m->spans.keybytes, MERGE_MAX_HELD);
+	keyset_init(&m->seen);
+	return m;
+}
+
+int shoal_merge_open2(const struct shoal_merge_conf *conf, int format,
+		      char *const *columns, size_t ncolumns,
+		      const char *output_path, struct shoal_merger **out,
+		      struct shoal_error *err)
 {
 	struct shoal_merger *m = NULL;
 	int rc;
@@ -468,19 +770,15 @@ int shoal_merge_open(const struct shoal_merge_conf *conf, const char *output_pat
 	if (conf == NULL || output_path == NULL || output_path[0] == '\0')
 		return shoal_error_set(err, SHOAL_EINVAL,
 				       "merge: no output path");
-	rc = check_conf(conf, err);
+	rc = shoal_merge_conf_check(conf, format, ncolumns, err);
 	if (rc != SHOAL_OK)
 		return rc;
-	m = calloc(1, sizeof(*m));
+	m = merger_new(conf, format, columns, ncolumns);
 	if (m == NULL)
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
-	m->conf = *conf;
-	m->fd = -1;
-	shoal_buf_init(&m->out, 0);
-	shoal_buf_init(&m->arena, MERGE_MAX_HELD);
-	shoal_buf_init(&m->scratch, 0);
-	keyset_init(&m->seen);
 	rc = open_files(m, output_path, err);
+	if (rc == SHOAL_OK && m->format == SHOAL_FORMAT_CSV)
+		rc = csv_header(m, err);
 	if (rc != SHOAL_OK)
 		goto out;
 	*out = m;
@@ -488,6 +786,13 @@ int shoal_merge_open(const struct shoal_merge_conf *conf, const char *output_pat
 out:
 	shoal_merge_free(m);
 	return rc;
+}
+
+int shoal_merge_open(const struct shoal_merge_conf *conf, const char *output_path,
+		     struct shoal_merger **out, struct shoal_error *err)
+{
+	return shoal_merge_open2(conf, SHOAL_FORMAT_DEFAULT, NULL, 0,
+				 output_path, out, err);
 }
 
 static void free_held(struct shoal_merger *m)
@@ -503,6 +808,23 @@ static void free_held(struct shoal_merger *m)
 	m->nheld = 0;
 }
 
+static void free_spans(struct shoal_merger *m)
+{
+	struct spans *sp = &m->spans;
+	size_t i, n = sp->n * m->conf.nkey;
+
+	for (i = 0; i < n; i++)
+		json_decref(sp->keys[i]);
+	free(sp->keys);
+	free(sp->v);
+	sp->keys = NULL;
+	sp->v = NULL;
+	sp->n = 0;
+	sp->cap = 0;
+	shoal_buf_free(&sp->arena);
+	shoal_buf_free(&sp->keybytes);
+}
+
 void shoal_merge_free(struct shoal_merger *m)
 {
 	if (m == NULL)
@@ -512,10 +834,12 @@ void shoal_merge_free(struct shoal_merger *m)
 	if (!m->finished && m->tmp_path != NULL)
 		(void)unlink(m->tmp_path);
 	free_held(m);
+	free_spans(m);
 	free(m->seen.slots);
 	shoal_buf_free(&m->seen.bytes);
 	shoal_buf_free(&m->arena);
 	shoal_buf_free(&m->scratch);
+	shoal_buf_free(&m->cell);
 	shoal_buf_free(&m->out);
 	free(m->path);
 	free(m->tmp_path);
@@ -736,7 +1060,8 @@ static int grow_held(struct shoal_merger *m)
 	return SHOAL_OK;
 }
 
-/* Keeps the record (encoded in m->scratch) and its sort key values. */
+/* Keeps the record (its output form in m->scratch) and its sort key
+ * values. */
 static int hold(struct shoal_merger *m, const json_t *obj,
 		struct shoal_error *err)
 {
@@ -776,7 +1101,282 @@ static int write_held(struct shoal_merger *m, struct shoal_error *err)
 	return rc;
 }
 
+/* ---- spans ------------------------------------------------------------ */
+
+/* Drops what a failed encoding left after b's first len bytes. */
+static void buf_truncate(struct shoal_buf *b, size_t len)
+{
+	b->len = len;
+	if (b->data != NULL)
+		b->data[len] = '\0';
+}
+
+/* Bytewise order of two records' key encodings (all empty without key
+ * fields, when keybytes holds nothing). */
+static int cmp_key_bytes(const struct shoal_merger *m, const struct span *a,
+			 const struct span *b)
+{
+	const char *kb = m->spans.keybytes.data;
+	int c;
+
+	if (m->conf.nkey == 0)
+		return 0;
+	c = memcmp(kb + a->koff, kb + b->koff,
+		   a->klen < b->klen ? a->klen : b->klen);
+	return c != 0 ? c : (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+/* qsort_r order: the key fields' values in turn (as sort_by compares
+ * them), the key's encoding (so that equal keys are next to each other),
+ * start, then arrival. */
+static int cmp_span(const void *pa, const void *pb, void *arg)
+{
+	const struct shoal_merger *m = arg;
+	const struct span *a = pa, *b = pb;
+	json_t *const *keys = m->spans.keys;
+	size_t i, n = m->conf.nkey;
+	int c;
+
+	for (i = 0; i < n; i++) {
+		c = cmp_values(keys[a->seq * n + i], keys[b->seq * n + i]);
+		if (c != 0)
+			return c;
+	}
+	c = cmp_key_bytes(m, a, b);
+	if (c != 0)
+		return c;
+	if (a->start != b->start)
+		return (a->start > b->start) - (a->start < b->start);
+	return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+static int grow_spans(struct shoal_merger *m)
+{
+	struct spans *sp = &m->spans;
+	size_t cap = sp->cap ? sp->cap * 2 : 1024;
+	size_t nk = m->conf.nkey;
+	struct span *v;
+	json_t **k;
+
+	if (cap > SIZE_MAX / sizeof(*v) / (nk + 1))
+		return SHOAL_ENOMEM;
+	v = realloc(sp->v, cap * sizeof(*v));
+	if (v == NULL)
+		return SHOAL_ENOMEM;
+	sp->v = v;
+	k = realloc(sp->keys, cap * (nk ? nk : 1) * sizeof(*k));
+	if (k == NULL)
+		return SHOAL_ENOMEM;
+	sp->keys = k;
+	sp->cap = cap;
+	return SHOAL_OK;
+}
+
+/* Takes a reference to each key field's value (NULL when missing). */
+static void span_key_values(struct shoal_merger *m, const json_t *obj,
+			    size_t seq)
+{
+	size_t i, nk = m->conf.nkey;
+
+	for (i = 0; i < nk; i++)
+		m->spans.keys[seq * nk + i] =
+			json_incref(json_object_get(obj, m->conf.key[i]));
+}
+
+static void drop_span_key_values(struct shoal_merger *m, size_t seq)
+{
+	size_t i, nk = m->conf.nkey;
+
+	for (i = 0; i < nk; i++)
+		json_decref(m->spans.keys[seq * nk + i]);
+}
+
+/* "[k1,k2,...]" of the key values (missing => null) into keybytes; no key
+ * fields: nothing (every record has the empty key). */
+static int span_key(struct shoal_merger *m, struct span *s)
+{
+	struct shoal_buf *kb = &m->spans.keybytes;
+	json_t *const *vals = m->spans.keys + s->seq * m->conf.nkey;
+	size_t i, before = kb->len;
+	int rc = SHOAL_OK;
+
+	for (i = 0; rc == SHOAL_OK && i < m->conf.nkey; i++) {
+		rc = shoal_buf_append(kb, i == 0 ? "[" : ",", 1);
+		if (rc == SHOAL_OK)
+			rc = vals[i] != NULL ? encode_value(kb, vals[i])
+					     : shoal_buf_puts(kb, "null");
+	}
+	if (rc == SHOAL_OK && m->conf.nkey > 0)
+		rc = shoal_buf_append(kb, "]", 1);
+	if (rc != SHOAL_OK) {
+		buf_truncate(kb, before);
+		return rc;
+	}
+	s->koff = before;
+	s->klen = kb->len - before;
+	return SHOAL_OK;
+}
+
+/* Keeps a checked spans record until finish. */
+static int hold_span(struct shoal_merger *m, const json_t *obj,
+		     json_int_t start, json_int_t end, struct shoal_error *err)
+{
+	struct spans *sp = &m->spans;
+	size_t before = sp->arena.len;
+	struct span *s;
+	int rc;
+
+	if (sp->n == sp->cap && grow_spans(m) != SHOAL_OK)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	rc = encode_value(&sp->arena, obj);
+	if (rc != SHOAL_OK) {
+		buf_truncate(&sp->arena, before);
+		return shoal_error_set(err, rc, "merge: spans holds more than "
+				       "1 GiB of records");
+	}
+	s = &sp->v[sp->n];
+	s->off = before;
+	s->len = sp->arena.len - before;
+	s->start = start;
+	s->end = end;
+	s->seq = sp->n;
+	span_key_values(m, obj, s->seq);
+	rc = span_key(m, s);
+	if (rc != SHOAL_OK) {
+		drop_span_key_values(m, s->seq);
+		buf_truncate(&sp->arena, before);
+		return shoal_error_set(err, rc, "merge: spans keys exceed "
+				       "1 GiB");
+	}
+	sp->n++;
+	return SHOAL_OK;
+}
+
+/* next joins a group of its key that reaches end (start <= next.start,
+ * both >= 0, so next->start - 1 cannot overflow). */
+static int span_joins(const struct shoal_merger *m, const struct span *first,
+		      const struct span *next, json_int_t end)
+{
+	if (cmp_key_bytes(m, first, next) != 0)
+		return 0;
+	return next->start <= end ||
+	       (m->conf.join_adjacent && next->start - 1 == end);
+}
+
+/* A held record parsed back (it was encoded by us: only memory fails). */
+static int span_record(const struct shoal_merger *m, const struct span *s,
+		       json_t **out)
+{
+	*out = json_loadb(m->spans.arena.data + s->off, s->len, 0, NULL);
+	return *out != NULL ? SHOAL_OK : SHOAL_ENOMEM;
+}
+
+/* Adds to into the fields of from that into lacks, in from's order. */
+static int add_missing_fields(json_t *into, const json_t *from)
+{
+	const char *key;
+	size_t klen;
+	json_t *v;
+
+	json_object_keylen_foreach((json_t *)from, key, klen, v) {
+		if (json_object_getn(into, key, klen) != NULL)
+			continue;
+		if (json_object_setn_nocheck(into, key, klen, v) != 0)
+			return SHOAL_ENOMEM;
+	}
+	return SHOAL_OK;
+}
+
+/* The record joined from g[0..n), in (start, arrival) order: g[0]'s
+ * fields, then the fields each next one adds; end = the latest end.  On
+ * success the caller owns *out. */
+static int join_spans(const struct shoal_merger *m, const struct span *g,
+		      size_t n, json_int_t end, json_t **out)
+{
+	json_t *joined = NULL, *next = NULL;
+	size_t i;
+	int rc = span_record(m, &g[0], &joined);
+
+	for (i = 1; rc == SHOAL_OK && i < n; i++) {
+		rc = span_record(m, &g[i], &next);
+		if (rc == SHOAL_OK)
+			rc = add_missing_fields(joined, next);
+		json_decref(next);
+		next = NULL;
+	}
+	if (rc == SHOAL_OK && json_object_set_new(joined, m->conf.end,
+						  json_integer(end)) != 0)
+		rc = SHOAL_ENOMEM;
+	if (rc != SHOAL_OK) {
+		json_decref(joined);
+		return rc;
+	}
+	*out = joined;
+	return SHOAL_OK;
+}
+
+static int output_object(struct shoal_merger *m, const json_t *obj,
+			 struct shoal_error *err);
+
+/* Writes (or holds for sort_by) the record joined from g[0..n).  A lone
+ * record in jsonl or json goes out as it was held, without a parse. */
+static int write_group(struct shoal_merger *m, const struct span *g,
+		       size_t n, json_int_t end, struct shoal_error *err)
+{
+	json_t *joined = NULL;
+	int rc;
+
+	if (n == 1 && m->conf.nsort_by == 0 &&
+	    (m->format == SHOAL_FORMAT_JSONL || m->format == SHOAL_FORMAT_JSON))
+		return emit_record(m, m->spans.arena.data + g->off, g->len, err);
+	rc = join_spans(m, g, n, end, &joined);
+	if (rc != SHOAL_OK)
+		return shoal_error_set(err, rc, "out of memory");
+	rc = output_object(m, joined, err);
+	json_decref(joined);
+	return rc;
+}
+
+/* Sorts the held records by (key, start) and joins each run of records of
+ * one key whose ranges overlap (or touch) the run so far. */
+static int write_spans(struct shoal_merger *m, struct shoal_error *err)
+{
+	struct spans *sp = &m->spans;
+	size_t i = 0, j;
+	int rc = SHOAL_OK;
+
+	if (sp->n > 1)
+		qsort_r(sp->v, sp->n, sizeof(*sp->v), cmp_span, m);
+	while (rc == SHOAL_OK && i < sp->n) {
+		json_int_t end = sp->v[i].end;
+
+		for (j = i + 1; j < sp->n &&
+		     span_joins(m, &sp->v[i], &sp->v[j], end); j++)
+			if (sp->v[j].end > end)
+				end = sp->v[j].end;
+		rc = write_group(m, &sp->v[i], j - i, end, err);
+		i = j;
+	}
+	free_spans(m);
+	return rc;
+}
+
 /* ---- add --------------------------------------------------------------- */
+
+/* Formats obj into scratch, then writes it or holds it for sort_by. */
+static int output_object(struct shoal_merger *m, const json_t *obj,
+			 struct shoal_error *err)
+{
+	int rc;
+
+	shoal_buf_reset(&m->scratch);
+	rc = format_record(m, obj, &m->scratch);
+	if (rc != SHOAL_OK)
+		return shoal_error_set(err, rc, "merge: record too big");
+	if (m->conf.nsort_by > 0)
+		return hold(m, obj, err);
+	return emit_record(m, m->scratch.data, m->scratch.len, err);
+}
 
 static int add_object(struct shoal_merger *m, const json_t *obj,
 		      struct shoal_error *err)
@@ -785,23 +1385,34 @@ static int add_object(struct shoal_merger *m, const json_t *obj,
 
 	if (rc != SHOAL_OK || !keep)
 		return rc;
-	shoal_buf_reset(&m->scratch);
-	rc = encode_value(&m->scratch, obj);
-	if (rc != SHOAL_OK)
-		return shoal_error_set(err, rc, "merge: record too big");
-	if (m->conf.nsort_by > 0)
-		return hold(m, obj, err);
-	return emit_record(m, m->scratch.data, m->scratch.len, err);
+	return output_object(m, obj, err);
+}
+
+/* Spans: checked, deduped (before any joining), then held. */
+static int add_span(struct shoal_merger *m, const json_t *obj,
+		    uint64_t lineno, struct shoal_error *err)
+{
+	json_int_t start, end;
+	int keep, rc = span_range(&m->conf, obj, lineno, &start, &end, err);
+
+	if (rc == SHOAL_OK)
+		rc = dedupe(m, obj, &keep, err);
+	if (rc != SHOAL_OK || !keep)
+		return rc;
+	return hold_span(m, obj, start, end, err);
 }
 
 static int add_line(void *arg, uint64_t lineno, const char *line,
 		    size_t len, struct shoal_error *err)
 {
+	struct shoal_merger *m = arg;
 	json_t *obj = NULL;
 	int rc = parse_object(line, len, lineno, &obj, err);
 
-	if (rc == SHOAL_OK)
-		rc = add_object(arg, obj, err);
+	if (rc == SHOAL_OK && m->conf.strategy == SHOAL_MERGE_SPANS)
+		rc = add_span(m, obj, lineno, err);
+	else if (rc == SHOAL_OK)
+		rc = add_object(m, obj, err);
 	json_decref(obj);
 	return rc;
 }
@@ -842,7 +1453,7 @@ static int write_tail(struct shoal_merger *m, struct shoal_error *err)
 {
 	if (m->conf.strategy == SHOAL_MERGE_CONCAT)
 		m->nrecords += m->line_has_text != 0;
-	if (m->conf.strategy != SHOAL_MERGE_JSON)
+	if (m->format != SHOAL_FORMAT_JSON)
 		return SHOAL_OK;
 	if (m->nrecords == 0)
 		return emit(m, "[]\n", 3, err);
@@ -880,7 +1491,9 @@ int shoal_merge_finish(struct shoal_merger *m, uint64_t *nrecords,
 		return shoal_error_set(err, SHOAL_EINVAL,
 				       "merge: %s cannot be finished twice",
 				       m->path);
-	rc = write_held(m, err);
+	rc = write_spans(m, err);
+	if (rc == SHOAL_OK)
+		rc = write_held(m, err);
 	if (rc == SHOAL_OK)
 		rc = write_tail(m, err);
 	if (rc == SHOAL_OK)
@@ -959,8 +1572,25 @@ int shoal_records_each(int strategy, const char *data, size_t len,
 
 	if (strategy == SHOAL_MERGE_JSON)
 		return each_json(data, len, &ctx, err);
-	if (strategy == SHOAL_MERGE_JSONL || strategy == SHOAL_MERGE_CONCAT)
+	if (strategy == SHOAL_MERGE_JSONL || strategy == SHOAL_MERGE_CONCAT ||
+	    strategy == SHOAL_MERGE_SPANS)
 		return each_line(data, len, each_raw_line, &ctx, err);
 	return shoal_error_set(err, SHOAL_EINVAL, "unknown merge strategy %d",
 			       strategy);
+}
+
+int shoal_merge_records_strategy(int strategy, int format)
+{
+	switch (format) {
+	case SHOAL_FORMAT_JSONL:
+		return SHOAL_MERGE_JSONL;
+	case SHOAL_FORMAT_JSON:
+		return SHOAL_MERGE_JSON;
+	case SHOAL_FORMAT_CSV:
+	case SHOAL_FORMAT_TEXT:
+		return SHOAL_MERGE_CONCAT;
+	default:
+		return strategy == SHOAL_MERGE_SPANS ? SHOAL_MERGE_JSONL
+						     : strategy;
+	}
 }

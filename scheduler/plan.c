@@ -146,6 +146,28 @@ int shoal_plan_records(struct shoal_plan *p, const struct shoal_stage_conf *stag
 	return rc;
 }
 
+int shoal_plan_single(struct shoal_plan *p, const struct shoal_stage_conf *stage,
+		      const char *source, const char *data, size_t len,
+		      struct shoal_error *err)
+{
+	memset(p, 0, sizeof(*p));
+	p->stage = stage;
+	p->fd = -1;
+	p->items = calloc(1, sizeof(*p->items));
+	if (p->items == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	p->nitems = 1;
+	p->items[0].source = shoal_strdup(source);
+	p->items[0].data = malloc(len + 1);
+	if (p->items[0].source == NULL || p->items[0].data == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	if (len > 0)
+		memcpy(p->items[0].data, data, len);
+	p->items[0].data[len] = '\0';
+	p->items[0].len = len;
+	return SHOAL_OK;
+}
+
 /* Loads item i's bytes into cur_data (files are read; records borrowed). */
 static int open_item(struct shoal_plan *p, size_t i, struct shoal_error *err)
 {

@@ -63,6 +63,12 @@ int shoal_plan_records(struct shoal_plan *p, const struct shoal_stage_conf *stag
 		       const char *upstream_output, int upstream_strategy,
 		       struct shoal_error *err);
 
+/* One item holding data (copied), named source: what a `reduce` stage
+ * works on (the merged outputs of its needs). */
+int shoal_plan_single(struct shoal_plan *p, const struct shoal_stage_conf *stage,
+		      const char *source, const char *data, size_t len,
+		      struct shoal_error *err);
+
 /* Counts the subtasks (one splitting pass) into p->total. */
 int shoal_plan_count(struct shoal_plan *p, struct shoal_error *err);
 

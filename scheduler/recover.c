@@ -263,6 +263,11 @@ int harness_recover_redis(struct harness *h, struct shoal_error *err)
 	harness_discard_effects(h);
 	while (shoal_now_ms() - start < (int64_t)limit) {
 		usleep((useconds_t)wait * 1000);
+		/* Our private server may be the one that went away (or one we
+		 * reused from a harness that died): start it again. */
+		if (h->emb != NULL &&
+		    shoal_embedded_ensure(h->opts->state_dir, h->emb, &cerr) != SHOAL_OK)
+			shoal_debug("restarting the embedded Redis: %s", cerr.msg);
 		if (shoal_state_reconnect(h->st, &cerr) == SHOAL_OK &&
 		    resync_all(h, &cerr) == SHOAL_OK) {
 			shoal_info("Redis is back after %lld ms; run resynced",

@@ -7,12 +7,16 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
+#include <nng/supplemental/tls/tls.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/util.h"
+
+#define PEM_FILE_MAX ((size_t)1 << 20)	/* a certificate chain or a key */
 
 /* Queue of closed pipe ids; bounded: overflow only loses the early
  * signal, heartbeats still catch the worker. */
@@ -198,6 +202,153 @@ size_t shoal_listener_closed_pipes(struct shoal_listener *l, uint32_t *ids,
 	return n;
 }
 
+/* ---- TLS -------------------------------------------------------------- */
+
+static int is_tls_url(const char *url)
+{
+	return strncmp(url, "tls+", 4) == 0;
+}
+
+static int tls_fail(struct shoal_error *err, int rv, const char *what,
+		    const char *file)
+{
+	return shoal_error_set(err, SHOAL_EINVAL, "TLS: cannot use %s %s: %s",
+			       what, file, nng_strerror(rv));
+}
+
+/* Our certificate and key, from two PEM files. */
+static int tls_own_cert(nng_tls_config *cfg, const struct shoal_tls_opts *tls,
+			struct shoal_error *err)
+{
+	char *cert = NULL, *key = NULL;
+	size_t len;
+	int rv, rc;
+
+	rc = shoal_read_file(tls->cert_file, PEM_FILE_MAX, &cert, &len, err);
+	if (rc == SHOAL_OK)
+		rc = shoal_read_file(tls->key_file, PEM_FILE_MAX, &key, &len, err);
+	if (rc == SHOAL_OK) {
+		rv = nng_tls_config_own_cert(cfg, cert, key, NULL);
+		if (rv != 0)
+			rc = tls_fail(err, rv, "certificate and key",
+				      tls->cert_file);
+	}
+	if (key != NULL) {
+		explicit_bzero(key, strlen(key));
+		free(key);
+	}
+	free(cert);
+	return rc;
+}
+
+/* The settings a listener needs: a certificate; a CA when it asks one. */
+static int tls_check_server(const struct shoal_tls_opts *tls, const char *url,
+			    struct shoal_error *err)
+{
+	if (tls->cert_file == NULL || tls->key_file == NULL)
+		return shoal_error_set(err, SHOAL_EINVAL, "%s: a TLS listener "
+				       "needs a certificate and a key", url);
+	if (tls->require_client_cert && tls->ca_file == NULL)
+		return shoal_error_set(err, SHOAL_EINVAL, "%s: client certificates "
+				       "need a CA file to check them against", url);
+	return SHOAL_OK;
+}
+
+static int tls_check_client(const struct shoal_tls_opts *tls, const char *url,
+			    struct shoal_error *err)
+{
+	if (tls->ca_file == NULL)
+		return shoal_error_set(err, SHOAL_EINVAL, "%s: a TLS dialer needs "
+				       "the CA file of the harness's certificate", url);
+	if ((tls->cert_file == NULL) != (tls->key_file == NULL))
+		return shoal_error_set(err, SHOAL_EINVAL, "%s: a client certificate "
+				       "needs both cert_file and key_file", url);
+	return SHOAL_OK;
+}
+
+/* A TLS configuration for mode; the caller frees it with
+ * nng_tls_config_free (endpoints keep their own hold). */
+static int tls_config(nng_tls_mode mode, const struct shoal_tls_opts *tls,
+		      const char *server_name, nng_tls_config **out,
+		      struct shoal_error *err)
+{
+	nng_tls_config *cfg;
+	int rv = nng_tls_config_alloc(&cfg, mode), rc = SHOAL_OK;
+	int server = mode == NNG_TLS_MODE_SERVER;
+
+	if (rv != 0)
+		return shoal_error_set(err, SHOAL_EUNSUPPORTED, "TLS is not "
+				       "available: %s", nng_strerror(rv));
+	if (tls->cert_file != NULL)
+		rc = tls_own_cert(cfg, tls, err);
+	if (rc == SHOAL_OK && tls->ca_file != NULL &&
+	    (!server || tls->require_client_cert)) {
+		rv = nng_tls_config_ca_file(cfg, tls->ca_file);
+		if (rv != 0)
+			rc = tls_fail(err, rv, "CA file", tls->ca_file);
+	}
+	if (rc == SHOAL_OK && server_name != NULL) {
+		rv = nng_tls_config_server_name(cfg, server_name);
+		if (rv != 0)
+			rc = tls_fail(err, rv, "server name", server_name);
+	}
+	if (rc == SHOAL_OK) {
+		rv = nng_tls_config_auth_mode(cfg, !server || tls->require_client_cert
+					      ? NNG_TLS_AUTH_MODE_REQUIRED
+					      : NNG_TLS_AUTH_MODE_NONE);
+		if (rv != 0)
+			rc = tls_fail(err, rv, "authentication mode for", "TLS");
+	}
+	if (rc != SHOAL_OK) {
+		nng_tls_config_free(cfg);
+		return rc;
+	}
+	*out = cfg;
+	return SHOAL_OK;
+}
+
+/* Checks that tls is given exactly when url wants it. */
+static int tls_match_url(const char *url, const struct shoal_tls_opts *tls,
+			 struct shoal_error *err)
+{
+	if (is_tls_url(url) && tls == NULL)
+		return shoal_error_set(err, SHOAL_EINVAL, "%s needs TLS settings "
+				       "(certificate, key, CA)", url);
+	if (!is_tls_url(url) && tls != NULL)
+		return shoal_error_set(err, SHOAL_EINVAL, "%s is not a tls+ URL "
+				       "but TLS settings were given", url);
+	return SHOAL_OK;
+}
+
+int shoal_listener_add_url(struct shoal_listener *l, const char *url,
+			   const struct shoal_tls_opts *tls,
+			   struct shoal_error *err)
+{
+	nng_tls_config *cfg = NULL;
+	nng_listener lst = NNG_LISTENER_INITIALIZER;
+	int rv, rc = tls_match_url(url, tls, err);
+
+	if (rc == SHOAL_OK && tls != NULL)
+		rc = tls_check_server(tls, url, err);
+	if (rc == SHOAL_OK && tls != NULL)
+		rc = tls_config(NNG_TLS_MODE_SERVER, tls, NULL, &cfg, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	rv = nng_listener_create(&lst, l->sock, url);
+	if (rv == 0 && cfg != NULL)
+		rv = nng_listener_set_ptr(lst, NNG_OPT_TLS_CONFIG, cfg);
+	if (rv == 0)
+		rv = nng_listener_start(lst, 0);
+	if (cfg != NULL)
+		nng_tls_config_free(cfg);
+	if (rv != 0) {
+		if (nng_listener_id(lst) > 0)
+			nng_listener_close(lst);
+		return nng_fail(err, rv, "cannot listen on", url);
+	}
+	return SHOAL_OK;
+}
+
 /* ---- dialer ---------------------------------------------------------- */
 
 enum chan_state { CHAN_IDLE, CHAN_SENDING, CHAN_RECEIVING, CHAN_DONE, CHAN_FAILED };
@@ -263,8 +414,9 @@ static int open_channel(struct shoal_dialer *d, struct channel *c,
 	return SHOAL_OK;
 }
 
-int shoal_dialer_open(const char *url, size_t max_msg,
-		      struct shoal_dialer **out, struct shoal_error *err)
+/* The socket and its channels, not dialing yet. */
+static int dialer_alloc(const char *url, size_t max_msg,
+			struct shoal_dialer **out, struct shoal_error *err)
 {
 	struct shoal_dialer *d = calloc(1, sizeof(*d));
 	int rv, rc, i;
@@ -290,16 +442,92 @@ int shoal_dialer_open(const char *url, size_t max_msg,
 		if (rc != SHOAL_OK)
 			goto fail;
 	}
-	rv = nng_dial(d->sock, url, NULL, NNG_FLAG_NONBLOCK);
-	if (rv != 0) {
-		rc = nng_fail(err, rv, "cannot dial", url);
-		goto fail;
-	}
 	*out = d;
 	return SHOAL_OK;
 fail:
 	shoal_dialer_close(d);
 	return rc;
+}
+
+int shoal_dialer_open(const char *url, size_t max_msg,
+		      struct shoal_dialer **out, struct shoal_error *err)
+{
+	struct shoal_dialer *d;
+	int rv, rc = dialer_alloc(url, max_msg, &d, err);
+
+	if (rc != SHOAL_OK)
+		return rc;
+	rv = nng_dial(d->sock, url, NULL, NNG_FLAG_NONBLOCK);
+	if (rv != 0) {
+		shoal_dialer_close(d);
+		return nng_fail(err, rv, "cannot dial", url);
+	}
+	*out = d;
+	return SHOAL_OK;
+}
+
+/* The host of url, for certificate name checks; NULL on failure (the
+ * caller frees it). */
+static char *url_host(const char *url)
+{
+	nng_url *u;
+	char *host;
+
+	if (nng_url_parse(&u, url) != 0)
+		return NULL;
+	host = shoal_strdup(u->u_hostname);
+	nng_url_free(u);
+	return host;
+}
+
+/* Dials url with cfg; nng keeps redialing in the background. */
+static int dial_tls(struct shoal_dialer *d, const char *url, nng_tls_config *cfg,
+		    struct shoal_error *err)
+{
+	nng_dialer dl;
+	int rv = nng_dialer_create(&dl, d->sock, url);
+
+	if (rv == 0)
+		rv = nng_dialer_set_ptr(dl, NNG_OPT_TLS_CONFIG, cfg);
+	if (rv == 0)
+		rv = nng_dialer_start(dl, NNG_FLAG_NONBLOCK);
+	if (rv != 0)
+		return nng_fail(err, rv, "cannot dial", url);
+	return SHOAL_OK;
+}
+
+int shoal_dialer_open_tls(const char *url, size_t max_msg,
+			  const struct shoal_tls_opts *tls,
+			  const char *server_name, struct shoal_dialer **out,
+			  struct shoal_error *err)
+{
+	struct shoal_dialer *d = NULL;
+	nng_tls_config *cfg = NULL;
+	char *host = NULL;
+	int rc = tls_match_url(url, tls, err);
+
+	if (rc == SHOAL_OK)
+		rc = tls_check_client(tls, url, err);
+	if (rc == SHOAL_OK && server_name == NULL) {
+		server_name = host = url_host(url);
+		if (host == NULL)
+			rc = shoal_error_set(err, SHOAL_EINVAL, "%s: not a URL", url);
+	}
+	if (rc == SHOAL_OK)
+		rc = tls_config(NNG_TLS_MODE_CLIENT, tls, server_name, &cfg, err);
+	if (rc == SHOAL_OK)
+		rc = dialer_alloc(url, max_msg, &d, err);
+	if (rc == SHOAL_OK)
+		rc = dial_tls(d, url, cfg, err);
+	if (cfg != NULL)
+		nng_tls_config_free(cfg);
+	free(host);
+	if (rc != SHOAL_OK) {
+		shoal_dialer_close(d);
+		return rc;
+	}
+	*out = d;
+	return SHOAL_OK;
 }
 
 void shoal_dialer_close(struct shoal_dialer *d)

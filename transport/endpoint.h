@@ -11,6 +11,11 @@
  * a long-poll for work and a report of results can be outstanding at once.
  * Completions arrive on nng threads; they only record the reply and wake a
  * pipe that the worker's poll loop watches.
+ *
+ * Remote workers reach the harness over tcp:// or tls+tcp:// (nng's
+ * mbedTLS transport): shoal_listener_add_url and shoal_dialer_open_tls.
+ * Who a peer is (the shared token) is checked above this layer, in the
+ * HELLO exchange (transport/auth.h).
  */
 #ifndef SHOAL_ENDPOINT_H
 #define SHOAL_ENDPOINT_H
@@ -65,6 +70,33 @@ int shoal_listener_reply(struct shoal_listener *l, const struct shoal_route *rou
 size_t shoal_listener_closed_pipes(struct shoal_listener *l, uint32_t *ids,
 				   size_t max);
 
+/* ---- TLS, for remote workers ---- */
+
+/* Files are PEM.  The key must not be encrypted.  Neither side trusts the
+ * system's CA store: a dialer verifies the harness against ca_file only. */
+struct shoal_tls_opts {
+	const char *cert_file;	/* our certificate (chain): required on a
+				 * listener, optional on a dialer (client
+				 * certificate for mutual TLS) */
+	const char *key_file;	/* its private key; with cert_file */
+	const char *ca_file;	/* dialer: the CA the harness's certificate
+				 * must chain to (required); listener: the CA
+				 * client certificates must chain to (used
+				 * with require_client_cert) */
+	int require_client_cert; /* listener: refuse a handshake without a
+				 * certificate signed by ca_file */
+};
+
+/* Adds a second listen URL to l's socket, e.g. tcp://0.0.0.0:7700 or
+ * tls+tcp://0.0.0.0:7700 next to the ipc:// of local workers; requests
+ * from every URL arrive on the same recv fd.  tls is required for a tls+
+ * URL and refused for any other (SHOAL_EINVAL).  The listener lives until
+ * shoal_listener_close.  A TLS handshake that fails never produces a
+ * request: the peer just cannot connect. */
+int shoal_listener_add_url(struct shoal_listener *l, const char *url,
+			   const struct shoal_tls_opts *tls,
+			   struct shoal_error *err);
+
 /* ---- worker side ---- */
 
 enum shoal_channel {
@@ -80,6 +112,20 @@ struct shoal_dialer;
 int shoal_dialer_open(const char *url, size_t max_msg,
 		      struct shoal_dialer **out, struct shoal_error *err);
 void shoal_dialer_close(struct shoal_dialer *d);
+
+/* Like shoal_dialer_open, for a tls+tcp:// url: the harness's certificate
+ * must chain to tls->ca_file and name server_name (NULL: the URL's host).
+ * mbedTLS 2.28 as shipped in Debian 12 checks the name against the
+ * certificate's DNS subjectAltNames (or its CN when it has none) and
+ * ignores IP-address entries: when dialing an address, pass a DNS name
+ * the certificate carries.  With
+ * tls->cert_file/key_file the dialer presents a client certificate.  A
+ * handshake that fails is retried like any lost connection, so requests
+ * time out rather than fail: nothing is sent to an unverified peer. */
+int shoal_dialer_open_tls(const char *url, size_t max_msg,
+			  const struct shoal_tls_opts *tls,
+			  const char *server_name, struct shoal_dialer **out,
+			  struct shoal_error *err);
 
 /* Readable when a channel completed (drain it with shoal_dialer_take). */
 int shoal_dialer_fd(const struct shoal_dialer *d);

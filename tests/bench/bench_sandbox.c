@@ -1,6 +1,8 @@
 /* bench_sandbox.c - what a native sandbox costs, against raw fork+exec of
- * the same program measured in the same run.  Prints one "name value unit"
- * line per figure.
+ * the same program measured in the same run: a whole job (start, exec,
+ * teardown) with and without a network namespace and with cgroup limits,
+ * one command in an open session, and jobs/s with many in flight.  Prints
+ * one "name value unit" line per figure.
  *
  *   bench_sandbox [iterations] [concurrency] [program]
  *
@@ -91,7 +93,8 @@ static struct shoal_sandbox_job *start(const struct shoal_sandbox_spec *s)
 	return job;
 }
 
-static void finish(struct shoal_sandbox_job *job)
+/* Steps a job (or a session's operation) to its end; it must succeed. */
+static void finish_step(struct shoal_sandbox_job *job)
 {
 	while (shoal_sandbox_job_step(job, shoal_now_ms()) == 0) {
 		struct pollfd p = { shoal_sandbox_job_fd(job), POLLIN, 0 };
@@ -103,15 +106,45 @@ static void finish(struct shoal_sandbox_job *job)
 			shoal_sandbox_job_outcome(job)->reason);
 		exit(1);
 	}
-	shoal_sandbox_job_free(job);
 }
 
 static int64_t sandbox_once(const struct shoal_sandbox_spec *s)
 {
 	int64_t t0 = shoal_now_us();
+	struct shoal_sandbox_job *job = start(s);
 
-	finish(start(s));
+	finish_step(job);
+	shoal_sandbox_job_free(job);
 	return shoal_now_us() - t0;
+}
+
+/* One command in an open session: what an agent's tool call costs once
+ * its sandbox exists. */
+static void session_exec_stats(const char **argv, int iters, int64_t *v)
+{
+	struct shoal_sandbox_spec s;
+	struct shoal_sandbox_job *job = NULL;
+	struct shoal_error err;
+	int i;
+
+	spec_init(&s, argv, 1);
+	s.argc = 0;
+	if (shoal_sandbox_session_open(&s, &job, &err) != SHOAL_OK) {
+		fprintf(stderr, "bench_sandbox: %s\n", err.msg);
+		exit(1);
+	}
+	finish_step(job);
+	for (i = 0; i < iters; i++) {
+		int64_t t0 = shoal_now_us();
+
+		if (shoal_sandbox_session_exec(job, argv, 1, 0, &err) != SHOAL_OK) {
+			fprintf(stderr, "bench_sandbox: %s\n", err.msg);
+			exit(1);
+		}
+		finish_step(job);
+		v[i] = shoal_now_us() - t0;
+	}
+	shoal_sandbox_job_free(job);
 }
 
 /* Jobs per second with `conc` jobs in flight, `total` in all. */
@@ -220,6 +253,10 @@ int main(int argc, char **argv)
 	for (i = 0; i < iters; i++)
 		v[i] = sandbox_once(&s);
 	print_stats("sandbox_netns_cgroup_limits", v, iters);
+
+	session_exec_stats(sargv, iters, v);
+	print_stats("session_exec", v, iters);
+	printf("session_exec_ratio %.2f x\n", (double)v[iters / 2] / (double)raw_med);
 
 	printf("raw_jobs_per_s_c%d %.0f jobs/s\n", conc, raw_throughput(iters * 2, conc));
 	spec_init(&s, sargv, 1);

@@ -135,6 +135,22 @@ redis_kill_is_survived() {
 	expect_exactly_once "$d" 60 60
 }
 
+# The private embedded Redis dies: the harness starts it again (AOF).
+embedded_redis_killed_is_restarted() {
+	local d=$TMP/embedded
+	make_job "$d" 60
+	"$SHOAL_BIN" run "$d/run.yaml" --state-dir "$d/.shoal" >"$d/r1.out" 2>"$d/r1.err" &
+	local pid=$! rpid=""
+	sleep 1.2
+	rpid=$(pgrep -f "redis-server.*$d/.shoal" | head -1)
+	[ -n "$rpid" ] && kill -9 "$rpid"
+	wait "$pid"
+	expect_eq "$?" 0 "the run completes after its embedded Redis was killed"
+	[ -n "$rpid" ] || fail "found no embedded redis-server to kill"
+	expect_contains "$d/r1.err" "Redis is back" "the harness brought it back"
+	expect_exactly_once "$d" 60 60
+}
+
 # Seeded random faults: for each seed, kill the harness or a worker at a
 # random moment, resume until the run is done, check exactly once.
 random_faults_lose_nothing() {
@@ -171,5 +187,6 @@ run_test run_resume_flag_continues_the_same_run
 run_test cancel_stops_a_running_run
 run_test redis_restart_is_survived
 run_test redis_kill_is_survived
+run_test embedded_redis_killed_is_restarted
 run_test random_faults_lose_nothing
 finish

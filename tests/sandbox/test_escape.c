@@ -31,12 +31,16 @@
 #ifndef SHOAL_PROBE_DIR
 #error "SHOAL_PROBE_DIR must name the folder of the probe binary"
 #endif
-#define PROBE SHOAL_PROBE_DIR "/probe"
 
 static const char *default_env[] = {
 	"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
 };
-static const char *probe_dirs[] = { SHOAL_PROBE_DIR };
+/* The probe is copied at start-up into a fresh folder every uid can read
+ * (the build tree may not be: the sandbox's host uid must reach what is
+ * bound into it); PROBE is the copy. */
+static char probe_dir[256];
+static char PROBE[300];
+static const char *probe_dirs[1];
 static char secret[64];		/* set with setenv at start-up */
 static struct shoal_sandbox_host_info host;
 
@@ -164,6 +168,17 @@ static void show(const char *what, struct shoal_sandbox_job *job)
 		if (!ok_)                                                  \
 			show(line, job);                                   \
 	} while (0)
+
+/* A sleep length (and probe tag) unique to this test process, so that runs
+ * of the suite in parallel never count each other's processes. */
+static const char *tag(int k)
+{
+	static char bufs[8][24];
+
+	snprintf(bufs[k], sizeof(bufs[k]), "%ld",
+		 1000000L * (k + 1) + (long)getpid() % 1000000);
+	return bufs[k];
+}
 
 /* Counts host processes whose cmdline is exactly these NUL-joined args. */
 static int count_host_procs(const char *const *args, size_t n)
@@ -303,14 +318,17 @@ static void sandbox_stages_read_only_files(void)
 		{ "data/a.txt", "abc", 3, 0444 },
 		{ "rw.txt", "rw", 2, 0644 },
 	};
-	const char *argv[] = { "/bin/sh", "-c",
-		"cat data/a.txt; echo; stat -c '%a %U' data/a.txt rw.txt;"
-		PROBE " write data/a.txt; " PROBE " chmod data/a.txt; "
-		PROBE " unlink data/a.txt; " PROBE " write input;"
-		"echo more >> rw.txt && cat rw.txt; cat data/a.txt" };
+	char script[2048];
+	const char *argv[] = { "/bin/sh", "-c", script };
 	struct shoal_sandbox_spec s;
 	struct shoal_sandbox_job *job;
 
+	snprintf(script, sizeof(script),
+		 "cat data/a.txt; echo; stat -c '%%a %%U' data/a.txt rw.txt;"
+		 "%s write data/a.txt; %s chmod data/a.txt; "
+		 "%s unlink data/a.txt; %s write input;"
+		 "echo more >> rw.txt && cat rw.txt; cat data/a.txt",
+		 PROBE, PROBE, PROBE, PROBE);
 	spec_init(&s, argv, 3);
 	s.files = files;
 	s.nfiles = 2;
@@ -456,6 +474,11 @@ static void sandbox_runs_unprivileged_without_capabilities(void)
 	EXPECT_PROBE(job, "CapAmb:\t0000000000000000");
 	EXPECT_PROBE(job, "NoNewPrivs:\t1");
 	EXPECT_PROBE(job, "Seccomp:\t2");
+	/* under memory pressure the sandbox goes before the host */
+	EXPECT_PROBE(job, "oom_score_adj=1000");
+	/* the worker ignores SIGPIPE (main); the workload must not */
+	EXPECT_PROBE(job, "SigIgn:\t0000000000000000");
+	EXPECT_PROBE(job, "SigBlk:\t0000000000000000");
 	shoal_sandbox_job_free(job);
 }
 
@@ -598,14 +621,16 @@ static void sandbox_cannot_write_outside_the_workspace(void)
 		 "  touch $p 2>/dev/null && echo wrote $p; done;"
 		 "echo inside > %s && echo tmp-ok;"
 		 "ls / | tr '\\n' ' '; echo;"
-		 "for p in /root /home /run /var /etc/shadow /etc/machine-id %s; do "
+		 "for p in /root /home /run /var/lib /var/run /var/log /etc/shadow "
+		 "  /etc/machine-id /etc/ssh /boot /srv /opt /mnt /work; do "
 		 "  test -e $p && echo visible $p; done; echo end",
-		 SHOAL_PROBE_DIR, marker, SHOAL_PROBE_DIR "/..");
+		 probe_dir, marker);
 	job = sh(script);
 	CHECK_EQ_INT(oc(job)->status, SHOAL_STATUS_OK);
 	CHECK(strstr(out_of(job), "wrote") == NULL);
-	CHECK(strstr(out_of(job), "visible") == NULL || has_line(job, "visible "
-	      SHOAL_PROBE_DIR "/.."));
+	CHECK(strstr(out_of(job), "visible") == NULL);
+	if (strstr(out_of(job), "visible") != NULL)
+		show("visible host paths", job);
 	EXPECT_PROBE(job, "tmp-ok");
 	EXPECT_PROBE(job, "end");
 	/* the sandbox's /tmp is its own */
@@ -690,9 +715,9 @@ static void sandbox_blocks_foreign_syscall_abis(void)
 
 static void sandbox_setuid_binary_gains_nothing(void)
 {
-	char dir[] = SHOAL_TEST_BUILD_DIR "/suid-XXXXXX", path[sizeof(dir) + 16];
+	char dir[] = "/var/tmp/shoal-suid-XXXXXX", path[sizeof(dir) + 16];
 	char cmd[1024];
-	const char *ro[] = { SHOAL_PROBE_DIR, dir };
+	const char *ro[] = { probe_dir, dir };
 	const char *argv[] = { path, "ids" };
 	struct shoal_sandbox_spec s;
 	struct shoal_sandbox_job *job;
@@ -799,12 +824,14 @@ static void sandbox_contains_a_memory_hog(void)
 
 static void sandbox_contains_a_disk_filler(void)
 {
-	const char *argv[] = { "/bin/sh", "-c",
-		PROBE " diskfill /tmp/fill; " PROBE " diskfill /workspace/big" };
+	char script[1024];
+	const char *argv[] = { "/bin/sh", "-c", script };
 	struct shoal_sandbox_spec s;
 	struct shoal_sandbox_job *job;
 	const char *w;
 
+	snprintf(script, sizeof(script),
+		 "%s diskfill /tmp/fill; %s diskfill /workspace/big", PROBE, PROBE);
 	spec_init(&s, argv, 3);
 	s.limits.disk = 8u << 20;
 	job = run_spec(&s);
@@ -868,14 +895,15 @@ static void sandbox_caps_collected_outputs(void)
 
 static void sandbox_timeout_kills_every_process(void)
 {
-	static const char *const sleeper[] = { "sleep", "1234" };
-	static const char *const lingerer[] = { PROBE, "linger" };
-	const char *argv[] = { "/bin/sh", "-c", "sleep 1234 & sleep 1234" };
-	const char *argv2[] = { PROBE, "linger" };
+	const char *sleeper[] = { "sleep", tag(0) };
+	const char *lingerer[] = { PROBE, "linger", tag(1) };
+	char script[128];
+	const char *argv[] = { "/bin/sh", "-c", script };
 	struct shoal_sandbox_spec s;
 	struct shoal_sandbox_job *job;
 	int64_t t0 = shoal_now_ms();
 
+	snprintf(script, sizeof(script), "sleep %s & sleep %s", tag(0), tag(0));
 	spec_init(&s, argv, 3);
 	s.limits.timeout_ms = 1000;
 	job = run_spec(&s);
@@ -886,20 +914,23 @@ static void sandbox_timeout_kills_every_process(void)
 	CHECK(host_procs_gone(sleeper, 2));
 
 	/* a child that setsid()s away is in the pid namespace all the same */
-	spec_init(&s, argv2, 2);
+	spec_init(&s, lingerer, 3);
 	s.limits.timeout_ms = 500;
 	job = run_spec(&s);
 	CHECK_EQ_INT(oc(job)->status, SHOAL_STATUS_TIMEOUT);
 	CHECK_STR(oc(job)->reason, "timed out after 500ms");
 	shoal_sandbox_job_free(job);
-	CHECK(host_procs_gone(lingerer, 2));
+	CHECK(host_procs_gone(lingerer, 3));
 }
 
 static void sandbox_kills_leftovers_when_the_command_exits(void)
 {
-	static const char *const sleeper[] = { "sleep", "4321" };
-	struct shoal_sandbox_job *job = sh("sleep 4321 & echo started");
+	const char *sleeper[] = { "sleep", tag(2) };
+	char script[128];
+	struct shoal_sandbox_job *job;
 
+	snprintf(script, sizeof(script), "sleep %s & echo started", tag(2));
+	job = sh(script);
 	CHECK_EQ_INT(oc(job)->status, SHOAL_STATUS_OK);
 	CHECK_STR(out_of(job), "started\n");
 	shoal_sandbox_job_free(job);
@@ -1026,6 +1057,68 @@ static void sandbox_runs_in_a_rootfs_folder(void)
 	CHECK(system(cmd) == 0);
 }
 
+/* ---- sessions: one sandbox, many operations ---- */
+
+/* Runs one step-until-done of a session operation. */
+static int op_wait(struct shoal_sandbox_job *s)
+{
+	wait_job(s);
+	return oc(s)->status;
+}
+
+static struct shoal_sandbox_job *session_open(void)
+{
+	static const struct shoal_sandbox_file files[] = {
+		{ "data/a.txt", "abc", 3, 0444 },
+	};
+	struct shoal_sandbox_spec spec;
+	struct shoal_sandbox_job *s = NULL;
+	struct shoal_error err;
+
+	spec_init(&spec, NULL, 0);
+	spec.files = files;
+	spec.nfiles = 1;
+	spec.limits.max_output = 64 * 1024;
+	if (shoal_sandbox_session_open(&spec, &s, &err) != SHOAL_OK) {
+		fprintf(stderr, "  session_open: %s\n", err.msg);
+		return NULL;
+	}
+	if (op_wait(s) != SHOAL_STATUS_OK)
+		show("session open", s);
+	return s;
+}
+
+static int sexec(struct shoal_sandbox_job *s, const char *script, uint64_t timeout_ms)
+{
+	const char *argv[] = { "/bin/sh", "-c", script };
+	struct shoal_error err;
+
+	if (shoal_sandbox_session_exec(s, argv, 3, timeout_ms, &err) != SHOAL_OK) {
+		fprintf(stderr, "  exec: %s\n", err.msg);
+		return -1;
+	}
+	return op_wait(s);
+}
+
+static int sread(struct shoal_sandbox_job *s, const char *path)
+{
+	struct shoal_error err;
+
+	if (shoal_sandbox_session_read(s, path, &err) != SHOAL_OK)
+		return -1;
+	return op_wait(s);
+}
+
+static int swrite(struct shoal_sandbox_job *s, const char *path, const char *data)
+{
+	struct shoal_error err;
+
+	if (shoal_sandbox_session_write(s, path, data, strlen(data), 0644, &err) !=
+	    SHOAL_OK)
+		return -1;
+	return op_wait(s);
+}
+
 /* ---- backend none: same outcome semantics, no isolation ---- */
 
 static void sandbox_none_backend_has_the_same_semantics(void)
@@ -1033,8 +1126,9 @@ static void sandbox_none_backend_has_the_same_semantics(void)
 	static const struct shoal_sandbox_file files[] = { { "d/f", "staged", 6, 0444 } };
 	const char *argv[] = { "/bin/sh", "-c",
 		"cat; cat d/f; mkdir out; printf x > out/o; env | sort; exit 7" };
-	const char *argv2[] = { "sh", "-c", "sleep 2345 & sleep 2345" };
-	static const char *const sleeper[] = { "sleep", "2345" };
+	char script2[128];
+	const char *argv2[] = { "sh", "-c", script2 };
+	const char *sleeper[] = { "sleep", tag(3) };
 	const char *outs[] = { "out" };
 	const char *env[] = { "PATH=/usr/bin:/bin", "A=1" };
 	struct shoal_sandbox_spec s;
@@ -1058,6 +1152,7 @@ static void sandbox_none_backend_has_the_same_semantics(void)
 	CHECK(oc(job)->noutputs == 1 && strcmp(oc(job)->outputs[0].path, "out/o") == 0);
 	shoal_sandbox_job_free(job);
 
+	snprintf(script2, sizeof(script2), "sleep %s & sleep %s", tag(3), tag(3));
 	spec_init(&s, argv2, 3);
 	s.limits.backend = SHOAL_SANDBOX_NONE;
 	s.limits.timeout_ms = 500;
@@ -1065,6 +1160,143 @@ static void sandbox_none_backend_has_the_same_semantics(void)
 	CHECK_EQ_INT(oc(job)->status, SHOAL_STATUS_TIMEOUT);
 	shoal_sandbox_job_free(job);
 	CHECK(host_procs_gone(sleeper, 2));
+
+	/* a session too */
+	{
+		struct shoal_error err;
+
+		spec_init(&s, NULL, 0);
+		s.limits.backend = SHOAL_SANDBOX_NONE;
+		CHECK(shoal_sandbox_session_open(&s, &job, &err) == SHOAL_OK);
+		CHECK_EQ_INT(op_wait(job), SHOAL_STATUS_OK);
+		CHECK_EQ_INT(swrite(job, "a/b.txt", "none"), SHOAL_STATUS_OK);
+		CHECK_EQ_INT(sexec(job, "cat a/b.txt > c.txt", 0), SHOAL_STATUS_OK);
+		CHECK_EQ_INT(sread(job, "c.txt"), SHOAL_STATUS_OK);
+		CHECK_STR(out_of(job), "none");
+		CHECK_EQ_INT(sexec(job, script2, 300), SHOAL_STATUS_TIMEOUT);
+		CHECK(host_procs_gone(sleeper, 2));
+		shoal_sandbox_job_free(job);
+	}
+}
+
+static void sandbox_session_keeps_one_workspace(void)
+{
+	struct shoal_sandbox_job *s = session_open();
+	struct shoal_error err;
+	const char *argv[] = { "no-such-tool" };
+
+	if (s == NULL) {
+		CHECK(0);
+		return;
+	}
+	CHECK_EQ_INT(sexec(s, "cat data/a.txt; echo made > new.txt; pwd", 0),
+		     SHOAL_STATUS_OK);
+	CHECK_STR(out_of(s), "abc/workspace\n");
+	CHECK_EQ_INT(sread(s, "new.txt"), SHOAL_STATUS_OK);
+	CHECK_STR(out_of(s), "made\n");
+	CHECK_EQ_INT(swrite(s, "sub/dir/w.txt", "written"), SHOAL_STATUS_OK);
+	CHECK_EQ_INT(sexec(s, "cat sub/dir/w.txt; stat -c %a sub/dir/w.txt", 0),
+		     SHOAL_STATUS_OK);
+	CHECK_STR(out_of(s), "written644\n");
+	CHECK(shoal_sandbox_session_list(s, "", &err) == SHOAL_OK);
+	CHECK_EQ_INT(op_wait(s), SHOAL_STATUS_OK);
+	EXPECT_PROBE(s, "f 7 sub/dir/w.txt");
+	EXPECT_PROBE(s, "d 0 sub");
+	EXPECT_PROBE(s, "f 3 data/a.txt");
+	CHECK(shoal_sandbox_session_list(s, "sub", &err) == SHOAL_OK);
+	CHECK_EQ_INT(op_wait(s), SHOAL_STATUS_OK);
+	CHECK_STR(out_of(s), "d 0 sub/dir\nf 7 sub/dir/w.txt\n");
+	/* a failing command is a result, not the end of the session */
+	CHECK_EQ_INT(sexec(s, "exit 4", 0), SHOAL_STATUS_FAILED);
+	CHECK_EQ_INT(oc(s)->exit_code, 4);
+	CHECK(shoal_sandbox_session_exec(s, argv, 1, 0, &err) == SHOAL_OK);
+	CHECK_EQ_INT(op_wait(s), SHOAL_STATUS_ERROR);
+	CHECK_STR(oc(s)->reason, "command not found: no-such-tool");
+	/* one operation at a time */
+	CHECK(shoal_sandbox_session_read(s, "new.txt", &err) == SHOAL_OK);
+	CHECK_EQ_INT(shoal_sandbox_session_read(s, "new.txt", &err), SHOAL_EAGAIN);
+	CHECK_EQ_INT(op_wait(s), SHOAL_STATUS_OK);
+	CHECK_EQ_INT(sexec(s, "echo still-here", 0), SHOAL_STATUS_OK);
+	CHECK_STR(out_of(s), "still-here\n");
+	shoal_sandbox_job_free(s);
+}
+
+static void sandbox_session_limits_end_the_command_not_the_session(void)
+{
+	const char *sleeper[] = { "sleep", tag(4) };
+	char script[128], bg[128];
+	struct shoal_sandbox_job *s = session_open();
+
+	if (s == NULL) {
+		CHECK(0);
+		return;
+	}
+	snprintf(script, sizeof(script), "sleep %s & sleep %s", tag(4), tag(4));
+	snprintf(bg, sizeof(bg), "sleep %s & echo bg", tag(4));
+	CHECK_EQ_INT(sexec(s, script, 300), SHOAL_STATUS_TIMEOUT);
+	CHECK_STR(oc(s)->reason, "timed out after 300ms");
+	CHECK(host_procs_gone(sleeper, 2));
+	CHECK_EQ_INT(sexec(s, "head -c 100000 /dev/zero", 0), SHOAL_STATUS_LIMIT);
+	CHECK_STR(oc(s)->reason, "output exceeded 64KiB");
+	CHECK_EQ_INT(oc(s)->out.len, 64 * 1024);
+	/* background processes never outlive their command */
+	CHECK_EQ_INT(sexec(s, bg, 0), SHOAL_STATUS_OK);
+	CHECK(host_procs_gone(sleeper, 2));
+	/* cancel */
+	{
+		const char *argv[] = { "sleep", "60" };
+		struct shoal_error err;
+
+		CHECK(shoal_sandbox_session_exec(s, argv, 2, 0, &err) == SHOAL_OK);
+		usleep(100000);
+		shoal_sandbox_job_kill(s);
+		CHECK_EQ_INT(op_wait(s), SHOAL_STATUS_CANCELLED);
+	}
+	CHECK_EQ_INT(sexec(s, "echo alive", 0), SHOAL_STATUS_OK);
+	CHECK_STR(out_of(s), "alive\n");
+	shoal_sandbox_job_free(s);
+}
+
+/* The workload controls the workspace: its symlinks, FIFOs and read-only
+ * files must not turn a file operation into an escape or a hang. */
+static void sandbox_session_file_operations_follow_no_links(void)
+{
+	struct shoal_sandbox_job *s = session_open();
+	struct shoal_error err;
+
+	if (s == NULL) {
+		CHECK(0);
+		return;
+	}
+	CHECK_EQ_INT(sexec(s, "ln -s /etc etclink && ln -s /etc/passwd pw && "
+			   "mkfifo fifo && mkdir d && ln -s .. d/up", 0),
+		     SHOAL_STATUS_OK);
+	CHECK_EQ_INT(sread(s, "pw"), SHOAL_STATUS_ERROR);
+	CHECK_STR(oc(s)->reason, "read pw: Too many levels of symbolic links");
+	CHECK_EQ_INT(sread(s, "etclink/passwd"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(sread(s, "d/up/data/a.txt"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(sread(s, "fifo"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(sread(s, "d"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(swrite(s, "etclink/evil", "x"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(swrite(s, "pw", "x"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(swrite(s, "fifo", "x"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(swrite(s, "data/a.txt", "x"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(sread(s, "data/a.txt"), SHOAL_STATUS_OK);
+	CHECK_STR(out_of(s), "abc");
+	CHECK_EQ_INT(shoal_sandbox_session_read(s, "../x", &err), SHOAL_EINVAL);
+	CHECK_EQ_INT(shoal_sandbox_session_write(s, "/etc/x", "x", 1, 0644, &err),
+		     SHOAL_EINVAL);
+	CHECK(shoal_sandbox_session_list(s, "", &err) == SHOAL_OK);
+	CHECK_EQ_INT(op_wait(s), SHOAL_STATUS_OK);
+	EXPECT_PROBE(s, "l 0 pw");
+	EXPECT_PROBE(s, "l 0 d/up");
+	EXPECT_PROBE(s, "o 0 fifo");
+	CHECK(strstr(out_of(s), "passwd") == NULL);
+	/* nothing was written through a link */
+	CHECK_EQ_INT(sexec(s, "ls /etc/evil 2>&1; cat /etc/passwd | head -1", 0),
+		     SHOAL_STATUS_OK);
+	CHECK(strstr(out_of(s), "No such file") != NULL);
+	shoal_sandbox_job_free(s);
 }
 
 /* Every init reaped, every job cgroup removed. */
@@ -1096,6 +1328,32 @@ static void sandbox_leaves_nothing_behind(void)
 	}
 }
 
+/* Copies the probe into /var/tmp/shoal-probe-XXXXXX (mode 0755). */
+static int stage_probe(void)
+{
+	const char *src = getenv("SHOAL_TEST_PROBE");
+	char cmd[1024];
+
+	if (src == NULL)
+		src = SHOAL_PROBE_DIR "/probe";
+	snprintf(probe_dir, sizeof(probe_dir), "/var/tmp/shoal-probe-XXXXXX");
+	if (mkdtemp(probe_dir) == NULL || chmod(probe_dir, 0755) != 0) {
+		perror("staging the probe in /var/tmp");
+		return -1;
+	}
+	snprintf(PROBE, sizeof(PROBE), "%s/probe", probe_dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && chmod 0755 '%s'", src, PROBE,
+		 PROBE);
+	probe_dirs[0] = probe_dir;
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static void unstage_probe(void)
+{
+	unlink(PROBE);
+	rmdir(probe_dir);
+}
+
 int main(void)
 {
 	struct shoal_error err;
@@ -1103,6 +1361,7 @@ int main(void)
 	char hex[17];
 
 	shoal_log_setup(SHOAL_LOG_INFO, 0, "test_escape");
+	signal(SIGPIPE, SIG_IGN);	/* as the worker does */
 	/* a credential the harness would hold, set at run time */
 	shoal_random_bytes(rnd, sizeof(rnd));
 	shoal_hex(rnd, sizeof(rnd), hex);
@@ -1110,8 +1369,11 @@ int main(void)
 	setenv("REDIS_PASSWORD", secret, 1);
 	setenv("SHOAL_TOKEN", secret, 1);
 
+	if (stage_probe() != 0)
+		return 1;
 	if (shoal_sandbox_global_init(&err) != SHOAL_OK) {
 		fprintf(stderr, "sandbox unavailable: %s\n", err.msg);
+		unstage_probe();
 		return 1;
 	}
 	shoal_sandbox_host_info(&host);
@@ -1154,6 +1416,10 @@ int main(void)
 	RUN(sandbox_network_host_reaches_loopback);
 	RUN(sandbox_runs_in_a_rootfs_folder);
 	RUN(sandbox_none_backend_has_the_same_semantics);
+	RUN(sandbox_session_keeps_one_workspace);
+	RUN(sandbox_session_limits_end_the_command_not_the_session);
+	RUN(sandbox_session_file_operations_follow_no_links);
 	RUN(sandbox_leaves_nothing_behind);
+	unstage_probe();
 	return test_done();
 }

@@ -240,6 +240,53 @@ static void check_default_sandbox(const struct shoal_sandbox_conf *sb)
 	CHECK_STR(env_get(sb, "PATH"), "/usr/local/bin:/usr/bin:/bin");
 }
 
+/* What docs/CONFIG.md promises for the keys of durable runs, pools and
+ * pipelines that nobody wrote. */
+static void check_default_top(const struct shoal_config *cfg)
+{
+	CHECK_EQ_INT(cfg->state_ttl_ms, 7ull * 24 * 3600 * 1000);
+	CHECK_EQ_INT(cfg->redis_unavailable_ms, 60000);
+	CHECK_EQ_INT(cfg->min_workers, 0);
+	CHECK_EQ_INT(cfg->scale_up_after_ms, 200);
+	CHECK_EQ_INT(cfg->idle_timeout_ms, 30000);
+	CHECK(cfg->listen == NULL);
+	CHECK(cfg->token_file == NULL);
+	CHECK(cfg->tls_cert == NULL && cfg->tls_key == NULL && cfg->tls_ca == NULL);
+	CHECK(cfg->metrics_listen == NULL);
+	CHECK_EQ_INT(cfg->retry.max_attempts, 3);
+	CHECK_EQ_INT(cfg->retry.backoff_ms, 500);
+	CHECK_EQ_INT(cfg->retry.max_backoff_ms, 30000);
+	CHECK_EQ_INT(cfg->timeouts.schedule_to_start_ms, 0);
+	CHECK_EQ_INT(cfg->timeouts.start_to_close_ms, 0);	/* each stage's */
+	CHECK_EQ_INT(cfg->timeouts.heartbeat_ms, 10000);
+	CHECK_EQ_INT(cfg->checkpoint, SHOAL_CHECKPOINT_TURN);
+}
+
+static void check_default_stage(const struct shoal_stage_conf *st)
+{
+	CHECK_EQ_INT(st->retry.max_attempts, 3);
+	CHECK_EQ_INT(st->retries, 2);
+	CHECK_EQ_INT(st->retry.backoff_ms, 500);
+	CHECK_EQ_INT(st->retry.max_backoff_ms, 30000);
+	CHECK_EQ_INT(st->timeouts.schedule_to_start_ms, 0);
+	CHECK_EQ_INT(st->timeouts.start_to_close_ms, 30 * 60 * 1000);
+	CHECK_EQ_INT(st->timeout_ms, 30 * 60 * 1000);
+	CHECK_EQ_INT(st->timeouts.heartbeat_ms, 10000);
+	CHECK_EQ_INT(st->checkpoint, SHOAL_CHECKPOINT_TURN);
+	CHECK_EQ_INT(st->reduce, 0);
+	CHECK_EQ_INT(st->input.kind, SHOAL_INPUT_CHUNK);
+	CHECK(st->input.file_lines == NULL && st->input.from == NULL &&
+	      st->input.to == NULL && st->input.tmpl == NULL);
+	CHECK(st->when.stage == NULL);
+	CHECK_EQ_INT(st->max_parallel, 0);
+	CHECK_EQ_INT(st->format, SHOAL_FORMAT_DEFAULT);
+	CHECK_EQ_INT(st->ncolumns, 0);
+	CHECK(st->columns == NULL);
+	CHECK_EQ_INT(st->merge.nkey, 0);
+	CHECK(st->merge.start == NULL && st->merge.end == NULL);
+	CHECK_EQ_INT(st->merge.join_adjacent, 0);
+}
+
 static void minimal_config_gets_every_default(void)
 {
 	struct shoal_config *cfg = load_good("minimal.yaml");
@@ -260,6 +307,7 @@ static void minimal_config_gets_every_default(void)
 	CHECK_EQ_INT(cfg->slots_per_worker, 1);
 	CHECK_EQ_INT(strlen(cfg->hash), 64);
 	check_default_sandbox(&cfg->sandbox);
+	check_default_top(cfg);
 	CHECK_EQ_INT(cfg->nstages, 1);
 	st = &cfg->stages[0];
 	CHECK_STR(st->id, "only");
@@ -285,6 +333,7 @@ static void minimal_config_gets_every_default(void)
 	CHECK_STR(st->output + strlen(dir), "/out.txt");
 	CHECK_EQ_INT(st->noutputs, 0);
 	check_default_sandbox(&st->sandbox);
+	check_default_stage(st);
 	CHECK_EQ_INT(shoal_config_stage_index(cfg, "only"), 0);
 	CHECK_EQ_INT(shoal_config_stage_index(cfg, "other"), -1);
 	shoal_config_free(cfg);
@@ -338,7 +387,9 @@ static void check_full_entries(const struct shoal_config *cfg)
 	CHECK_EQ_INT(st->nrun, 3);
 	CHECK_STR(st->run[2], "detect.awk");
 	CHECK_EQ_INT(st->timeout_ms, 30000);
+	CHECK_EQ_INT(st->timeouts.start_to_close_ms, 30000);
 	CHECK_EQ_INT(st->retries, 3);
+	CHECK_EQ_INT(st->retry.max_attempts, 4);
 	CHECK_EQ_INT(st->fan_in, SHOAL_FAN_IN_CONTINUE);
 	CHECK_EQ_INT(st->merge.strategy, SHOAL_MERGE_JSONL);
 	CHECK_EQ_INT(st->merge.ndedupe_by, 2);
@@ -437,6 +488,188 @@ static void builtin_noop_and_block_min_success_load(void)
 	shoal_config_free(cfg);
 }
 
+static void check_durable_top(const struct shoal_config *cfg)
+{
+	CHECK_EQ_INT(cfg->state_ttl_ms, 2ull * 24 * 3600 * 1000);
+	CHECK_EQ_INT(cfg->redis_unavailable_ms, 5 * 60 * 1000);
+	CHECK_EQ_INT(cfg->max_workers, 8);
+	CHECK_EQ_INT(cfg->min_workers, 2);
+	CHECK_EQ_INT(cfg->scale_up_after_ms, 1000);
+	CHECK_EQ_INT(cfg->idle_timeout_ms, 120000);
+	CHECK_STR(cfg->metrics_listen, "[::1]:9464");
+	CHECK_EQ_INT(cfg->retry.max_attempts, 5);
+	CHECK_EQ_INT(cfg->retry.backoff_ms, 2000);
+	CHECK_EQ_INT(cfg->retry.max_backoff_ms, 60000);
+	CHECK_EQ_INT(cfg->timeouts.schedule_to_start_ms, 600000);
+	CHECK_EQ_INT(cfg->timeouts.start_to_close_ms, 45 * 60 * 1000);
+	CHECK_EQ_INT(cfg->timeouts.heartbeat_ms, 20000);
+	CHECK_EQ_INT(cfg->checkpoint, SHOAL_CHECKPOINT_TOOL_CALL);
+}
+
+/* A stage that writes none of them has the top level's retry, timeouts
+ * and checkpoint; `timeout` follows timeouts.start_to_close. */
+static void check_durable_inherits(const struct shoal_stage_conf *st)
+{
+	CHECK_EQ_INT(st->retry.max_attempts, 5);
+	CHECK_EQ_INT(st->retries, 4);
+	CHECK_EQ_INT(st->retry.backoff_ms, 2000);
+	CHECK_EQ_INT(st->retry.max_backoff_ms, 60000);
+	CHECK_EQ_INT(st->timeouts.schedule_to_start_ms, 600000);
+	CHECK_EQ_INT(st->timeouts.start_to_close_ms, 45 * 60 * 1000);
+	CHECK_EQ_INT(st->timeout_ms, 45 * 60 * 1000);
+	CHECK_EQ_INT(st->timeouts.heartbeat_ms, 20000);
+	CHECK_EQ_INT(st->checkpoint, SHOAL_CHECKPOINT_TOOL_CALL);
+}
+
+/* `retries: 0` and `timeout: 90s` are max_attempts and start_to_close;
+ * the keys a stage writes override the top level one by one. */
+static void check_durable_overrides(const struct shoal_config *cfg)
+{
+	const struct shoal_stage_conf *st = &cfg->stages[1];
+
+	CHECK_EQ_INT(st->retries, 0);
+	CHECK_EQ_INT(st->retry.max_attempts, 1);
+	CHECK_EQ_INT(st->retry.backoff_ms, 1000);
+	CHECK_EQ_INT(st->retry.max_backoff_ms, 60000);
+	CHECK_EQ_INT(st->timeout_ms, 90000);
+	CHECK_EQ_INT(st->timeouts.start_to_close_ms, 90000);
+	CHECK_EQ_INT(st->timeouts.schedule_to_start_ms, 600000);
+	CHECK_EQ_INT(st->timeouts.heartbeat_ms, 5000);
+	CHECK_EQ_INT(st->checkpoint, SHOAL_CHECKPOINT_TOOL_CALL);
+	st = &cfg->stages[2];
+	CHECK_EQ_INT(st->retry.max_attempts, 7);
+	CHECK_EQ_INT(st->retries, 6);
+	CHECK_EQ_INT(st->retry.backoff_ms, 250);
+	CHECK_EQ_INT(st->retry.max_backoff_ms, 1000);
+	CHECK_EQ_INT(st->timeouts.start_to_close_ms, 3 * 3600 * 1000);
+	CHECK_EQ_INT(st->timeout_ms, 3 * 3600 * 1000);
+	CHECK_EQ_INT(st->timeouts.schedule_to_start_ms, 0);
+	CHECK_EQ_INT(st->timeouts.heartbeat_ms, 20000);
+	CHECK_EQ_INT(st->checkpoint, SHOAL_CHECKPOINT_OFF);
+	/* the top level is untouched by the stages' overrides */
+	CHECK_EQ_INT(cfg->retry.backoff_ms, 2000);
+	CHECK_EQ_INT(cfg->timeouts.heartbeat_ms, 20000);
+}
+
+static void durable_keys_load_and_stages_override_them_key_by_key(void)
+{
+	struct shoal_config *cfg = load_good("durable.yaml");
+
+	if (cfg == NULL)
+		return;
+	CHECK_EQ_INT(cfg->nstages, 3);
+	check_durable_top(cfg);
+	check_durable_inherits(&cfg->stages[0]);
+	check_durable_overrides(cfg);
+	shoal_config_free(cfg);
+}
+
+static void check_pipeline_spans(const struct shoal_stage_conf *st)
+{
+	CHECK_EQ_INT(st->max_parallel, 8);
+	CHECK_EQ_INT(st->merge.strategy, SHOAL_MERGE_SPANS);
+	CHECK_EQ_INT(st->merge.nkey, 2);
+	CHECK_STR(st->merge.key[0], "source");
+	CHECK_STR(st->merge.key[1], "kind");
+	CHECK_STR(st->merge.start, "start_line");
+	CHECK_STR(st->merge.end, "end_line");
+	CHECK_EQ_INT(st->merge.join_adjacent, 1);
+	CHECK_EQ_INT(st->merge.nsort_by, 2);
+	CHECK_EQ_INT(st->format, SHOAL_FORMAT_CSV);
+	CHECK_EQ_INT(st->ncolumns, 3);
+	CHECK_STR(st->columns[0], "source");
+	CHECK_STR(st->columns[2], "end_line");
+	CHECK(st->when.stage == NULL);
+}
+
+/* Templates are stored as written; only their braces are checked. */
+static void check_pipeline_excerpts(const struct shoal_stage_conf *st)
+{
+	CHECK_EQ_INT(st->for_each, SHOAL_FOR_EACH_STAGE);
+	CHECK_STR(st->when.stage, "spans");
+	CHECK_EQ_INT(st->when.not_empty, 1);
+	CHECK_EQ_INT(st->input.kind, SHOAL_INPUT_FILE_LINES);
+	CHECK_STR(st->input.file_lines, "{{record.source}}");
+	CHECK_STR(st->input.from, "{{record.start_line}}");
+	CHECK_STR(st->input.to, "{{ record.end_line }}");
+	CHECK(st->input.tmpl == NULL);
+	CHECK_EQ_INT(st->merge.strategy, SHOAL_MERGE_CONCAT);
+	CHECK_EQ_INT(st->format, SHOAL_FORMAT_TEXT);
+	CHECK_EQ_INT(st->max_parallel, 0);
+}
+
+/* A reduce stage: run (or builtin) from reduce, no for_each. */
+static void check_pipeline_reduces(const struct shoal_config *cfg)
+{
+	const struct shoal_stage_conf *st = &cfg->stages[2];
+
+	CHECK_EQ_INT(st->reduce, 1);
+	CHECK_EQ_INT(st->for_each, 0);
+	CHECK(st->glob == NULL && st->from_stage == NULL);
+	CHECK_EQ_INT(st->nneeds, 2);
+	CHECK_EQ_INT(st->nrun, 2);
+	CHECK_STR(st->run[0], "sort");
+	CHECK_STR(st->run[1], "-u");
+	CHECK(st->run[2] == NULL);
+	CHECK(st->builtin == NULL);
+	CHECK_STR(st->when.stage, "excerpts");
+	CHECK_EQ_INT(st->when.not_empty, 0);
+	CHECK_EQ_INT(st->input.kind, SHOAL_INPUT_TEMPLATE);
+	CHECK_STR(st->input.tmpl, "{{record.source}}: "
+		  "{{record.start_line}}-{{record.end_line}} }");
+	CHECK(st->input.file_lines == NULL);
+	CHECK_EQ_INT(st->format, SHOAL_FORMAT_DEFAULT);
+	CHECK_EQ_INT(st->split.by, SHOAL_SPLIT_NONE);
+	st = &cfg->stages[3];
+	CHECK_EQ_INT(st->reduce, 1);
+	CHECK_STR(st->builtin, "noop");
+	CHECK(st->run == NULL);
+	CHECK_EQ_INT(st->merge.strategy, SHOAL_MERGE_JSON);
+	CHECK_EQ_INT(st->format, SHOAL_FORMAT_JSONL);
+}
+
+static void pipeline_keys_load_spans_when_input_and_reduce(void)
+{
+	struct shoal_config *cfg = load_good("pipeline.yaml");
+
+	if (cfg == NULL)
+		return;
+	CHECK_EQ_INT(cfg->nstages, 4);
+	check_pipeline_spans(&cfg->stages[0]);
+	check_pipeline_excerpts(&cfg->stages[1]);
+	check_pipeline_reduces(cfg);
+	shoal_config_free(cfg);
+}
+
+/* Remote workers: the listen URL as written, the auth files absolute. */
+static void remote_listen_loads_with_token_or_tls(void)
+{
+	struct shoal_config *tls = load_good("remote_tls.yaml");
+	struct shoal_config *token = load_good("remote_token.yaml");
+	char path[PATH_MAX];
+
+	if (tls != NULL) {
+		CHECK_STR(tls->listen, "tls+tcp://0.0.0.0:7700");
+		CHECK(tls->token_file == NULL);
+		snprintf(path, sizeof(path), "%s/tls/cert.pem", tls->dir);
+		CHECK_STR(tls->tls_cert, path);
+		snprintf(path, sizeof(path), "%s/tls/key.pem", tls->dir);
+		CHECK_STR(tls->tls_key, path);
+		snprintf(path, sizeof(path), "%s/tls/ca.pem", tls->dir);
+		CHECK_STR(tls->tls_ca, path);
+		CHECK(tls->metrics_listen == NULL);
+	}
+	if (token != NULL) {
+		CHECK_STR(token->listen, "tcp://*:7700");
+		snprintf(path, sizeof(path), "%s/secrets/token", token->dir);
+		CHECK_STR(token->token_file, path);
+		CHECK(token->tls_cert == NULL);
+		CHECK_STR(token->metrics_listen, "localhost:9464");
+	}
+	shoal_config_free(tls);
+	shoal_config_free(token);
+}
+
 static void env_expansion_fills_values_and_defaults(void)
 {
 	struct shoal_config *cfg = load_good("env.yaml");
@@ -457,6 +690,7 @@ static void env_expansion_fills_values_and_defaults(void)
 	CHECK_STR(st->run[1], "hello: world");
 	CHECK_STR(st->run[2], "${not_expanded}");
 	CHECK_EQ_INT(st->retries, 7);
+	CHECK_EQ_INT(st->retry.max_attempts, 8);
 	CHECK(strstr(st->output, "/good/out/a.jsonl") != NULL);
 	shoal_config_free(cfg);
 }
@@ -593,23 +827,51 @@ static void docs_hold_the_key_table_printed_from_the_schema(void)
 	shoal_buf_free(&b);
 }
 
-/* The example at the top of docs/CONFIG.md loads as it is written. */
-static void docs_example_loads(void)
+/* Loads text as DIR/config.yaml, DIR holding scripts/detect.awk. */
+static struct shoal_config *load_example(const char *dir, const char *text,
+					 size_t len)
 {
-	char dir[] = "/tmp/shoal-test-config-XXXXXX", path[PATH_MAX];
 	struct shoal_config *cfg = NULL;
 	struct shoal_error err = { 0, "" };
+	char path[PATH_MAX];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/config.yaml", dir);
+	f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f == NULL)
+		return NULL;
+	fwrite(text, 1, len, f);
+	fclose(f);
+	if (shoal_config_load(path, &cfg, &err) != SHOAL_OK)
+		fprintf(stderr, "  a docs example: %s\n", err.msg);
+	CHECK(cfg != NULL);
+	unlink(path);
+	return cfg;
+}
+
+static void check_first_example(const struct shoal_config *cfg)
+{
+	CHECK_EQ_INT(cfg->nstages, 2);
+	CHECK_STR(cfg->stages[1].builtin, "noop");
+	CHECK_STR(cfg->stages[1].needs[0], "entries");
+	CHECK_STR(env_get(&cfg->stages[1].sandbox, "TZ"), "UTC");
+	CHECK_EQ_INT(cfg->stages[1].sandbox.nenv, 3);
+}
+
+/* Every whole config in docs/CONFIG.md (a yaml block that starts with
+ * `version: 1`; the others are fragments) loads as it is written. */
+static void docs_examples_load(void)
+{
+	char dir[] = "/tmp/shoal-test-config-XXXXXX", path[PATH_MAX];
+	struct shoal_error err = { 0, "" };
 	char *docs = NULL, *start, *end;
-	size_t len = 0;
+	size_t len = 0, n = 0;
 	FILE *f;
 
 	CHECK(shoal_read_file(SHOAL_SOURCE_DIR "/docs/CONFIG.md", 1 << 20, &docs,
 			      &len, &err) == SHOAL_OK);
-	start = docs != NULL ? strstr(docs, "```yaml\n") : NULL;
-	end = start != NULL ? strstr(start + 8, "```\n") : NULL;
-	CHECK(end != NULL && mkdtemp(dir) != NULL);
-	if (end == NULL)
-		goto out;
+	CHECK(mkdtemp(dir) != NULL);
 	snprintf(path, sizeof(path), "%s/scripts", dir);
 	CHECK(mkdir(path, 0700) == 0);
 	snprintf(path, sizeof(path), "%s/scripts/detect.awk", dir);
@@ -617,31 +879,25 @@ static void docs_example_loads(void)
 	CHECK(f != NULL);
 	if (f != NULL)
 		fclose(f);
-	snprintf(path, sizeof(path), "%s/config.yaml", dir);
-	f = fopen(path, "w");
-	CHECK(f != NULL);
-	if (f != NULL) {
-		fwrite(start + 8, 1, (size_t)(end - (start + 8)), f);
-		fclose(f);
+	start = docs != NULL ? strstr(docs, "```yaml\nversion: 1\n") : NULL;
+	for (; start != NULL; start = strstr(end, "```yaml\nversion: 1\n")) {
+		struct shoal_config *cfg;
+
+		end = strstr(start + 8, "```\n");
+		CHECK(end != NULL);
+		if (end == NULL)
+			break;
+		cfg = load_example(dir, start + 8, (size_t)(end - (start + 8)));
+		if (cfg != NULL && n == 0)
+			check_first_example(cfg);
+		shoal_config_free(cfg);
+		n++;
 	}
-	if (shoal_config_load(path, &cfg, &err) != SHOAL_OK)
-		fprintf(stderr, "  the docs example: %s\n", err.msg);
-	CHECK(cfg != NULL);
-	if (cfg != NULL) {
-		CHECK_EQ_INT(cfg->nstages, 2);
-		CHECK_STR(cfg->stages[1].builtin, "noop");
-		CHECK_STR(cfg->stages[1].needs[0], "entries");
-		CHECK_STR(env_get(&cfg->stages[1].sandbox, "TZ"), "UTC");
-		CHECK_EQ_INT(cfg->stages[1].sandbox.nenv, 3);
-	}
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/scripts/detect.awk", dir);
+	CHECK(n >= 2);
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/scripts", dir);
 	rmdir(path);
 	rmdir(dir);
-out:
-	shoal_config_free(cfg);
 	free(docs);
 }
 
@@ -656,12 +912,15 @@ int main(int argc, char **argv)
 	RUN(minimal_config_gets_every_default);
 	RUN(full_config_loads_every_key);
 	RUN(builtin_noop_and_block_min_success_load);
+	RUN(durable_keys_load_and_stages_override_them_key_by_key);
+	RUN(pipeline_keys_load_spans_when_input_and_reduce);
+	RUN(remote_listen_loads_with_token_or_tls);
 	RUN(env_expansion_fills_values_and_defaults);
 	RUN(hash_is_sha256_of_the_expanded_text);
 	RUN(hash_follows_the_environment_not_comments);
 	RUN(relative_path_gives_absolute_path_and_dir);
 	RUN(errors_name_the_path_as_given);
 	RUN(docs_hold_the_key_table_printed_from_the_schema);
-	RUN(docs_example_loads);
+	RUN(docs_examples_load);
 	return test_done();
 }

@@ -1,6 +1,8 @@
 /* test_merge.c - the merger: each strategy's exact output, dedupe across
  * overlapping chunk results, sort order and stability, what check refuses,
- * the atomic rename, records_each, and a 100 000-record merge. */
+ * the atomic rename, records_each, a 100 000-record merge, and each output
+ * format (csv quoting, text).  Strategy spans has its own
+ * file, test_spans.c. */
 #include <dirent.h>
 #include <ftw.h>
 #include <jansson.h>
@@ -573,6 +575,196 @@ static void large_json_merge_streams(void)
 		     99999 * 2 + 3);
 }
 
+/* ---- output formats ---------------------------------------------------- */
+
+/* merge_to in format, with csv columns. */
+static const char *merge_fmt(const struct shoal_merge_conf *conf, int format,
+			     char *const *columns, size_t ncolumns,
+			     const char *name, const char *const *results,
+			     uint64_t *nrecords)
+{
+	static char msg[SHOAL_ERRMSG_MAX + 16];
+	struct shoal_error err = { 0, "" };
+	struct shoal_merger *m = NULL;
+	const char *path = path_in_tmp(name);
+	uint64_t n = 0;
+	int rc;
+
+	rc = shoal_merge_open2(conf, format, columns, ncolumns, path, &m, &err);
+	for (; rc == SHOAL_OK && *results != NULL; results++)
+		rc = shoal_merge_add(m, *results, strlen(*results), &err);
+	if (rc == SHOAL_OK)
+		rc = shoal_merge_finish(m, &n, &err);
+	shoal_merge_free(m);
+	if (nrecords != NULL)
+		*nrecords = n;
+	if (rc != SHOAL_OK) {
+		snprintf(msg, sizeof(msg), "(error: %s)", err.msg);
+		return msg;
+	}
+	return slurp(path);
+}
+
+static void format_json_and_jsonl_whatever_the_strategy(void)
+{
+	struct shoal_merge_conf cl = conf_of(SHOAL_MERGE_JSONL);
+	struct shoal_merge_conf cj = conf_of(SHOAL_MERGE_JSON);
+	const char *res[] = { "{\"a\":1}\n{\"b\":[0.5]}\n", NULL };
+	uint64_t n;
+
+	CHECK_STR(merge_fmt(&cl, SHOAL_FORMAT_JSON, NULL, 0, "l.json", res, &n),
+		  "[\n{\"a\":1},\n{\"b\":[0.5]}\n]\n");
+	CHECK_EQ_INT(n, 2);
+	CHECK_STR(merge_fmt(&cj, SHOAL_FORMAT_JSONL, NULL, 0, "j.jsonl", res,
+			    &n), "{\"a\":1}\n{\"b\":[0.5]}\n");
+	CHECK_STR(merge_fmt(&cj, SHOAL_FORMAT_JSON, NULL, 0, "j.json", res,
+			    NULL), "[\n{\"a\":1},\n{\"b\":[0.5]}\n]\n");
+}
+
+/* RFC 4180 quoting with "\n" line ends; null and missing are empty. */
+static void csv_quotes_fields_and_leaves_missing_empty(void)
+{
+	static char *cols[] = { "id", "name", "score", "ok", "tags", "meta",
+				"none", "gone", "a,b" };
+	struct shoal_merge_conf c = conf_of(SHOAL_MERGE_JSONL);
+	const char *res[] = {
+		"{\"id\":1,\"name\":\"Smith, \\\"Jo\\\"\",\"score\":0.1,"
+		"\"ok\":true,\"tags\":[\"x\",\"y\"],\"meta\":{\"k\":\"v\"},"
+		"\"none\":null,\"a,b\":\"line1\\nline2\",\"extra\":1}\n",
+		"{\"id\":2.50,\"name\":\"Zo\xC3\xAB \xF0\x9F\x98\x80\","
+		"\"ok\":false,\"score\":1.0,\"meta\":\"cr\\rhere\",\"tags\":[]}\n"
+		"{}\n{\"name\":\" spaced \",\"id\":\"\"}\n",
+		NULL
+	};
+	uint64_t n;
+
+	CHECK_STR(merge_fmt(&c, SHOAL_FORMAT_CSV, cols, 9, "out.csv", res, &n),
+		  "id,name,score,ok,tags,meta,none,gone,\"a,b\"\n"
+		  "1,\"Smith, \"\"Jo\"\"\",0.1,true,\"[\"\"x\"\",\"\"y\"\"]\","
+		  "\"{\"\"k\"\":\"\"v\"\"}\",,,\"line1\nline2\"\n"
+		  "2.5,Zo\xC3\xAB \xF0\x9F\x98\x80,1.0,false,[],\"cr\rhere\",,,\n"
+		  ",,,,,,,,\n"
+		  ", spaced ,,,,,,,\n");
+	CHECK_EQ_INT(n, 4);
+}
+
+static void csv_without_records_is_the_header(void)
+{
+	static char *cols[] = { "only" };
+	struct shoal_merge_conf c = conf_of(SHOAL_MERGE_JSON);
+	const char *none[] = { "\n", NULL };
+	uint64_t n = 9;
+
+	CHECK_STR(merge_fmt(&c, SHOAL_FORMAT_CSV, cols, 1, "empty.csv", none,
+			    &n), "only\n");
+	CHECK_EQ_INT(n, 0);
+}
+
+/* Held rows are the csv rows: sort_by and dedupe_by still see fields. */
+static void csv_rows_follow_sort_by_and_dedupe_by(void)
+{
+	static char *cols[] = { "v" }, *keys[] = { "k" };
+	struct shoal_merge_conf c = conf_of(SHOAL_MERGE_JSONL);
+	const char *res[] = { "{\"k\":3,\"v\":\"c\"}\n{\"k\":1,\"v\":\"a\"}\n",
+			      "{\"k\":3,\"v\":\"dup\"}\n{\"k\":2,\"v\":\"b,\"}\n",
+			      NULL };
+
+	c.sort_by = keys;
+	c.nsort_by = 1;
+	c.dedupe_by = keys;
+	c.ndedupe_by = 1;
+	CHECK_STR(merge_fmt(&c, SHOAL_FORMAT_CSV, cols, 1, "sorted.csv", res,
+			    NULL), "v\na\n\"b,\"\nc\n");
+}
+
+static void text_writes_the_text_field_or_the_record(void)
+{
+	struct shoal_merge_conf c = conf_of(SHOAL_MERGE_JSONL);
+	const char *res[] = {
+		"{\"text\":\"hello\"}\n{\"x\":1,\"text\":\"two\\nlines\"}\n",
+		"{\"text\":5}\n{\"other\":\"\\u00e9\"}\n{\"text\":\"\"}\n"
+		"{\"text\":\"\xF0\x9F\x98\x80 \\\"q\\\"\"}\n",
+		NULL
+	};
+	uint64_t n;
+
+	CHECK_STR(merge_fmt(&c, SHOAL_FORMAT_TEXT, NULL, 0, "out.txt", res, &n),
+		  "hello\ntwo\nlines\n{\"text\":5}\n{\"other\":\"\xC3\xA9\"}\n"
+		  "\n\xF0\x9F\x98\x80 \"q\"\n");
+	CHECK_EQ_INT(n, 6);
+}
+
+/* concat has no records: text is its bytes as they are, like default. */
+static void concat_text_is_the_bytes_as_they_are(void)
+{
+	struct shoal_merge_conf c = conf_of(SHOAL_MERGE_CONCAT);
+	const char *res[] = { "\xEF\xBB\xBFpara one\n\n{\"text\":\"x\"}\npar",
+			      "tial\r\n\"s\"", NULL };
+	uint64_t n;
+
+	CHECK_STR(merge_fmt(&c, SHOAL_FORMAT_TEXT, NULL, 0, "concat.txt", res,
+			    &n),
+		  "\xEF\xBB\xBFpara one\n\n{\"text\":\"x\"}\npartial\r\n\"s\"");
+	CHECK_EQ_INT(n, 4);
+}
+
+static const char *open_msg(int strategy, int format, size_t ncolumns)
+{
+	static char *cols[] = { "a" };
+	static struct shoal_error err;
+	struct shoal_merge_conf c = conf_of(strategy);
+	struct shoal_merger *m = NULL;
+	int rc;
+
+	shoal_error_clear(&err);
+	rc = shoal_merge_open2(&c, format, cols, ncolumns,
+			       path_in_tmp("refused.out"), &m, &err);
+	shoal_merge_free(m);
+	if (rc == SHOAL_OK)
+		return "ok";
+	return rc == SHOAL_ECONFIG ? err.msg : "(not ECONFIG)";
+}
+
+static void formats_are_refused_where_they_do_not_fit(void)
+{
+	CHECK_STR(open_msg(SHOAL_MERGE_CONCAT, SHOAL_FORMAT_CSV, 1),
+		  "merge: strategy concat writes only format default or text");
+	CHECK_STR(open_msg(SHOAL_MERGE_CONCAT, SHOAL_FORMAT_JSONL, 0),
+		  "merge: strategy concat writes only format default or text");
+	CHECK_STR(open_msg(SHOAL_MERGE_JSONL, SHOAL_FORMAT_CSV, 0),
+		  "merge: format csv needs columns");
+	CHECK_STR(open_msg(SHOAL_MERGE_JSONL, SHOAL_FORMAT_TEXT, 1),
+		  "merge: columns need format csv");
+	CHECK_STR(open_msg(SHOAL_MERGE_JSON, 9, 0), "merge: unknown format 9");
+	CHECK_STR(open_msg(SHOAL_MERGE_CONCAT, SHOAL_FORMAT_TEXT, 0), "ok");
+	CHECK_STR(open_msg(SHOAL_MERGE_JSON, SHOAL_FORMAT_CSV, 1), "ok");
+	CHECK_EQ_INT(shoal_merge_conf_check(&(struct shoal_merge_conf){ 0 },
+					    SHOAL_FORMAT_DEFAULT, 0, NULL),
+		     SHOAL_OK);
+}
+
+static void records_strategy_reads_each_format_back(void)
+{
+	CHECK_EQ_INT(shoal_merge_records_strategy(SHOAL_MERGE_JSONL,
+						  SHOAL_FORMAT_JSON),
+		     SHOAL_MERGE_JSON);
+	CHECK_EQ_INT(shoal_merge_records_strategy(SHOAL_MERGE_JSON,
+						  SHOAL_FORMAT_JSONL),
+		     SHOAL_MERGE_JSONL);
+	CHECK_EQ_INT(shoal_merge_records_strategy(SHOAL_MERGE_JSON,
+						  SHOAL_FORMAT_CSV),
+		     SHOAL_MERGE_CONCAT);
+	CHECK_EQ_INT(shoal_merge_records_strategy(SHOAL_MERGE_CONCAT,
+						  SHOAL_FORMAT_TEXT),
+		     SHOAL_MERGE_CONCAT);
+	CHECK_EQ_INT(shoal_merge_records_strategy(SHOAL_MERGE_JSON,
+						  SHOAL_FORMAT_DEFAULT),
+		     SHOAL_MERGE_JSON);
+	CHECK_EQ_INT(shoal_merge_records_strategy(SHOAL_MERGE_CONCAT,
+						  SHOAL_FORMAT_DEFAULT),
+		     SHOAL_MERGE_CONCAT);
+}
+
 static int rm_entry(const char *p, const struct stat *st, int flag,
 		    struct FTW *f)
 {
@@ -608,6 +800,14 @@ int main(void)
 	RUN(records_each_of_json_matches_jsonl);
 	RUN(large_merge_stays_fast);
 	RUN(large_json_merge_streams);
+	RUN(format_json_and_jsonl_whatever_the_strategy);
+	RUN(csv_quotes_fields_and_leaves_missing_empty);
+	RUN(csv_without_records_is_the_header);
+	RUN(csv_rows_follow_sort_by_and_dedupe_by);
+	RUN(text_writes_the_text_field_or_the_record);
+	RUN(concat_text_is_the_bytes_as_they_are);
+	RUN(formats_are_refused_where_they_do_not_fit);
+	RUN(records_strategy_reads_each_format_back);
 	slurp("");	/* frees the last read */
 	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return test_done();

@@ -328,9 +328,19 @@ static int do_ids(void)
 
 	printf("uid=%d euid=%d gid=%d egid=%d\n", (int)getuid(), (int)geteuid(),
 	       (int)getgid(), (int)getegid());
+	{
+		FILE *o = fopen("/proc/self/oom_score_adj", "r");
+		int adj = 0;
+
+		if (o != NULL && fscanf(o, "%d", &adj) == 1)
+			printf("oom_score_adj=%d\n", adj);
+		if (o != NULL)
+			fclose(o);
+	}
 	while (f != NULL && fgets(line, sizeof(line), f) != NULL)
 		if (strncmp(line, "Cap", 3) == 0 || strncmp(line, "NoNewPrivs", 10) == 0 ||
-		    strncmp(line, "Seccomp:", 8) == 0 || strncmp(line, "Groups", 6) == 0)
+		    strncmp(line, "Seccomp:", 8) == 0 || strncmp(line, "Groups", 6) == 0 ||
+		    strncmp(line, "SigIgn", 6) == 0 || strncmp(line, "SigBlk", 6) == 0)
 			fputs(line, stdout);
 	return 0;
 }
