@@ -14,8 +14,6 @@
 #include "common/log.h"
 #include "common/util.h"
 
-#define RESTART_BASE_MS 250
-#define RESTART_MAX_MS 10000
 
 void shoal_supervisor_init(struct shoal_supervisor *s, const char *exe,
 			   const char *url, uint32_t slots)
@@ -31,7 +29,7 @@ static void exec_worker(const struct shoal_supervisor *s)
 {
 	char slots[16];
 	const char *argv[] = { s->exe, "worker", "--connect", s->url, "--slots",
-			       slots, NULL };
+			       slots, NULL, NULL, NULL };
 	const char *envp[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8",
 			       NULL, NULL };
 	const char *asan = getenv("ASAN_OPTIONS");
@@ -49,6 +47,10 @@ static void exec_worker(const struct shoal_supervisor *s)
 	if (getppid() == 1)
 		_exit(0);
 	snprintf(slots, sizeof(slots), "%u", s->slots);
+	if (s->token_file[0] != '\0') {
+		argv[6] = "--token-file";
+		argv[7] = s->token_file;
+	}
 	execve(s->exe, (char *const *)argv, (char *const *)envp);
 	_exit(127);
 }
@@ -72,8 +74,6 @@ int shoal_supervisor_scale(struct shoal_supervisor *s, uint32_t n,
 
 	if (n > SHOAL_SUPERVISOR_MAX)
 		n = SHOAL_SUPERVISOR_MAX;
-	if (s->nworkers < n && shoal_now_ms() < s->next_start_ms)
-		return SHOAL_OK;
 	while (s->nworkers < n && rc == SHOAL_OK)
 		rc = start_one(s, err);
 	return rc;
@@ -84,9 +84,14 @@ static void forget(struct shoal_supervisor *s, uint32_t i)
 	s->pids[i] = s->pids[--s->nworkers];
 }
 
+void shoal_supervisor_set_token_file(struct shoal_supervisor *s, const char *path)
+{
+	shoal_strlcpy(s->token_file, path, sizeof(s->token_file));
+}
+
 uint32_t shoal_supervisor_reap(struct shoal_supervisor *s, int expected)
 {
-	uint32_t i = 0, exited = 0;
+	uint32_t i = 0, unexpected = 0;
 	int status;
 
 	while (i < s->nworkers) {
@@ -96,21 +101,18 @@ uint32_t shoal_supervisor_reap(struct shoal_supervisor *s, int expected)
 			i++;
 			continue;
 		}
-		exited++;
-		if (!expected) {
-			int64_t delay = (int64_t)RESTART_BASE_MS << (s->restarts < 6 ? s->restarts : 6);
-
+		/* A drained worker says BYE and exits 0: only other exits
+		 * count against the crash back-off. */
+		if (!expected && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+			unexpected++;
 			s->restarts++;
-			s->next_start_ms = shoal_now_ms() +
-					   (delay > RESTART_MAX_MS ? RESTART_MAX_MS : delay);
-			shoal_warn("worker %ld exited (%s %d); restarting in %lld ms",
-				   (long)s->pids[i], WIFSIGNALED(status) ? "signal" : "status",
-				   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-				   (long long)(s->next_start_ms - shoal_now_ms()));
+			shoal_warn("worker %ld exited (%s %d)", (long)s->pids[i],
+				   WIFSIGNALED(status) ? "signal" : "status",
+				   WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 		}
 		forget(s, i);
 	}
-	return exited;
+	return unexpected;
 }
 
 void shoal_supervisor_stop(struct shoal_supervisor *s, int64_t grace_ms)

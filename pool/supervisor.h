@@ -21,17 +21,21 @@ struct shoal_supervisor {
 	pid_t pids[SHOAL_SUPERVISOR_MAX];
 	uint32_t nworkers;	/* live children */
 	uint32_t restarts;	/* unexpected exits so far */
-	int64_t next_start_ms;	/* back-off: no start before this */
+	char token_file[4096];	/* --token-file for each worker, or "" */
 };
 
 void shoal_supervisor_init(struct shoal_supervisor *s, const char *exe,
 			   const char *url, uint32_t slots);
 
-/* Starts workers until n are alive (respecting the restart back-off). */
+/* Workers get --token-file path (pool.auth.token_file). */
+void shoal_supervisor_set_token_file(struct shoal_supervisor *s, const char *path);
+
+/* Starts workers until n are alive. */
 int shoal_supervisor_scale(struct shoal_supervisor *s, uint32_t n,
 			   struct shoal_error *err);
 
-/* Reaps exited children without blocking; returns how many exited. */
+/* Reaps exited children without blocking; returns how many exited
+ * unexpectedly (all of them count as expected when expected is set). */
 uint32_t shoal_supervisor_reap(struct shoal_supervisor *s, int expected);
 
 /* SIGTERM to every worker, waits up to grace_ms, then SIGKILL. */

@@ -42,6 +42,7 @@
 #include "scheduler/embedded.h"
 #include "scheduler/merge.h"
 #include "scheduler/plan.h"
+#include "transport/auth.h"
 #include "transport/endpoint.h"
 #include "transport/wire.h"
 
@@ -111,6 +112,9 @@ static int add_worker(struct harness *h, uint32_t pipe, const struct shoal_msg_h
 	w->slots = m->slots;
 	w->alive = 1;
 	w->last_seen_ms = shoal_now_ms();
+	w->idle_since_ms = w->last_seen_ms;
+	w->pid = (long)m->pid;
+	shoal_strlcpy(w->host, m->host ? m->host : "", sizeof(w->host));
 	return (int)h->nworkers++;
 }
 
@@ -169,6 +173,20 @@ static void reply_reject(struct harness *h, const struct shoal_route *route,
 
 /* ---- settlements ----------------------------------------------------- */
 
+/* A lease of worker w ended: one slot less busy (idle from now if none). */
+static void release_slot(struct harness *h, int w)
+{
+	struct worker_ent *we;
+
+	if (w < 0)
+		return;
+	we = &h->workers[w];
+	if (we->nleases > 0)
+		we->nleases--;
+	if (we->nleases == 0)
+		we->idle_since_ms = shoal_now_ms();
+}
+
 static uint32_t max_attempts(const struct stage_rt *s)
 {
 	if (s->conf->retry.max_attempts > 0)
@@ -218,8 +236,7 @@ static void expire_lease(struct harness *h, struct lease_ent *l, int status,
 			 const char *why)
 {
 	shoal_u64map_del(&h->leases, l->lease_id);
-	if (l->worker >= 0 && h->workers[l->worker].nleases > 0)
-		h->workers[l->worker].nleases--;
+	release_slot(h, l->worker);
 	queue_effect(h, l, status, -1, 0, NULL, 0, why);
 	free(l);
 }
@@ -231,7 +248,7 @@ static void judge_result(struct harness *h, const struct shoal_wire_result *r,
 {
 	const struct stage_rt *s = &h->stages[l->stage];
 	struct shoal_error err = { 0, "" };
-	char why[768];
+	char why[SHOAL_ERRMSG_MAX + 512];
 	int status = r->status;
 	const char *reason = r->error;
 
@@ -281,8 +298,7 @@ static uint32_t take_results(struct harness *h, int worker,
 			continue;
 		}
 		shoal_u64map_del(&h->leases, r->lease_id);
-		if (h->workers[worker].nleases > 0)
-			h->workers[worker].nleases--;
+		release_slot(h, worker);
 		judge_result(h, r, l);
 		free(l);
 	}
@@ -376,7 +392,8 @@ static int build_lease(struct harness *h, struct stage_rt *s,
 /* Picks the next subtask of stage s: a due retry first, then a new one.
  * Returns 1 with seq/def/attempt, 0 when s has nothing to hand out now. */
 static int pick_task(struct harness *h, struct stage_rt *s, int64_t now,
-		     uint64_t *seq, struct shoal_task_def *def, uint32_t *attempt)
+		     uint64_t *seq, struct shoal_task_def *def, uint32_t *attempt,
+		     int64_t *due_ms)
 {
 	struct shoal_error err = { 0, "" };
 	int rc;
@@ -385,6 +402,7 @@ static int pick_task(struct harness *h, struct stage_rt *s, int64_t now,
 		*seq = s->retry[0].seq;
 		*def = s->retry[0].def;
 		*attempt = s->retry[0].attempt;
+		*due_ms = s->retry[0].not_before_ms;
 		memmove(s->retry, s->retry + 1, (s->nretry - 1) * sizeof(*s->retry));
 		s->nretry--;
 		return 1;
@@ -401,6 +419,7 @@ static int pick_task(struct harness *h, struct stage_rt *s, int64_t now,
 		return 0;
 	}
 	*attempt = 1;
+	*due_ms = s->started_ms;
 	s->issued++;
 	return 1;
 }
@@ -408,7 +427,7 @@ static int pick_task(struct harness *h, struct stage_rt *s, int64_t now,
 /* Records a new lease in the table and queues its Redis write. */
 static struct lease_ent *make_lease(struct harness *h, int stage, int worker,
 				    uint64_t seq, const struct shoal_task_def *def,
-				    uint32_t attempt)
+				    uint32_t attempt, int64_t due_ms)
 {
 	struct stage_rt *s = &h->stages[stage];
 	struct lease_ent *l = calloc(1, sizeof(*l));
@@ -422,6 +441,8 @@ static struct lease_ent *make_lease(struct harness *h, int stage, int worker,
 	l->def = *def;
 	l->worker = worker;
 	l->deadline_ms = shoal_now_ms() + stage_timeout_ms(s) + LEASE_GRACE_MS;
+	l->due_ms = due_ms;
+	shoal_histogram_observe(&s->sched, (double)(shoal_now_ms() - due_ms) / 1000.0);
 	if (shoal_u64map_put(&h->leases, l->lease_id, l) != SHOAL_OK) {
 		free(l);
 		return NULL;
@@ -479,10 +500,11 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 		struct shoal_task_def def;
 		uint64_t seq;
 		uint32_t attempt;
+		int64_t due;
 
-		if (!pick_task(h, s, now, &seq, &def, &attempt))
+		if (!pick_task(h, s, now, &seq, &def, &attempt, &due))
 			break;
-		ls[n] = make_lease(h, stage, worker, seq, &def, attempt);
+		ls[n] = make_lease(h, stage, worker, seq, &def, attempt, due);
 		if (ls[n] == NULL || build_lease(h, s, &wl[n], ls[n], err) != SHOAL_OK) {
 			harness_fail_run(h, "cannot build a lease of stage '%s': %s", s->conf->id,
 				 err->msg[0] ? err->msg : "out of memory");
@@ -553,7 +575,9 @@ static int answer_poll(struct harness *h, const struct shoal_route *route,
 
 	memset(&m, 0, sizeof(m));
 	m.type = SHOAL_MSG_WORK;
-	if (h->stopping) {
+	if (h->workers[worker].draining && !h->stopping) {
+		m.u.work.drain = 1;	/* chosen by the autoscaler: leave */
+	} else if (h->stopping) {
 		m.u.work.drain = 1;
 		if (h->failed)
 			m.u.work.ncancels = worker_lease_ids(h, worker, &m.u.work.cancels);
@@ -615,6 +639,14 @@ static void on_hello(struct harness *h, const struct shoal_request *req,
 
 	if (h->stopping) {
 		reply_reject(h, &req->route, m->corr, SHOAL_REJECT_SHUTDOWN, "run is ending");
+		return;
+	}
+	if (h->token[0] != '\0' && !shoal_token_equal(m->u.hello.token, h->token)) {
+		shoal_warn("refused worker %s (%s, pid %lld): %s token", m->u.hello.worker_id,
+			   m->u.hello.host ? m->u.hello.host : "?", (long long)m->u.hello.pid,
+			   m->u.hello.token ? "wrong" : "no");
+		reply_reject(h, &req->route, m->corr, SHOAL_REJECT_AUTH,
+			     "authentication failed: wrong or missing token");
 		return;
 	}
 	if (w < 0)
@@ -909,6 +941,10 @@ static void apply_effect(struct harness *h, struct effect *e)
 	struct stage_rt *s = &h->stages[e->lease.stage];
 
 	s->inflight--;
+	if (e->run_us > 0)
+		shoal_histogram_observe(&s->run, (double)e->run_us / 1e6);
+	if (e->outcome != SHOAL_OUTCOME_DONE)
+		s->failed_attempts++;
 	if (!e->accepted) {
 		/* Redis had another lease: someone else runs this run. */
 		harness_fail_run(h, "Redis refused the result of %s/%llu: is another harness "
@@ -1063,7 +1099,7 @@ int harness_prepare_stage(struct harness *h, struct stage_rt *s, struct shoal_er
 		if (rc != SHOAL_OK)
 			return rc;
 	}
-	s->last_grant_ms = shoal_now_ms();
+	s->last_grant_ms = s->started_ms = shoal_now_ms();
 	return load_staged_files(s, err);
 }
 
@@ -1281,24 +1317,6 @@ static void progress(struct harness *h, int final)
 
 /* ---- the loop -------------------------------------------------------- */
 
-static uint32_t wanted_workers(const struct harness *h)
-{
-	uint32_t max = h->opts->workers ? h->opts->workers : h->cfg->max_workers;
-	uint64_t backlog = 0, slots = h->cfg->slots_per_worker;
-	size_t i;
-
-	for (i = 0; i < h->nstages; i++) {
-		const struct stage_rt *s = &h->stages[i];
-
-		if (s->state == STAGE_RUNNING)
-			backlog += s->plan.total - s->done - s->dead;
-	}
-	if (h->stopping)
-		return 0;
-	backlog = (backlog + slots - 1) / slots;
-	return backlog < max ? (uint32_t)backlog : max;
-}
-
 static int next_wait_ms(const struct harness *h)
 {
 	int64_t now = shoal_now_ms(), until = now + 200;
@@ -1336,7 +1354,6 @@ static int alive_workers(const struct harness *h)
 
 static int harness_turn(struct harness *h, struct shoal_error *err)
 {
-	struct shoal_error serr = { 0, "" };
 	int rc;
 
 	take_requests(h);
@@ -1355,9 +1372,7 @@ static int harness_turn(struct harness *h, struct shoal_error *err)
 			return rc;
 	}
 	harness_tick_run_record(h);
-	shoal_supervisor_reap(&h->sup, h->stopping);
-	if (shoal_supervisor_scale(&h->sup, wanted_workers(h), &serr) != SHOAL_OK)
-		shoal_warn("%s", serr.msg);
+	harness_pool_tick(h);
 	progress(h, 0);
 	return SHOAL_OK;
 }
@@ -1694,7 +1709,7 @@ static int run_setup(struct harness *h, struct shoal_embedded_redis *emb,
 		shoal_random_bytes(&epoch, sizeof(epoch));
 	h->lease_epoch = (uint64_t)epoch << 32;
 	shoal_supervisor_init(&h->sup, h->opts->self_exe, h->url, h->cfg->slots_per_worker);
-	return SHOAL_OK;
+	return harness_pool_open(h, err);
 }
 
 static void run_teardown(struct harness *h, struct shoal_embedded_redis *emb)
@@ -1714,6 +1729,7 @@ static void run_teardown(struct harness *h, struct shoal_embedded_redis *emb)
 		    shoal_state_run_expire(h->st, h->cfg->state_ttl_ms, &err) != SHOAL_OK)
 			shoal_warn("cannot set the retention TTL: %s", err.msg);
 	}
+	harness_pool_close(h);
 	shoal_listener_close(h->listener);
 	shoal_state_close(h->st);
 	shoal_embedded_stop(emb);

@@ -10,7 +10,9 @@
 #include "common/arena.h"
 #include "common/buf.h"
 #include "common/u64map.h"
+#include "pool/autoscale.h"
 #include "pool/supervisor.h"
+#include "scheduler/metrics.h"
 #include "scheduler/embedded.h"
 #include "scheduler/harness.h"
 #include "scheduler/plan.h"
@@ -54,6 +56,11 @@ struct stage_rt {
 	char **file_data;
 	uint64_t records;
 	int64_t last_grant_ms;		/* for timeouts.schedule_to_start */
+	int64_t started_ms;		/* when the stage started (due time of
+					 * its first attempts) */
+	uint64_t failed_attempts;	/* attempts that failed, retried or not */
+	struct shoal_histogram sched;	/* schedule-to-start latency */
+	struct shoal_histogram run;	/* run time of attempts */
 	char first_error[512];
 };
 
@@ -66,6 +73,7 @@ struct lease_ent {
 	struct shoal_task_def def;
 	int worker;			/* index into workers[] */
 	int64_t deadline_ms;		/* monotonic */
+	int64_t due_ms;			/* when it became runnable */
 };
 
 struct worker_ent {
@@ -75,6 +83,10 @@ struct worker_ent {
 	int alive;
 	int64_t last_seen_ms;
 	uint32_t nleases;
+	int64_t idle_since_ms;		/* when nleases last fell to 0 */
+	int draining;			/* told to finish and leave */
+	long pid;			/* from HELLO */
+	char host[64];
 };
 
 struct held_poll {
@@ -112,6 +124,11 @@ struct harness {
 					   * when the config names a Redis */
 	struct shoal_listener *listener;
 	struct shoal_supervisor sup;
+	struct shoal_autoscale scaler;	/* the policy's state (pool/autoscale.c) */
+	uint32_t wanted;		/* the last decision, published */
+	struct shoal_metrics *metrics;	/* the /metrics endpoint, or NULL */
+	int64_t last_publish_ms;
+	char token[4096];		/* pool.auth.token_file's token, or "" */
 	char run_id[SHOAL_RUN_ID_MAX];
 	char url[512];
 	struct stage_rt *stages;
@@ -156,6 +173,12 @@ int harness_prepare_stage(struct harness *h, struct stage_rt *s, struct shoal_er
 
 /* Forgets this turn's settlements (after a Redis outage they are redone). */
 void harness_discard_effects(struct harness *h);
+
+/* poolctl.c */
+int harness_pool_open(struct harness *h, struct shoal_error *err);
+void harness_pool_tick(struct harness *h);
+void harness_pool_close(struct harness *h);
+uint64_t harness_backlog(const struct harness *h);
 
 /* recover.c */
 int harness_resync_stage(struct harness *h, struct stage_rt *s, struct shoal_error *err);

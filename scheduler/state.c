@@ -891,3 +891,15 @@ int shoal_state_run_expire(struct shoal_state *st, uint64_t ttl_ms,
 	} while (strcmp(cursor, "0") != 0);
 	return rc;
 }
+
+int shoal_state_pool_publish(struct shoal_state *st, uint32_t wanted, uint64_t backlog,
+			     struct shoal_error *err)
+{
+	redisReply *r = redisCommand(st->ctx, "HSET %s wanted %u backlog %llu updated_ms %lld run %s",
+				     SHOAL_KEY_POOL, wanted, (unsigned long long)backlog,
+				     (long long)shoal_wall_ms(), st->run);
+	int rc = check_reply(st->ctx, r, "HSET pool", err);
+
+	freeReplyObject(r);
+	return rc;
+}

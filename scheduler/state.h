@@ -175,6 +175,10 @@ int shoal_state_config_set_last(struct shoal_state *st, const char *config_hash,
 int shoal_state_run_expire(struct shoal_state *st, uint64_t ttl_ms,
 			   struct shoal_error *err);
 
+/* Writes SHOAL_KEY_POOL. */
+int shoal_state_pool_publish(struct shoal_state *st, uint32_t wanted, uint64_t backlog,
+			     struct shoal_error *err);
+
 /* Re-establishes the connection after an error (same URL). */
 int shoal_state_reconnect(struct shoal_state *st, struct shoal_error *err);
 
@@ -183,6 +187,10 @@ void shoal_state_new_run_id(char out[SHOAL_RUN_ID_MAX]);
 
 /* The global index of runs (sorted set, score = creation wall ms). */
 #define SHOAL_KEY_RUNS "shoal:runs"
+/* Hash: wanted, backlog, updated_ms, run - the pool size the harness wants
+ * and its backlog, for an autoscaler outside (KEDA, HPA); see
+ * docs/deploy/. */
+#define SHOAL_KEY_POOL "shoal:pool:wanted"
 /* Hash: config hash -> id of the last run started from it. */
 #define SHOAL_KEY_CONFIGS "shoal:configs"
 

@@ -17,6 +17,7 @@
 
 #include "common/buf.h"
 #include "scheduler/metrics.h"
+#include "common/util.h"
 #include "test.h"
 
 #define REPLY_MAX (1 << 20)
@@ -262,7 +263,7 @@ static int parse_labels(const char **pp, struct sample *s)
 		if (used == 0)
 			return -1;
 		if (n == 2 && memcmp(p, "le", 2) == 0)
-			snprintf(s->le, sizeof(s->le), "%s", val);
+			shoal_strlcpy(s->le, val, sizeof(s->le));
 		else
 			snprintf(s->labels + strlen(s->labels),
 				 sizeof(s->labels) - strlen(s->labels), "%.*s=%s,",
