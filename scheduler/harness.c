@@ -241,6 +241,15 @@ static void expire_lease(struct harness *h, struct lease_ent *l, int status,
 	free(l);
 }
 
+/* A lease that was made but not sent: settle it as a failure (the caller
+ * records it first, then frees it). */
+static void fail_unsent(struct harness *h, struct lease_ent *l, const char *why)
+{
+	shoal_u64map_del(&h->leases, l->lease_id);
+	release_slot(h, l->worker);
+	queue_effect(h, l, SHOAL_STATUS_ERROR, -1, 0, NULL, 0, why);
+}
+
 /* Where a result is judged: a clean exit whose output fits the stage's
  * merge is done; anything else is a failure with a reason. */
 static void judge_result(struct harness *h, const struct shoal_wire_result *r,
@@ -330,6 +339,39 @@ static int stage_timeout_ms(const struct stage_rt *s)
 	return t > INT_MAX ? INT_MAX : (int)t;
 }
 
+/* The lease's input from the stage's `input:` templates.  An error here is
+ * the subtask's (SHOAL_EINVAL), not the run's. */
+static int render_input(struct harness *h, struct stage_rt *s, struct shoal_wire_lease *wl,
+			const struct lease_ent *l, const struct shoal_item *it,
+			struct shoal_error *err)
+{
+	struct shoal_input_ctx ctx;
+	int rc;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.source = it->source;
+	ctx.chunk = l->def.chunk;
+	ctx.line_offset = l->def.line_offset;
+	ctx.byte_offset = l->def.byte_offset;
+	ctx.stage = s->conf->id;
+	ctx.attempt = l->attempt;
+	ctx.chunk_data = h->input.data;
+	ctx.chunk_len = h->input.len;
+	if (it->path == NULL) {
+		ctx.record = it->data;
+		ctx.record_len = it->len;
+	}
+	shoal_buf_reset(&h->rendered);
+	rc = shoal_input_build(s->input, h->cfg, &ctx, &h->rendered, err);
+	if (rc != SHOAL_OK)
+		return rc == SHOAL_ENOMEM ? rc : SHOAL_EINVAL;
+	wl->input.data = shoal_arena_memdup(&h->arena, h->rendered.data ? h->rendered.data : "",
+					    h->rendered.len);
+	wl->input.len = h->rendered.len;
+	return wl->input.data == NULL ? shoal_error_set(err, SHOAL_ENOMEM, "out of memory")
+				      : SHOAL_OK;
+}
+
 /* Fills the wire lease for (stage, seq, def, attempt); memory in h->arena. */
 static int build_lease(struct harness *h, struct stage_rt *s,
 		       struct shoal_wire_lease *wl, const struct lease_ent *l,
@@ -382,6 +424,8 @@ static int build_lease(struct harness *h, struct stage_rt *s,
 	rc = shoal_plan_input(&s->plan, &l->def, &h->input, err);
 	if (rc != SHOAL_OK)
 		return rc;
+	if (s->input != NULL)
+		return render_input(h, s, wl, l, it, err);
 	wl->input.data = shoal_arena_memdup(&h->arena, h->input.data, h->input.len);
 	wl->input.len = h->input.len;
 	if (wl->input.data == NULL)
@@ -488,7 +532,8 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 	struct stage_rt *s = &h->stages[stage];
 	struct lease_ent **ls = shoal_arena_alloc(&h->arena, want * sizeof(*ls));
 	int64_t now = shoal_now_ms();
-	uint32_t n = 0;
+	uint32_t n = 0, nw = 0, i;	/* leases made, leases sent */
+	int rc;
 
 	if (ls == NULL)
 		return 0;
@@ -496,7 +541,7 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 		want = s->inflight >= s->conf->max_parallel ? 0
 		       : (uint32_t)(s->conf->max_parallel - s->inflight) < want
 			 ? (uint32_t)(s->conf->max_parallel - s->inflight) : want;
-	while (n < want && *bytes < WORK_MAX_BYTES) {
+	while (nw < want && *bytes < WORK_MAX_BYTES) {
 		struct shoal_task_def def;
 		uint64_t seq;
 		uint32_t attempt;
@@ -505,19 +550,30 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 		if (!pick_task(h, s, now, &seq, &def, &attempt, &due))
 			break;
 		ls[n] = make_lease(h, stage, worker, seq, &def, attempt, due);
-		if (ls[n] == NULL || build_lease(h, s, &wl[n], ls[n], err) != SHOAL_OK) {
+		rc = ls[n] == NULL ? SHOAL_ENOMEM : build_lease(h, s, &wl[nw], ls[n], err);
+		if (rc == SHOAL_EINVAL) {
+			/* This subtask's input cannot be made: it fails, the
+			 * run goes on (the lease is recorded, then settled). */
+			fail_unsent(h, ls[n++], err->msg);
+			continue;
+		}
+		if (rc != SHOAL_OK) {
 			harness_fail_run(h, "cannot build a lease of stage '%s': %s", s->conf->id,
 				 err->msg[0] ? err->msg : "out of memory");
 			break;
 		}
-		*bytes += wl[n].input.len + 256;
+		*bytes += wl[nw].input.len + 256;
 		n++;
+		nw++;
 	}
 	if (n > 0)
 		s->last_grant_ms = now;
 	if (record_leases(h, stage, worker, ls, n, err) != SHOAL_OK)
 		harness_fail_run(h, "%s", err->msg);
-	return n;
+	for (i = 0; i < n; i++)		/* settled unsent leases: recorded, done */
+		if (shoal_u64map_get(&h->leases, ls[i]->lease_id) != ls[i])
+			free(ls[i]);
+	return nw;
 }
 
 /* Where a lease is granted: up to `want` subtasks from running stages, in
@@ -1100,6 +1156,11 @@ int harness_prepare_stage(struct harness *h, struct stage_rt *s, struct shoal_er
 			return rc;
 	}
 	s->last_grant_ms = s->started_ms = shoal_now_ms();
+	if (s->input == NULL) {
+		rc = shoal_input_compile(c, &s->input, err);
+		if (rc != SHOAL_OK)
+			return rc;
+	}
 	return load_staged_files(s, err);
 }
 
@@ -1485,6 +1546,7 @@ static void free_stages(struct harness *h)
 		free(s->file_data);
 		free(s->files);
 		free(s->retry);
+		shoal_input_free(s->input);
 	}
 	free(h->stages);
 }
@@ -1742,6 +1804,7 @@ static void run_teardown(struct harness *h, struct shoal_embedded_redis *emb)
 	shoal_arena_free(&h->arena);
 	shoal_buf_free(&h->enc);
 	shoal_buf_free(&h->input);
+	shoal_buf_free(&h->rendered);
 }
 
 int shoal_harness_run(const struct shoal_config *cfg, const struct shoal_run_opts *opts,
@@ -1760,6 +1823,7 @@ int shoal_harness_run(const struct shoal_config *cfg, const struct shoal_run_opt
 	shoal_arena_init(&h.arena);
 	shoal_buf_init(&h.enc, HARNESS_MAX_MSG);
 	shoal_buf_init(&h.input, SHOAL_ITEM_MAX);
+	shoal_buf_init(&h.rendered, SHOAL_ITEM_MAX);
 	shoal_wire_limits_default(&h.limits);
 	h.limits.max_message = HARNESS_MAX_MSG;
 	if (opts->resume_run_id != NULL)

@@ -15,6 +15,7 @@
 #include "scheduler/metrics.h"
 #include "scheduler/embedded.h"
 #include "scheduler/harness.h"
+#include "scheduler/input.h"
 #include "scheduler/plan.h"
 #include "scheduler/state.h"
 #include "transport/endpoint.h"
@@ -61,6 +62,7 @@ struct stage_rt {
 	uint64_t failed_attempts;	/* attempts that failed, retried or not */
 	struct shoal_histogram sched;	/* schedule-to-start latency */
 	struct shoal_histogram run;	/* run time of attempts */
+	struct shoal_input *input;	/* compiled `input:`, or NULL */
 	char first_error[512];
 };
 
@@ -145,7 +147,8 @@ struct harness {
 	size_t nreplies, cap_replies;
 	struct shoal_arena arena;	/* lease bytes of this turn */
 	struct shoal_buf enc;
-	struct shoal_buf input;
+	struct shoal_buf input;		/* a lease's chunk */
+	struct shoal_buf rendered;	/* a lease's rendered `input:` */
 	struct shoal_wire_limits limits;
 	int stopping;			/* no new leases; drain workers */
 	int failed;

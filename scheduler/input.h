@@ -1,0 +1,46 @@
+/* input.h - what a subtask's /workspace/input holds when its stage says
+ * `input:` (docs/CONFIG.md): a line range of a file, or a template, rendered
+ * from the subtask's values (source, chunk, record, ...).  Records come from
+ * subagents' output, so they are untrusted: a rendered path must stay inside
+ * the config's folder, and a render error fails that subtask, not the run. */
+#ifndef SHOAL_INPUT_H
+#define SHOAL_INPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "scheduler/config.h"
+
+struct shoal_input;
+
+/* The values one subtask offers to templates. */
+struct shoal_input_ctx {
+	const char *source;		/* SHOAL_SOURCE */
+	uint32_t chunk;
+	uint64_t line_offset;
+	uint64_t byte_offset;
+	const char *stage;
+	uint32_t attempt;
+	const char *chunk_data;		/* the chunk ({{input}}) */
+	size_t chunk_len;
+	const char *record;		/* the item as JSON text (for_each:
+					 * {stage}), or NULL */
+	size_t record_len;
+};
+
+/* Compiles the stage's input templates; *out is NULL when the stage has
+ * no `input:` (the chunk is the input). */
+int shoal_input_compile(const struct shoal_stage_conf *stage, struct shoal_input **out,
+			struct shoal_error *err);
+
+/* Appends the subtask's input to out.  SHOAL_EINVAL with a message for a
+ * render error or a path outside cfg->dir. */
+int shoal_input_build(const struct shoal_input *in, const struct shoal_config *cfg,
+		      const struct shoal_input_ctx *ctx, struct shoal_buf *out,
+		      struct shoal_error *err);
+
+void shoal_input_free(struct shoal_input *in);
+
+#endif
