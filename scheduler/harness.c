@@ -1438,13 +1438,40 @@ static int harness_turn(struct harness *h, struct shoal_error *err)
 	return SHOAL_OK;
 }
 
+/* The first SIGINT/SIGTERM stops dispatching and lets what runs finish (up
+ * to INTERRUPT_GRACE_MS), leaving the run resumable; a second one cancels
+ * what still runs. */
+static void on_interrupt(struct harness *h)
+{
+	int sig = (int)got_signal;
+
+	got_signal = 0;
+	if (h->interrupted) {
+		harness_fail_run(h, "interrupted twice by signal %d: cancelling what runs", sig);
+		return;
+	}
+	h->interrupted = 1;
+	h->stopping = 1;
+	snprintf(h->error, sizeof(h->error), "interrupted by signal %d; continue with: "
+		 "shoal resume %s", sig, h->run_id);
+	shoal_warn("signal %d: no new work; waiting up to %d s for running subtasks "
+		   "(signal again to cancel them)", sig, INTERRUPT_GRACE_MS / 1000);
+}
+
+static int still_draining(const struct harness *h)
+{
+	int64_t grace = h->interrupted && !h->failed ? INTERRUPT_GRACE_MS : DRAIN_GRACE_MS;
+
+	return alive_workers(h) > 0 && shoal_now_ms() - h->stop_ms < grace;
+}
+
 static int loop(struct harness *h, struct shoal_error *err)
 {
 	int rc;
 
 	while (!h->stopping) {
 		if (got_signal) {
-			harness_fail_run(h, "interrupted by signal %d", (int)got_signal);
+			on_interrupt(h);
 			break;
 		}
 		rc = harness_turn(h, err);
@@ -1453,9 +1480,11 @@ static int loop(struct harness *h, struct shoal_error *err)
 		if (!h->stopping)
 			wait_events(h);
 	}
-	/* Drain: tell workers to stop; give them a moment to say BYE. */
+	/* Drain: tell workers to stop; let them finish and say BYE. */
 	h->stop_ms = shoal_now_ms();
-	while (alive_workers(h) > 0 && shoal_now_ms() - h->stop_ms < DRAIN_GRACE_MS) {
+	while (still_draining(h)) {
+		if (got_signal)
+			on_interrupt(h);
 		rc = harness_turn(h, err);
 		if (rc != SHOAL_OK)
 			return rc;
@@ -1626,7 +1655,7 @@ static void summarize(struct harness *h, struct shoal_run_summary *sum)
 	memset(sum, 0, sizeof(*sum));
 	shoal_strlcpy(sum->run_id, h->run_id, sizeof(sum->run_id));
 	totals(h, &sum->subtasks, &sum->done, &running, &sum->dead, &sum->retries);
-	sum->succeeded = !h->failed;
+	sum->succeeded = !h->failed && !h->interrupted;
 	sum->seconds = (double)(shoal_now_ms() - h->started_ms) / 1000.0;
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
 		sum->peak_rss_kb = ru.ru_maxrss;
@@ -1781,13 +1810,13 @@ static void run_teardown(struct harness *h, struct shoal_embedded_redis *emb)
 	const char *status = h->failed ? "failed" : "succeeded";
 
 	shoal_supervisor_stop(&h->sup, 3000);
-	if (got_signal)
+	if (h->interrupted)
 		status = "interrupted";
 	if (h->cancelled)
 		status = "cancelled";
 	if (h->st != NULL && !h->paused && h->run_recorded) {
 		shoal_state_run_finish(h->st, status, h->error, &err);
-		if (!got_signal && h->cfg->state_ttl_ms > 0 &&
+		if (!h->interrupted && h->cfg->state_ttl_ms > 0 &&
 		    shoal_state_run_expire(h->st, h->cfg->state_ttl_ms, &err) != SHOAL_OK)
 			shoal_warn("cannot set the retention TTL: %s", err.msg);
 	}

@@ -31,6 +31,7 @@
 #define RETRY_BACKOFF_MS 500		/* doubled per attempt */
 #define RETRY_BACKOFF_MAX_MS 30000
 #define DRAIN_GRACE_MS 5000		/* at the end, for workers to say BYE */
+#define INTERRUPT_GRACE_MS 30000	/* after SIGTERM, for running subtasks */
 #define STAGED_FILE_MAX ((size_t)64 << 20)
 
 enum stage_state { STAGE_WAITING, STAGE_RUNNING, STAGE_DONE, STAGE_FAILED };
@@ -155,6 +156,7 @@ struct harness {
 	int paused;			/* Redis stayed unavailable: resumable */
 	int resume;			/* continuing run_id rather than a new run */
 	int cancelled;			/* `shoal cancel` asked */
+	int interrupted;		/* SIGINT/SIGTERM: draining, resumable */
 	int run_recorded;		/* the run hash exists in Redis */
 	int64_t last_tick_ms;		/* harness_tick_run_record */
 	char inputs_hash[65];		/* sha256 of the files stages' inputs */

@@ -101,6 +101,27 @@ cancel_stops_a_running_run() {
 	expect_eq "$RC" 2 "a cancelled run is not resumed"
 }
 
+# SIGTERM on the harness: no new work, running subtasks finish and are
+# recorded, the run stays resumable and resuming redoes none of them.
+sigterm_drains_and_leaves_the_run_resumable() {
+	local d=$TMP/sigterm
+	make_job "$d" 40
+	"$SHOAL_BIN" run "$d/run.yaml" --state-dir "$d/.shoal" >"$d/r1.out" 2>"$d/r1.err" &
+	local pid=$! run
+	run=$(run_id_of "$d/r1.out")
+	sleep 0.7
+	kill -TERM "$pid"
+	wait "$pid"
+	expect_eq "$?" 1 "an interrupted run exits 1"
+	expect_contains "$d/r1.err" "waiting up to 30 s for running subtasks" "it says it drains"
+	expect_contains "$d/r1.out" "shoal resume $run" "the summary says how to continue"
+	run_shoal "$d/s" status "$run" --state-dir "$d/.shoal"
+	expect_contains "$d/s.out" "interrupted" "the run is recorded interrupted"
+	run_shoal "$d/r2" resume "$run" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "resume completes it"
+	expect_exactly_once "$d" 40 0
+}
+
 # Restart Redis (graceful: AOF flushed) in the middle of a run.
 redis_restart_is_survived() {
 	local d=$TMP/redis
@@ -185,6 +206,7 @@ random_faults_lose_nothing() {
 run_test killed_harness_resumes_without_redoing_finished_work
 run_test run_resume_flag_continues_the_same_run
 run_test cancel_stops_a_running_run
+run_test sigterm_drains_and_leaves_the_run_resumable
 run_test redis_restart_is_survived
 run_test redis_kill_is_survived
 run_test embedded_redis_killed_is_restarted
