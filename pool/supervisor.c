@@ -115,6 +115,15 @@ uint32_t shoal_supervisor_reap(struct shoal_supervisor *s, int expected)
 	return unexpected;
 }
 
+void shoal_supervisor_kill(struct shoal_supervisor *s, pid_t pid)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->nworkers; i++)
+		if (s->pids[i] == pid && pid > 0)
+			kill(pid, SIGKILL);
+}
+
 void shoal_supervisor_stop(struct shoal_supervisor *s, int64_t grace_ms)
 {
 	int64_t deadline = shoal_now_ms() + grace_ms;

@@ -38,6 +38,9 @@ int shoal_supervisor_scale(struct shoal_supervisor *s, uint32_t n,
  * unexpectedly (all of them count as expected when expected is set). */
 uint32_t shoal_supervisor_reap(struct shoal_supervisor *s, int expected);
 
+/* SIGKILL to pid if it is one of ours (a hung worker); reaped later. */
+void shoal_supervisor_kill(struct shoal_supervisor *s, pid_t pid);
+
 /* SIGTERM to every worker, waits up to grace_ms, then SIGKILL. */
 void shoal_supervisor_stop(struct shoal_supervisor *s, int64_t grace_ms);
 

@@ -48,6 +48,9 @@
 
 #include "scheduler/harness_int.h"
 
+static int64_t worker_silence_ms(const struct harness *h);
+static uint32_t heartbeat_interval_ms(const struct harness *h);
+
 static volatile sig_atomic_t got_signal;
 
 static void on_signal(int sig)
@@ -568,6 +571,11 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 	}
 	if (n > 0)
 		s->last_grant_ms = now;
+	if (n > 0 && h->resume && !h->resume_leased) {
+		h->resume_leased = 1;
+		shoal_info("resumed run %s: first lease %lld ms after start", h->run_id,
+			   (long long)(now - h->started_ms));
+	}
 	if (record_leases(h, stage, worker, ls, n, err) != SHOAL_OK)
 		harness_fail_run(h, "%s", err->msg);
 	for (i = 0; i < n; i++)		/* settled unsent leases: recorded, done */
@@ -714,7 +722,7 @@ static void on_hello(struct harness *h, const struct shoal_request *req,
 	shoal_debug("worker %s joined with %u slots", m->u.hello.worker_id, m->u.hello.slots);
 	memset(&r, 0, sizeof(r));
 	r.type = SHOAL_MSG_WELCOME;
-	r.u.welcome.heartbeat_ms = HEARTBEAT_MS;
+	r.u.welcome.heartbeat_ms = heartbeat_interval_ms(h);
 	r.u.welcome.poll_ms = POLL_HOLD_MS;
 	queue_reply(h, &req->route, &r, m->corr);
 }
@@ -848,12 +856,21 @@ static void take_requests(struct harness *h)
 /* ---- expiry ---------------------------------------------------------- */
 
 /* How long a worker may stay silent before its leases are given back:
- * `timeouts.heartbeat`, at least three of our heartbeat intervals. */
+ * `timeouts.heartbeat`.  Workers are told (WELCOME) to report twice per
+ * period, so a dead or partitioned worker is found within two of its
+ * heartbeat intervals. */
 static int64_t worker_silence_ms(const struct harness *h)
 {
 	int64_t t = (int64_t)h->cfg->timeouts.heartbeat_ms;
 
-	return t > WORKER_SILENCE_MS ? t : WORKER_SILENCE_MS;
+	return t > 0 ? t : HEARTBEAT_DEFAULT_MS;
+}
+
+static uint32_t heartbeat_interval_ms(const struct harness *h)
+{
+	int64_t t = worker_silence_ms(h) / 2;
+
+	return t < 250 ? 250 : (uint32_t)t;
 }
 
 /* schedule_to_start: a stage with work waiting that no worker has taken
@@ -889,9 +906,14 @@ static void expire(struct harness *h)
 		if (w >= 0)
 			drop_worker(h, w, "disconnected");
 	}
-	for (i = 0; i < h->nworkers; i++)
-		if (h->workers[i].alive && now - h->workers[i].last_seen_ms > worker_silence_ms(h))
-			drop_worker(h, (int)i, "stopped sending heartbeats");
+	for (i = 0; i < h->nworkers; i++) {
+		if (!h->workers[i].alive || now - h->workers[i].last_seen_ms <= worker_silence_ms(h))
+			continue;
+		drop_worker(h, (int)i, "stopped sending heartbeats");
+		/* A hung worker of our own pool is useless: end it, so that the
+		 * pool replaces it instead of counting it as starting. */
+		shoal_supervisor_kill(&h->sup, (pid_t)h->workers[i].pid);
+	}
 	check_schedule_to_start(h, now);
 	for (i = 0; i < h->leases.cap; i++) {
 		struct lease_ent *l = h->leases.vals[i];

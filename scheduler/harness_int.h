@@ -24,9 +24,10 @@
 #define HARNESS_MAX_MSG ((size_t)256 << 20)
 #define WORK_MAX_BYTES ((size_t)16 << 20)	/* lease bytes per WORK */
 #define WORK_MAX_LEASES 1024
-#define HEARTBEAT_MS 2000		/* workers report at least this often */
+#define HEARTBEAT_DEFAULT_MS 10000	/* silence that voids a worker's leases,
+					 * when timeouts.heartbeat is unset;
+					 * workers report twice per period */
 #define POLL_HOLD_MS 1000		/* a POLL is held at most this long */
-#define WORKER_SILENCE_MS (3 * HEARTBEAT_MS) /* then its leases expire */
 #define LEASE_GRACE_MS 10000		/* beyond the subtask's own timeout */
 #define RETRY_BACKOFF_MS 500		/* doubled per attempt */
 #define RETRY_BACKOFF_MAX_MS 30000
@@ -155,6 +156,7 @@ struct harness {
 	int failed;
 	int paused;			/* Redis stayed unavailable: resumable */
 	int resume;			/* continuing run_id rather than a new run */
+	int resume_leased;		/* its first lease was logged */
 	int cancelled;			/* `shoal cancel` asked */
 	int interrupted;		/* SIGINT/SIGTERM: draining, resumable */
 	int run_recorded;		/* the run hash exists in Redis */
