@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "pool/sandbox.h"
 #include "scheduler/embedded.h"
 
 #define REPEATS 3
@@ -111,7 +112,78 @@ static double redis_rate(const char *url_path, int count)
 	return (double)count * 1e6 / (double)(shoal_now_us() - t0);
 }
 
+/* ---- raw sandbox launcher: n jobs of /bin/true, `conc` at a time ------- */
+
+static double sandbox_rate(int n, int conc)
+{
+	static const char *const argv[] = { "/bin/true", NULL };
+	static const char *const env[] = { "PATH=/usr/bin:/bin" };
+	struct shoal_sandbox_job *jobs[64] = { 0 };
+	struct shoal_sandbox_spec spec;
+	struct shoal_error err = { 0, "" };
+	int started = 0, finished = 0, i;
+	int64_t t0;
+
+	if (conc > 64 || shoal_sandbox_global_init(&err) != SHOAL_OK)
+		return 0;
+	memset(&spec, 0, sizeof(spec));
+	spec.argv = argv;
+	spec.argc = 1;
+	spec.env = env;
+	spec.nenv = 1;
+	spec.limits.memory = 512u << 20;
+	spec.limits.pids = 64;
+	spec.limits.timeout_ms = 30000;
+	spec.limits.disk = 64u << 20;
+	spec.limits.max_output = 1u << 20;
+	t0 = shoal_now_us();
+	while (finished < n) {
+		for (i = 0; i < conc; i++) {
+			if (jobs[i] == NULL && started < n) {
+				if (shoal_sandbox_start(&spec, &jobs[i], &err) != SHOAL_OK)
+					return 0;
+				started++;
+			}
+			if (jobs[i] != NULL && shoal_sandbox_job_step(jobs[i], shoal_now_ms()) != 0) {
+				shoal_sandbox_job_free(jobs[i]);
+				jobs[i] = NULL;
+				finished++;
+			}
+		}
+		usleep(50);
+	}
+	while (shoal_sandbox_reap() > 0)
+		usleep(1000);
+	return (double)n * 1e6 / (double)(shoal_now_us() - t0);
+}
+
 /* ---- the whole path --------------------------------------------------- */
+
+static int write_true_config(const char *dir, int n)
+{
+	char path[512];
+	FILE *f;
+	int i;
+
+	snprintf(path, sizeof(path), "%s/in/true.txt", dir);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		fprintf(f, "%d\n", i);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/true.yaml", dir);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	fprintf(f, "version: 1\nname: bench-sandboxed\n"
+		"pool: {max_workers: 2, slots_per_worker: 8}\n"
+		"stages:\n  - id: t\n    for_each: {files: \"in/true.txt\"}\n"
+		"    split: {by: lines, size: 1}\n    run: [/bin/true]\n"
+		"    merge: {strategy: concat}\n    output: out/true.txt\n");
+	fclose(f);
+	return 0;
+}
 
 static int write_inputs(const char *dir, int n, int slots, int workers)
 {
@@ -162,7 +234,8 @@ static long summary_rss(const char *path)
 }
 
 /* Runs `shoal run`; returns wall seconds and the harness's peak RSS (KiB). */
-static double run_shoal(const char *bin, const char *dir, int rep, long *rss_kb)
+static double run_shoal(const char *bin, const char *dir, const char *config, int rep,
+			long *rss_kb)
 {
 	char cfg[512], state[512], out[512];
 	struct rusage ru;
@@ -170,11 +243,12 @@ static double run_shoal(const char *bin, const char *dir, int rep, long *rss_kb)
 	int status;
 	pid_t pid;
 
-	snprintf(cfg, sizeof(cfg), "%s/bench.yaml", dir);
+	snprintf(cfg, sizeof(cfg), "%s/%s", dir, config);
 	/* A fresh state dir per run: otherwise the embedded Redis first
 	 * reloads the append-only file of the runs before. */
 	snprintf(state, sizeof(state), "%s/.shoal-%d", dir, rep);
 	snprintf(out, sizeof(out), "%s/summary.json", dir);
+	fflush(stdout);	/* else the child's freopen flushes our buffer again */
 	pid = fork();
 	if (pid == 0) {
 		if (freopen(out, "w", stdout) == NULL || freopen("/dev/null", "w", stderr) == NULL)
@@ -189,6 +263,31 @@ static double run_shoal(const char *bin, const char *dir, int rep, long *rss_kb)
 	}
 	*rss_kb = summary_rss(out);
 	return (double)(shoal_now_us() - t0) / 1e6;
+}
+
+/* Sandboxed /bin/true subtasks end to end, beside the raw launcher with
+ * the same concurrency (2 workers x 8 slots = 16 jobs in flight). */
+static int bench_sandboxed(const char *bin, const char *dir)
+{
+	const int n = 2000;
+	double raw_v[REPEATS], e2e_v[REPEATS], wall;
+	long rss = 0;
+	int i;
+
+	if (write_true_config(dir, n) != 0)
+		return 1;
+	for (i = 0; i < REPEATS; i++) {
+		raw_v[i] = sandbox_rate(n, 16);
+		wall = run_shoal(bin, dir, "true.yaml", 10 + i, &rss);
+		if (wall <= 0 || raw_v[i] <= 0)
+			return 1;
+		e2e_v[i] = n / wall;
+	}
+	printf("sandbox_raw_launcher_16_inflight %.0f jobs/s\n", median(raw_v, REPEATS));
+	printf("sandboxed_true_end_to_end %.0f subtasks/s\n", median(e2e_v, REPEATS));
+	printf("sandboxed_end_to_end_vs_raw_launcher %.3f ratio\n",
+	       median(e2e_v, REPEATS) / median(raw_v, REPEATS));
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -214,7 +313,7 @@ int main(int argc, char **argv)
 	}
 	shoal_embedded_stop(&emb);
 	for (i = 0; i < REPEATS; i++) {
-		wall_v[i] = run_shoal(bin, dir, i, &rss);
+		wall_v[i] = run_shoal(bin, dir, "bench.yaml", i, &rss);
 		if (wall_v[i] <= 0)
 			return 1;
 		rate_v[i] = n / wall_v[i];
@@ -231,5 +330,5 @@ int main(int argc, char **argv)
 	printf("dispatch_rate_vs_redis_pipelined %.3f ratio\n",
 	       median(rate_v, REPEATS) / median(redis_v, REPEATS));
 	printf("dispatch_harness_peak_rss %ld KiB\n", max_rss);
-	return 0;
+	return bench_sandboxed(bin, dir);
 }
