@@ -11,6 +11,11 @@
  * text: marks stay exact, and a variable's value can never change the
  * structure of the file (a value holding ": " or a newline stays one
  * value).  Keys are never expanded.
+ *
+ * Templates (prompts, input:) are compiled with template.h against the
+ * roots their stage provides, so an unknown name is a load error at the
+ * "{{" that holds it.  Secrets (api_key, MCP header and env values) are
+ * read by functions that never put a value into a message.
  */
 #include "scheduler/config.h"
 
@@ -25,11 +30,13 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <jansson.h>
 #include <yaml.h>
 
 #include "common/buf.h"
 #include "common/sha256.h"
 #include "common/util.h"
+#include "scheduler/template.h"
 
 #define DEFAULT_LANG "C.UTF-8"
 #define DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin"
@@ -44,6 +51,11 @@
 #define MAX_PARALLEL 65536
 #define MAX_CHUNK (UINT64_C(1) << 30)	/* split.size and split.overlap */
 #define MIB (UINT64_C(1) << 20)
+#define MAX_MCP_TOOL 128		/* the TOOL of mcp:SERVER/TOOL */
+#define MAX_TOKENS UINT64_C(1000000000000) /* budget.max_tokens */
+#define MAX_SCHEMA_NODES 65536		/* YAML nodes of an inline schema,
+					 * aliases counted each time */
+#define DEFAULT_OPENAI_URL "https://api.openai.com/v1"
 
 /* ---- the loader's state ------------------------------------------------ */
 
@@ -59,6 +71,8 @@ struct stage_ref {
 struct expansion {
 	size_t start, end;
 	char *value;
+	int secret;		/* an api_key, header or MCP env value: hashed
+				 * as written, wiped when freed */
 };
 
 struct loader {
@@ -77,6 +91,10 @@ struct loader {
 	size_t nrefs;
 	struct expansion *exp;
 	size_t nexp, capexp;
+	const struct section *entry_sec; /* the section of the named entry
+				 * being read (a model, an agent, an MCP
+				 * server) ... */
+	const char *entry;	/* ... and its name: "in agent 'NAME'" */
 };
 
 /* ---- the schema -------------------------------------------------------- */
@@ -115,6 +133,8 @@ typedef int (*finish_fn)(struct loader *ld, const yaml_node_t *map, void *obj);
 #define F_INHERIT 16u	/* K_MAP in a stage: starts as a copy of the top-level
 			 * field at `top` (plain data: no pointers), then the
 			 * stage's keys override it key by key */
+#define F_NAMED 32u	/* K_CUSTOM: a mapping of NAME: entry, sub describes
+			 * each entry (docs: key.NAME.) */
 
 struct section;
 
@@ -131,9 +151,10 @@ struct key {
 	uint64_t lo, hi;		/* K_UINT, K_DURATION, K_SIZE */
 	const struct enum_name *names;	/* K_ENUM, NULL-terminated */
 	size_t top;			/* F_INHERIT: offset in shoal_config */
-	const char *not_with;		/* a key of the same mapping this one
-					 * cannot be given with; F_REQUIRED
-					 * then means "unless that one is" */
+	const char *const *not_with;	/* keys of the same mapping this one
+					 * cannot be given with (NOT_WITH);
+					 * F_REQUIRED then means "unless one
+					 * of them is" */
 	const char *dflt;
 	default_fn dflt_fn;
 	check_fn check;			/* a string value, or each list item */
@@ -155,6 +176,7 @@ struct section {
 #define FIELD(T, f) .off = offsetof(T, f), .width = sizeof(((T *)0)->f)
 #define COUNT(T, f) .noff = offsetof(T, f), .nwidth = sizeof(((T *)0)->f)
 #define TOP(f) .top = offsetof(struct shoal_config, f)
+#define NOT_WITH(...) .not_with = (const char *const[]){ __VA_ARGS__, NULL }
 #define SECTION(where, keys, finish, reserved) \
 	{ where, keys, SHOAL_ARRAY_LEN(keys), finish, reserved }
 
@@ -182,7 +204,19 @@ static int check_workspace_path(struct loader *, const struct key *, const yaml_
 static int check_listen(struct loader *, const struct key *, const yaml_node_t *, const char *);
 static int check_host_port(struct loader *, const struct key *, const yaml_node_t *, const char *);
 static int check_regular_file(struct loader *, const struct key *, const yaml_node_t *, const char *);
-static int check_template(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_input_template(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_stage_prompt(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_agent_prompt(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_http_url(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int check_folder(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int apply_models(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_agents(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_mcp_servers(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_api_key(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_tools(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_output_schema(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_mcp_env(struct loader *, const struct key *, const yaml_node_t *, void *);
+static int apply_headers(struct loader *, const struct key *, const yaml_node_t *, void *);
 static int check_when_stage(struct loader *, const struct key *, const yaml_node_t *, const char *);
 static int finish_pool(struct loader *, const yaml_node_t *, void *);
 static int finish_auth(struct loader *, const yaml_node_t *, void *);
@@ -193,6 +227,8 @@ static int finish_merge(struct loader *, const yaml_node_t *, void *);
 static int finish_reduce(struct loader *, const yaml_node_t *, void *);
 static int finish_input(struct loader *, const yaml_node_t *, void *);
 static int finish_stage(struct loader *, const yaml_node_t *, void *);
+static int finish_agent(struct loader *, const yaml_node_t *, void *);
+static int finish_mcp(struct loader *, const yaml_node_t *, void *);
 
 static const struct enum_name backend_names[] = {
 	{ "native", SHOAL_SANDBOX_NATIVE }, { "none", SHOAL_SANDBOX_NONE },
@@ -223,6 +259,25 @@ static const struct enum_name checkpoint_names[] = {
 static const struct enum_name fan_in_names[] = {
 	{ "fail_fast", SHOAL_FAN_IN_FAIL_FAST },
 	{ "continue", SHOAL_FAN_IN_CONTINUE }, { NULL, 0 },
+};
+static const struct enum_name provider_names[] = {
+	{ "openai", SHOAL_PROVIDER_OPENAI }, { NULL, 0 },
+};
+static const struct enum_name api_names[] = {
+	{ "chat", SHOAL_MODEL_API_CHAT },
+	{ "responses", SHOAL_MODEL_API_RESPONSES }, { NULL, 0 },
+};
+static const struct enum_name transport_names[] = {
+	{ "stdio", SHOAL_MCP_STDIO }, { "http", SHOAL_MCP_HTTP }, { NULL, 0 },
+};
+/* The built-in tools an agent may list (the others are mcp:...). */
+static const struct enum_name tool_names[] = {
+	{ "shell", SHOAL_TOOL_SHELL }, { "read_file", SHOAL_TOOL_READ_FILE },
+	{ "write_file", SHOAL_TOOL_WRITE_FILE },
+	{ "list_files", SHOAL_TOOL_LIST_FILES },
+	{ "apply_patch", SHOAL_TOOL_APPLY_PATCH },
+	{ "load_skill", SHOAL_TOOL_LOAD_SKILL },
+	{ "spawn_subagents", SHOAL_TOOL_SPAWN_SUBAGENTS }, { NULL, 0 },
 };
 
 #define SB struct shoal_sandbox_conf
@@ -411,6 +466,139 @@ static const struct key checkpoint_keys[] = {
 static const struct section checkpoint_section =
 	SECTION("in checkpoint", checkpoint_keys, NULL, NULL);
 
+static const struct key budget_keys[] = {
+	{ .name = "max_tokens", .kind = K_UINT, .flags = F_REQUIRED,
+	  FIELD(struct shoal_budget_conf, max_tokens), .lo = 1, .hi = MAX_TOKENS,
+	  .example = "budget: {max_tokens: 200000}",
+	  .doc = "prompt plus completion tokens of every model request, "
+		 "summed" },
+};
+static const struct section budget_section =
+	SECTION("in budget", budget_keys, NULL, NULL);
+
+#define MD struct shoal_model_def
+static const struct key model_keys[] = {
+	{ .name = "provider", .kind = K_ENUM, FIELD(MD, provider),
+	  .names = provider_names, .dflt = "openai",
+	  .doc = "the API family: `openai`, for OpenAI and the servers "
+		 "compatible with it, is the only one for now" },
+	{ .name = "api", .kind = K_ENUM, FIELD(MD, api), .names = api_names,
+	  .dflt = "chat",
+	  .doc = "`chat`: Chat Completions. `responses`: the Responses API" },
+	{ .name = "base_url", .kind = K_STR, FIELD(MD, base_url),
+	  .check = check_http_url, .type = "URL", .dflt = DEFAULT_OPENAI_URL,
+	  .doc = "`http://` or `https://`; `/chat/completions` or "
+		 "`/responses` is added to it" },
+	{ .name = "api_key", .kind = K_CUSTOM, .flags = F_REQUIRED,
+	  FIELD(MD, api_key), .apply = apply_api_key, .type = "string (secret)",
+	  .example = "api_key: ${OPENAI_API_KEY} ('' for a server without "
+		     "keys)",
+	  .doc = "sent as `Authorization: Bearer`; `''`: none, for a local "
+		 "server; no line breaks; never shown in an error" },
+	{ .name = "model", .kind = K_STR, .flags = F_REQUIRED, FIELD(MD, model),
+	  .example = "model: gpt-5-mini",
+	  .doc = "the provider's model id" },
+	{ .name = "max_concurrency", .kind = K_UINT, FIELD(MD, max_concurrency),
+	  .lo = 1, .hi = 100000, .dflt = "64",
+	  .doc = "requests to this model on the wire at once, for the whole "
+		 "run; the others wait their turn" },
+	{ .name = "requests_per_minute", .kind = K_UINT,
+	  FIELD(MD, requests_per_minute), .lo = 0, .hi = 10000000, .dflt = "0",
+	  .doc = "`0`: unlimited" },
+	{ .name = "tokens_per_minute", .kind = K_UINT,
+	  FIELD(MD, tokens_per_minute), .lo = 0, .hi = 1000000000, .dflt = "0",
+	  .doc = "prompt plus completion tokens; `0`: unlimited" },
+	{ .name = "timeout", .kind = K_DURATION, FIELD(MD, timeout_ms),
+	  .lo = 1000, .hi = MAX_DURATION_MS, .dflt = "120s",
+	  .doc = "one attempt of one request" },
+	{ .name = "max_retries", .kind = K_UINT, FIELD(MD, max_retries),
+	  .lo = 0, .hi = 100, .dflt = "6",
+	  .doc = "retries of a request after a 408, 429 or 5xx reply, a "
+		 "timeout or a lost connection, with backoff" },
+};
+#undef MD
+static const struct section model_section =
+	SECTION("in model", model_keys, NULL, NULL);
+
+#define AG struct shoal_agent_def
+static const struct key agent_keys[] = {
+	{ .name = "model", .kind = K_STR, .flags = F_REQUIRED, FIELD(AG, model),
+	  .type = "model name", .example = "model: fast",
+	  .doc = "a name from `models`" },
+	{ .name = "instructions", .kind = K_STR, FIELD(AG, instructions),
+	  .dflt_fn = leave_zero, .dflt = "none",
+	  .doc = "the system (developer) message; at most 64 KiB" },
+	{ .name = "prompt", .kind = K_STR, FIELD(AG, prompt),
+	  .check = check_agent_prompt, .type = "template",
+	  .dflt_fn = leave_zero, .dflt = "each stage's `prompt`",
+	  .doc = "the first user message, rendered for each subtask; see "
+		 "[Agents](#agents) for its names" },
+	{ .name = "tools", .kind = K_CUSTOM, .apply = apply_tools,
+	  .type = "list of tools", .dflt = "`[]`",
+	  .doc = "`shell`, `read_file`, `write_file`, `list_files`, "
+		 "`apply_patch`, `load_skill`, `spawn_subagents`, "
+		 "`mcp:SERVER/TOOL` or `mcp:SERVER/*` (SERVER from "
+		 "`mcp_servers`); each once" },
+	{ .name = "max_turns", .kind = K_UINT, FIELD(AG, max_turns), .lo = 1,
+	  .hi = 1000, .dflt = "20",
+	  .doc = "model replies in one conversation" },
+	{ .name = "output_schema", .kind = K_CUSTOM,
+	  .apply = apply_output_schema, .type = "path or mapping",
+	  .dflt = "free text",
+	  .doc = "the JSON Schema of the final answer: a JSON file (relative "
+		 "to the config's folder, at most 1 MiB) or the schema "
+		 "written in YAML; a JSON object either way" },
+	{ .name = "skills", .kind = K_PATH, FIELD(AG, skills),
+	  .check = check_folder, .type = "folder",
+	  .doc = "the skills `load_skill` reads: a folder relative to the "
+		 "config's folder, which must exist" },
+	{ .name = "budget", .kind = K_MAP, FIELD(AG, budget),
+	  .sub = &budget_section, .dflt = "no limit",
+	  .doc = "tokens one subtask's conversation may use, its subagents' "
+		 "included" },
+	{ .name = "max_children", .kind = K_UINT, FIELD(AG, max_children),
+	  .lo = 1, .hi = 256, .dflt = "8",
+	  .doc = "subagents one `spawn_subagents` call may start" },
+	{ .name = "max_depth", .kind = K_UINT, FIELD(AG, max_depth), .lo = 0,
+	  .hi = 16, .dflt = "2",
+	  .doc = "how deep subagents may nest; `spawn_subagents` needs at "
+		 "least 1" },
+};
+#undef AG
+static const struct section agent_section =
+	SECTION("in agent", agent_keys, finish_agent, NULL);
+
+#define MC struct shoal_mcp_def
+static const struct key mcp_keys[] = {
+	{ .name = "transport", .kind = K_ENUM, .flags = F_REQUIRED,
+	  FIELD(MC, transport), .names = transport_names,
+	  .example = "transport: stdio",
+	  .doc = "`stdio`: shoal starts `command` and speaks MCP on its stdin "
+		 "and stdout. `http`: Streamable HTTP at `url`" },
+	{ .name = "command", .kind = K_STRLIST, FIELD(MC, command),
+	  COUNT(MC, ncommand), .type = "list of strings",
+	  .doc = "`stdio` only, and required there: the server's argv, run "
+		 "without a shell" },
+	{ .name = "readonly_paths", .kind = K_STRLIST, FIELD(MC, readonly_paths),
+	  COUNT(MC, nreadonly_paths), .check = check_absolute,
+	  .type = "list of paths", .dflt = "`[]`",
+	  .doc = "`stdio` only: absolute host paths the server may read" },
+	{ .name = "env", .kind = K_CUSTOM, .apply = apply_mcp_env,
+	  .type = "mapping of strings", .dflt = "`{}`",
+	  .doc = "`stdio` only: variables of the server process (names "
+		 "`[A-Za-z_][A-Za-z0-9_]*`); values never shown in an error" },
+	{ .name = "url", .kind = K_STR, FIELD(MC, url), .check = check_http_url,
+	  .type = "URL",
+	  .doc = "`http` only, and required there: `http://` or `https://`" },
+	{ .name = "headers", .kind = K_CUSTOM, .apply = apply_headers,
+	  .type = "mapping of strings", .dflt = "`{}`",
+	  .doc = "`http` only: headers sent with every request "
+		 "(`Authorization: ...`); values never shown in an error" },
+};
+#undef MC
+static const struct section mcp_section =
+	SECTION("in MCP server", mcp_keys, finish_mcp, NULL);
+
 #define ST struct shoal_stage_conf
 static const struct key for_each_keys[] = {
 	{ .name = "files", .kind = K_STR, FIELD(ST, glob), .type = "glob",
@@ -482,9 +670,12 @@ static const struct section merge_section =
 
 static const struct key reduce_keys[] = {
 	{ .name = "run", .kind = K_CUSTOM, .flags = F_REQUIRED, .apply = apply_run,
-	  .type = "list of strings, or `builtin:noop`",
-	  .example = "reduce: {run: [sort, -u]}",
+	  NOT_WITH("agent"), .type = "list of strings, or `builtin:noop`",
+	  .example = "reduce: {run: [sort, -u]} or reduce: {agent: NAME}",
 	  .doc = "the command, as `run`" },
+	{ .name = "agent", .kind = K_STR, FIELD(ST, agent), NOT_WITH("run"),
+	  .type = "agent name",
+	  .doc = "an agent instead of a command, as `agent`" },
 };
 static const struct section reduce_section =
 	SECTION("in reduce", reduce_keys, finish_reduce, NULL);
@@ -492,19 +683,19 @@ static const struct section reduce_section =
 #define IN struct shoal_input_conf
 static const struct key input_keys[] = {
 	{ .name = "file_lines", .kind = K_STR, FIELD(IN, file_lines),
-	  .check = check_template, .type = "template",
+	  .check = check_input_template, .type = "template",
 	  .doc = "lines `from` to `to` of this file (relative to the config's "
 		 "folder) are the input" },
 	{ .name = "from", .kind = K_STR, FIELD(IN, from),
-	  .check = check_template, .type = "template",
+	  .check = check_input_template, .type = "template",
 	  .doc = "with `file_lines`, and required there: the first line, from "
 		 "1" },
-	{ .name = "to", .kind = K_STR, FIELD(IN, to), .check = check_template,
-	  .type = "template",
+	{ .name = "to", .kind = K_STR, FIELD(IN, to),
+	  .check = check_input_template, .type = "template",
 	  .doc = "with `file_lines`, and required there: the last line "
 		 "(inclusive)" },
 	{ .name = "template", .kind = K_STR, FIELD(IN, tmpl),
-	  .check = check_template, .type = "template",
+	  .check = check_input_template, .type = "template",
 	  .doc = "this text, rendered, is the input" },
 };
 #undef IN
@@ -540,7 +731,7 @@ static const struct key stage_keys[] = {
 	  .check = check_stage_id, .example = "id: entries",
 	  .doc = "`[A-Za-z0-9_-]`, 1 to 64 characters, unique" },
 	{ .name = "for_each", .kind = K_MAP, .flags = F_REQUIRED, .off = 0,
-	  .sub = &for_each_section, .not_with = "reduce",
+	  .sub = &for_each_section, NOT_WITH("reduce"),
 	  .example = "for_each: {files: \"corpus/*.txt\"}",
 	  .doc = "what the stage fans out over: exactly one of `files` and "
 		 "`stage`" },
@@ -549,7 +740,7 @@ static const struct key stage_keys[] = {
 	  .doc = "stages that must finish first (in any place in the file); "
 		 "`for_each.stage` is added; no cycles" },
 	{ .name = "split", .kind = K_MAP, FIELD(ST, split), .sub = &split_section,
-	  .not_with = "reduce", .dflt = "none: an item is one chunk",
+	  NOT_WITH("reduce"), .dflt = "none: an item is one chunk",
 	  .doc = "cut each item into chunks, one subtask per chunk" },
 	{ .name = "files", .kind = K_CUSTOM, .apply = apply_files,
 	  .type = "mapping name: path", .dflt = "`{}`",
@@ -557,11 +748,21 @@ static const struct key stage_keys[] = {
 		 "name (relative, no `..`, not `input`) to a path relative to the "
 		 "config's folder, which must be a regular file" },
 	{ .name = "run", .kind = K_CUSTOM, .flags = F_REQUIRED, .apply = apply_run,
-	  .not_with = "reduce", .type = "list of strings, or `builtin:noop`",
-	  .example = "run: [awk, -f, detect.awk]",
+	  NOT_WITH("reduce", "agent"),
+	  .type = "list of strings, or `builtin:noop`",
+	  .example = "run: [awk, -f, detect.awk] (or agent: NAME)",
 	  .doc = "the command as argv, run without a shell: a non-empty list "
 		 "whose first item is not empty. `builtin:noop`: the built-in "
 		 "no-op subagent" },
+	{ .name = "agent", .kind = K_STR, FIELD(ST, agent),
+	  NOT_WITH("run", "reduce"), .type = "agent name",
+	  .doc = "each subtask is a conversation of this agent (a name from "
+		 "`agents`) instead of a command" },
+	{ .name = "prompt", .kind = K_STR, FIELD(ST, prompt),
+	  .check = check_stage_prompt, .type = "template",
+	  .dflt_fn = leave_zero, .dflt = "the agent's `prompt`",
+	  .doc = "only with `agent` or `reduce.agent`: this stage's prompt, "
+		 "instead of the agent's" },
 	{ .name = "timeout", .kind = K_DURATION, FIELD(ST, timeout_ms), .lo = 1,
 	  .hi = MAX_DURATION_MS, .dflt_fn = leave_zero,
 	  .dflt = "the top-level `timeouts.start_to_close`, else `30m`",
@@ -613,7 +814,8 @@ static const struct key stage_keys[] = {
 	{ .name = "reduce", .kind = K_MAP, .off = 0, .sub = &reduce_section,
 	  .doc = "makes this a reduce stage: one subtask whose input is the "
 		 "merged outputs of `needs` (at least one); it has no "
-		 "`for_each`, `split` or `run`" },
+		 "`for_each`, `split`, `run` or `agent`: exactly one of "
+		 "`reduce.run` and `reduce.agent` says what it runs" },
 	{ .name = "input", .kind = K_MAP, FIELD(ST, input), .sub = &input_section,
 	  .dflt = "the item's chunk",
 	  .doc = "what `/workspace/input` holds instead: exactly one of "
@@ -666,17 +868,37 @@ static const struct key top_keys[] = {
 	{ .name = "sandbox", .kind = K_MAP, .flags = F_ALWAYS, FIELD(CF, sandbox),
 	  .sub = &sandbox_section,
 	  .doc = "sandbox settings of every stage" },
+	/* models and MCP servers before agents, agents before stages: a
+	 * name is looked up when the key that uses it is read */
+	{ .name = "models", .kind = K_CUSTOM, .flags = F_NAMED,
+	  FIELD(CF, models), COUNT(CF, nmodels), .apply = apply_models,
+	  .sub = &model_section,
+	  .type = "mapping of name: model", .dflt = "`{}`",
+	  .doc = "the models agents use; names `[A-Za-z0-9_.-]`, 1 to 64 "
+		 "characters; at most 64" },
+	{ .name = "mcp_servers", .kind = K_CUSTOM, .flags = F_NAMED,
+	  FIELD(CF, mcp_servers), COUNT(CF, nmcp_servers),
+	  .apply = apply_mcp_servers, .sub = &mcp_section,
+	  .type = "mapping of name: server", .dflt = "`{}`",
+	  .doc = "MCP servers whose tools agents may call; names as "
+		 "`models`; at most 64" },
+	{ .name = "agents", .kind = K_CUSTOM, .flags = F_NAMED,
+	  FIELD(CF, agents), COUNT(CF, nagents), .apply = apply_agents,
+	  .sub = &agent_section,
+	  .type = "mapping of name: agent", .dflt = "`{}`",
+	  .doc = "agents stages may name instead of `run`; names as `models`; "
+		 "at most 256" },
+	{ .name = "budget", .kind = K_MAP, FIELD(CF, budget),
+	  .sub = &budget_section, .dflt = "no limit",
+	  .doc = "tokens the whole run may use, every agent's together" },
 	{ .name = "stages", .kind = K_CUSTOM, .flags = F_REQUIRED | F_LIST,
 	  .apply = apply_stages, .sub = &stage_section,
 	  .type = "list of mappings", .example = "stages: [{id: ..., ...}]",
 	  .doc = "1 to 256 stages; `needs` decides the order they run in" },
 };
 #undef CF
-static const char *const top_reserved[] = {
-	"models", "agents", "mcp_servers", NULL,
-};
 static const struct section top_section =
-	SECTION("at the top level", top_keys, NULL, top_reserved);
+	SECTION("at the top level", top_keys, NULL, NULL);
 
 /* ---- errors ------------------------------------------------------------ */
 
@@ -920,7 +1142,8 @@ static yaml_mark_t ref_mark(const struct loader *ld, const yaml_node_t *node,
 	return node->start_mark;
 }
 
-static int remember(struct loader *ld, const yaml_node_t *node, char *value)
+static int remember(struct loader *ld, const yaml_node_t *node, char *value,
+		    int secret)
 {
 	if (ld->nexp == ld->capexp) {
 		size_t cap = ld->capexp ? ld->capexp * 2 : 16;
@@ -936,6 +1159,7 @@ static int remember(struct loader *ld, const yaml_node_t *node, char *value)
 	ld->exp[ld->nexp].start = node->start_mark.index;
 	ld->exp[ld->nexp].end = node->end_mark.index;
 	ld->exp[ld->nexp].value = value;
+	ld->exp[ld->nexp].secret = secret;
 	ld->nexp++;
 	return SHOAL_OK;
 }
@@ -946,9 +1170,9 @@ static const char *raw(const yaml_node_t *node)
 }
 
 /* The value of a scalar after ${VAR} expansion.  *out lives as long as the
- * loader. */
-static int scalar_text(struct loader *ld, const yaml_node_t *node,
-		       const char *key, const char **out)
+ * loader.  A secret's expansion is left out of the hash. */
+static int scalar_value(struct loader *ld, const yaml_node_t *node,
+			const char *key, int secret, const char **out)
 {
 	const char *v = raw(node);
 	size_t n = node->data.scalar.length;
@@ -979,12 +1203,27 @@ static int scalar_text(struct loader *ld, const yaml_node_t *node,
 	} else {
 		char *value = shoal_buf_steal(&b, NULL);
 
-		rc = value != NULL ? remember(ld, node, value) : nomem(ld);
+		rc = value != NULL ? remember(ld, node, value, secret)
+		     : nomem(ld);
 		if (rc == SHOAL_OK)
 			*out = value;
 	}
 	shoal_buf_free(&b);
 	return rc;
+}
+
+static int scalar_text(struct loader *ld, const yaml_node_t *node,
+		       const char *key, const char **out)
+{
+	return scalar_value(ld, node, key, 0, out);
+}
+
+/* A secret: hashed as written (${OPENAI_API_KEY}), so that a rotated key
+ * is the same config and the hash never depends on one. */
+static int secret_text(struct loader *ld, const yaml_node_t *node,
+		       const char *key, const char **out)
+{
+	return scalar_value(ld, node, key, 1, out);
 }
 
 /* ---- nodes --------------------------------------------------------------- */
@@ -1298,7 +1537,8 @@ static const char *owner_of(const struct section *sec, const char *name)
 	size_t i;
 
 	for (i = 0; i < sec->nkeys; i++)
-		if (sec->keys[i].sub != NULL && !(sec->keys[i].flags & F_LIST) &&
+		if (sec->keys[i].sub != NULL &&
+		    !(sec->keys[i].flags & (F_LIST | F_NAMED)) &&
 		    find_key(sec->keys[i].sub, name) != NULL)
 			return sec->keys[i].name;
 	return NULL;
@@ -1698,16 +1938,33 @@ static const yaml_node_t *given(struct loader *ld, const yaml_node_t *map,
 	return v != NULL && !is_null(v) ? v : NULL;
 }
 
+/* The first of k's not_with keys that map gives (*name: which), or NULL. */
+static const yaml_node_t *given_other(struct loader *ld, const struct key *k,
+				      const yaml_node_t *map, const char **name)
+{
+	const char *const *w;
+	const yaml_node_t *v;
+
+	for (w = k->not_with; w != NULL && *w != NULL; w++) {
+		v = given(ld, map, *w);
+		if (v != NULL) {
+			*name = *w;
+			return v;
+		}
+	}
+	return NULL;
+}
+
 static int read_key(struct loader *ld, const struct key *k,
 		    const yaml_node_t *map, void *obj)
 {
 	const yaml_node_t *v = map != NULL ? lookup(ld, map, k->name) : NULL;
-	const yaml_node_t *other = k->not_with != NULL
-				   ? given(ld, map, k->not_with) : NULL;
+	const char *oname = NULL;
+	const yaml_node_t *other = given_other(ld, k, map, &oname);
 
 	if (v != NULL && !is_null(v) && other != NULL)
 		return fail(ld, v, "'%s' %s cannot be used with '%s' (line %zu)",
-			    k->name, ld->where, k->not_with,
+			    k->name, ld->where, oname,
 			    other->start_mark.line + 1);
 	if (v != NULL && !is_null(v))
 		return apply_key(ld, k, v, obj);
@@ -1749,6 +2006,8 @@ static int parse_section(struct loader *ld, const struct section *sec,
 	shoal_strlcpy(where, sec->where, sizeof(where));
 	if (sec == &stage_section)
 		stage_where(ld, map, where, sizeof(where));
+	else if (sec == ld->entry_sec)
+		snprintf(where, sizeof(where), "%s '%s'", sec->where, ld->entry);
 	ld->where = where;
 	if (map != NULL)
 		rc = check_map(ld, map, sec, where, SHOAL_CONFIG_MAX_ITEMS);
@@ -1949,32 +2208,302 @@ static int check_regular_file(struct loader *ld, const struct key *k,
 	return rc;
 }
 
-/* Only the braces: the template engine checks the rest when the run is
- * planned.  Each '{{' closes with a '}}' before the next one opens. */
-static int check_template(struct loader *ld, const struct key *k,
+/* An http:// or https:// URL naming a host.  Never echoed: a URL may hold
+ * a token. */
+static int check_http_url(struct loader *ld, const struct key *k,
 			  const yaml_node_t *node, const char *value)
 {
-	const char *p = value;
-	int inside = 0;
+	static const char *const schemes[] = { "http://", "https://" };
+	size_t i, n;
+	const char *p;
 
-	while (*p != '\0') {
-		int opens = p[0] == '{' && p[1] == '{';
-		int closes = p[0] == '}' && p[1] == '}';
-
-		if (opens && inside)
-			return fail(ld, node, "'%s' %s has a '{{' inside '{{ ... }}': "
-				    "close each one with '}}' before the next",
-				    k->name, ld->where);
-		if (closes && !inside)
-			return fail(ld, node, "'%s' %s has a '}}' with no '{{' before "
-				    "it", k->name, ld->where);
-		inside = opens ? 1 : closes ? 0 : inside;
-		p += opens || closes ? 2 : 1;
+	for (p = value; *p != '\0'; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			return fail(ld, node, "'%s' %s holds a space or a control "
+				    "character", k->name, ld->where);
+	for (i = 0; i < SHOAL_ARRAY_LEN(schemes); i++) {
+		n = strlen(schemes[i]);
+		if (strncmp(value, schemes[i], n) == 0 && value[n] != '\0' &&
+		    value[n] != '/')
+			return SHOAL_OK;
 	}
-	if (inside)
-		return fail(ld, node, "'%s' %s has a '{{' with no '}}' after it",
-			    k->name, ld->where);
-	return SHOAL_OK;
+	return fail(ld, node, "'%s' %s must be an http:// or https:// URL with "
+		    "a host, such as https://api.example.com/v1 (the value is "
+		    "not shown: a URL may hold a secret)", k->name, ld->where);
+}
+
+/* A folder the run reads: checked now, like check_regular_file. */
+static int check_folder(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, const char *value)
+{
+	char *path = shoal_path_join(ld->cfg->dir, value);
+	struct stat sb;
+	int rc = SHOAL_OK;
+
+	if (path == NULL)
+		return nomem(ld);
+	if (stat(path, &sb) != 0)
+		rc = fail(ld, node, "'%s' %s cannot be read (%s): looked for %s",
+			  k->name, ld->where, strerror(errno), path);
+	else if (!S_ISDIR(sb.st_mode))
+		rc = fail(ld, node, "'%s' %s must be a folder: %s is not",
+			  k->name, ld->where, path);
+	free(path);
+	return rc;
+}
+
+/* ---- templates ----------------------------------------------------------- */
+
+/* The names a template may use: a prompt and the values of input: alike
+ * (scheduler/input.c renders the latter with the same roots).  `record` is
+ * last: it is only there in a stage with for_each: {stage: ID}. */
+static const char *const template_roots[] = {
+	"source", "chunk", "line_offset", "byte_offset", "input", "stage",
+	"attempt", "record",
+};
+
+/* Where a template is and what it may name. */
+struct tpl_use {
+	const char *what;		/* "'prompt' in stage 'a'" */
+	const char *const *roots;	/* `record` last */
+	size_t nroots;
+	const struct shoal_stage_conf *st; /* record only if it reads
+					    * records; NULL: any stage */
+};
+
+/* The last place needle is in s, or NULL. */
+static const char *last_of(const char *s, const char *needle)
+{
+	const char *last = NULL, *p;
+
+	for (p = strstr(s, needle); p != NULL; p = strstr(p + 1, needle))
+		last = p;
+	return last;
+}
+
+/* The position template.h writes into its messages, "at column C" or "at
+ * line L, column C" (the last one: a bad name may hold the words). */
+struct tpl_pos {
+	unsigned long long line, col;	/* from 1; col 0: msg has none */
+	size_t start, end;		/* its text in msg */
+};
+
+static struct tpl_pos template_pos(const char *msg)
+{
+	const char *line_at = last_of(msg, "at line ");
+	const char *col_at = last_of(msg, "at column ");
+	struct tpl_pos p = { 1, 0, 0, 0 };
+	const char *start = col_at;
+	char *end = NULL;
+
+	if (line_at != NULL && (col_at == NULL || line_at > col_at)) {
+		start = line_at;
+		p.line = strtoull(line_at + 8, &end, 10);
+		col_at = strncmp(end, ", column ", 9) == 0 ? end + 2 : NULL;
+	} else if (col_at != NULL) {
+		col_at += 3;
+	}
+	if (col_at == NULL)
+		return p;
+	p.col = strtoull(col_at + 7, &end, 10);
+	p.start = (size_t)(start - msg);
+	p.end = (size_t)(end - msg);
+	return p;
+}
+
+/* msg without its position (" at column 7", "(at line 2, column 3)"):
+ * the file's line and column say it better. */
+static void drop_pos(char *msg, const struct tpl_pos *p)
+{
+	size_t start = p->start, end = p->end;
+
+	if (p->col == 0)
+		return;
+	if (start >= 2 && msg[start - 1] == '(' && msg[end] == ')') {
+		start -= 2;
+		end++;
+	} else if (start >= 1 && msg[start - 1] == ' ') {
+		start--;
+	}
+	memmove(msg + start, msg + end, strlen(msg + end) + 1);
+}
+
+/* The byte of value at position p; SIZE_MAX when there is none. */
+static size_t template_offset(const char *value, const struct tpl_pos *p)
+{
+	unsigned long long line = p->line, col = p->col;
+	size_t off = 0;
+
+	if (col == 0)
+		return SIZE_MAX;
+	for (; line > 1; line--) {
+		const char *nl = strchr(value + off, '\n');
+
+		if (nl == NULL)
+			return SIZE_MAX;
+		off = (size_t)(nl - value) + 1;
+	}
+	if (col == 0 || col > strlen(value + off))
+		return SIZE_MAX;
+	return off + (size_t)col - 1;
+}
+
+/* How many times the two bytes pair[0..2) start in s[0..n) before upto
+ * (a run of braces counts at each byte). */
+static size_t count_pair(const char *s, size_t n, const char *pair, size_t upto)
+{
+	size_t i, seen = 0;
+
+	for (i = 0; i + 1 < n && i < upto; i++)
+		seen += s[i] == pair[0] && s[i + 1] == pair[1];
+	return seen;
+}
+
+/* The mark of byte `at` of the file, walking from node's start. */
+static yaml_mark_t mark_in_node(const struct loader *ld, const yaml_node_t *node,
+				size_t at)
+{
+	yaml_mark_t m = node->start_mark;
+	size_t b;
+
+	for (b = byte_offset(ld, m.index); b < at && b < ld->len; b++) {
+		if (ld->text[b] == '\n') {
+			m.line++;
+			m.column = 0;
+		} else if (!is_continuation(ld->text[b])) {
+			m.column++;
+		}
+	}
+	return m;
+}
+
+/* Finds in the file the "{{" (or "}}") at value[off]: the same brace
+ * pair, counted, in the scalar's source text.  0 when the source does not
+ * show the value's braces as they are (escapes, or braces that came from
+ * ${VAR}); *m is then the scalar's start. */
+static int template_mark(const struct loader *ld, const yaml_node_t *node,
+			 const char *value, size_t off, yaml_mark_t *m)
+{
+	size_t n = strlen(value), b0, b1, nth, i;
+	char pair[2];
+
+	*m = node->start_mark;
+	if (off == SIZE_MAX || off + 1 >= n)
+		return 0;
+	pair[0] = value[off];
+	pair[1] = value[off + 1];
+	if (pair[0] != pair[1] || (pair[0] != '{' && pair[0] != '}'))
+		return 0;
+	nth = count_pair(value, n, pair, off);
+	b0 = byte_offset(ld, node->start_mark.index);
+	b1 = byte_offset(ld, node->end_mark.index);
+	if (count_pair(ld->text + b0, b1 - b0, pair, SIZE_MAX) !=
+	    count_pair(value, n, pair, SIZE_MAX))
+		return 0;
+	for (i = b0; i + 1 < b1; i++) {
+		if (ld->text[i] == pair[0] && ld->text[i + 1] == pair[1] &&
+		    nth-- == 0) {
+			*m = mark_in_node(ld, node, i);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The first name of t whose root is `record`. */
+static const char *record_name(const struct shoal_template *t)
+{
+	size_t i;
+
+	for (i = 0; i < shoal_template_count(t); i++) {
+		const char *name = shoal_template_name(t, i);
+
+		if (strncmp(name, "record", 6) == 0 &&
+		    (name[6] == '\0' || name[6] == '.'))
+			return name;
+	}
+	return "record";
+}
+
+/* value names `record` where u's stage has none. */
+static int record_error(struct loader *ld, const yaml_mark_t *m,
+			const struct tpl_use *u, const struct shoal_template *t)
+{
+	return fail_at(ld, m, "%s uses '{{%s}}', but only a stage with "
+		       "for_each: {stage: ID} has a record, and stage '%s' %s",
+		       u->what, record_name(t), u->st->id,
+		       u->st->for_each == SHOAL_FOR_EACH_FILES
+		       ? "reads files (for_each: {files: ...})"
+		       : "is a reduce stage");
+}
+
+/* Compiles value (the scalar at node) as template.h does for the run, so
+ * that a name the stage cannot fill is an error now, at its "{{". */
+static int compile_template(struct loader *ld, const yaml_node_t *node,
+			    const char *value, const struct tpl_use *u)
+{
+	struct shoal_error terr = { 0, "" };
+	struct shoal_template *t = NULL;
+	int records = u->st == NULL || u->st->for_each == SHOAL_FOR_EACH_STAGE;
+	struct tpl_pos pos;
+	yaml_mark_t m;
+	int rc;
+
+	rc = shoal_template_compile(value, u->roots, u->nroots - !records, &t,
+				    &terr);
+	shoal_template_free(t);
+	if (rc == SHOAL_OK || rc == SHOAL_ENOMEM)
+		return rc == SHOAL_OK ? rc : nomem(ld);
+	pos = template_pos(terr.msg);
+	if (template_mark(ld, node, value, template_offset(value, &pos), &m))
+		drop_pos(terr.msg, &pos);
+	if (!records && shoal_template_compile(value, u->roots, u->nroots, &t,
+					       NULL) == SHOAL_OK) {
+		rc = record_error(ld, &m, u, t);
+		shoal_template_free(t);
+		return rc;
+	}
+	return fail_at(ld, &m, "%s: %s", u->what, terr.msg);
+}
+
+static int check_input_template(struct loader *ld, const struct key *k,
+				const yaml_node_t *node, const char *value)
+{
+	char what[128];
+	const struct tpl_use u = {
+		what, template_roots, SHOAL_ARRAY_LEN(template_roots),
+		&ld->cfg->stages[ld->stage],
+	};
+
+	snprintf(what, sizeof(what), "'%s' %s", k->name, ld->where);
+	return compile_template(ld, node, value, &u);
+}
+
+static int check_stage_prompt(struct loader *ld, const struct key *k,
+			      const yaml_node_t *node, const char *value)
+{
+	char what[128];
+	const struct tpl_use u = {
+		what, template_roots, SHOAL_ARRAY_LEN(template_roots),
+		&ld->cfg->stages[ld->stage],
+	};
+
+	snprintf(what, sizeof(what), "'%s' %s", k->name, ld->where);
+	return compile_template(ld, node, value, &u);
+}
+
+/* Against every root: each stage using the agent checks `record` again
+ * (check_agent_use). */
+static int check_agent_prompt(struct loader *ld, const struct key *k,
+			      const yaml_node_t *node, const char *value)
+{
+	char what[128];
+	const struct tpl_use u = {
+		what, template_roots, SHOAL_ARRAY_LEN(template_roots), NULL,
+	};
+
+	snprintf(what, sizeof(what), "'%s' %s", k->name, ld->where);
+	return compile_template(ld, node, value, &u);
 }
 
 static int check_when_stage(struct loader *ld, const struct key *k,
@@ -2171,6 +2700,171 @@ static int finish_input(struct loader *ld, const yaml_node_t *map, void *obj)
 	return SHOAL_OK;
 }
 
+/* "; did you mean 'x'?", "; they are: a, b" or "; there are none" about
+ * the entries base[0..n) (each `size` bytes, its name at name_off). */
+static void entry_hint(const char *name, const void *base, size_t n,
+		       size_t size, size_t name_off, char *buf, size_t bufsize)
+{
+	const char *best = NULL;
+	size_t bestd = SIZE_MAX, used, i;
+	int w;
+
+#define NAME_AT(i) (*(char *const *)((const char *)base + (i) * size + name_off))
+	for (i = 0; i < n; i++)
+		consider(name, NAME_AT(i), &best, &bestd);
+	if (best != NULL) {
+		snprintf(buf, bufsize, "; did you mean '%s'?", best);
+		return;
+	}
+	if (n == 0) {
+		snprintf(buf, bufsize, "; there are none");
+		return;
+	}
+	w = snprintf(buf, bufsize, "; they are:");
+	used = w > 0 ? (size_t)w : 0;
+	for (i = 0; i < n && used < bufsize; i++) {
+		w = snprintf(buf + used, bufsize - used, " %s%s", NAME_AT(i),
+			     i + 1 < n ? "," : "");
+		used += w > 0 ? (size_t)w : 0;
+	}
+#undef NAME_AT
+}
+
+#define HINT(want, arr, n, T, buf) \
+	entry_hint(want, arr, n, sizeof(T), offsetof(T, name), buf, sizeof(buf))
+
+static int finish_agent(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	struct shoal_agent_def *a = obj;
+	const yaml_node_t *depth = given(ld, map, "max_depth");
+	char hint[256];
+	size_t i;
+
+	a->model_index = shoal_config_model_index(ld->cfg, a->model);
+	if (a->model_index < 0) {
+		HINT(a->model, ld->cfg->models, ld->cfg->nmodels,
+		     struct shoal_model_def, hint);
+		return fail(ld, given(ld, map, "model"), "model '%s' %s is not "
+			    "one of models%s", a->model, ld->where, hint);
+	}
+	for (i = 0; i < a->ntools && a->max_depth == 0; i++)
+		if (a->tools[i].kind == SHOAL_TOOL_SPAWN_SUBAGENTS)
+			return fail(ld, depth != NULL ? depth : map, "'max_depth' %s is 0, but its tools "
+				    "include spawn_subagents, which needs at "
+				    "least 1", ld->where);
+	return SHOAL_OK;
+}
+
+/* command, readonly_paths and env belong to stdio; url and headers to
+ * http. */
+static int check_transport_keys(struct loader *ld, const yaml_node_t *map,
+				const struct shoal_mcp_def *m)
+{
+	static const char *const stdio_keys[] = { "command", "readonly_paths",
+						  "env", NULL };
+	static const char *const http_keys[] = { "url", "headers", NULL };
+	const char *const *other = m->transport == SHOAL_MCP_STDIO ? http_keys
+				   : stdio_keys;
+	const yaml_node_t *at;
+
+	for (; *other != NULL; other++) {
+		at = given(ld, map, *other);
+		if (at != NULL)
+			return fail(ld, at, "'%s' %s is only used with transport: "
+				    "%s", *other, ld->where,
+				    m->transport == SHOAL_MCP_STDIO ? "http"
+				    : "stdio");
+	}
+	return SHOAL_OK;
+}
+
+static int finish_mcp(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	const struct shoal_mcp_def *m = obj;
+	const yaml_node_t *transport = given(ld, map, "transport");
+	int rc = check_transport_keys(ld, map, m);
+
+	if (rc != SHOAL_OK)
+		return rc;
+	if (m->transport == SHOAL_MCP_STDIO && m->command == NULL)
+		return fail(ld, transport, "transport: stdio %s needs 'command', "
+			    "the server's argv, e.g. command: [node, server.js]",
+			    ld->where);
+	if (m->transport == SHOAL_MCP_STDIO && m->ncommand == 0)
+		return fail(ld, given(ld, map, "command"), "'command' %s is an "
+			    "empty list; give the server's argv", ld->where);
+	if (m->transport == SHOAL_MCP_HTTP && m->url == NULL)
+		return fail(ld, transport, "transport: http %s needs 'url', e.g. "
+			    "url: https://mcp.example.com/mcp", ld->where);
+	return SHOAL_OK;
+}
+
+/* The node of the agent's `prompt` in the file (for errors about it that
+ * a stage finds); the document's root if it cannot be found. */
+static const yaml_node_t *agent_prompt_node(struct loader *ld, const char *name)
+{
+	const yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
+	const yaml_node_t *n = given(ld, root, "agents");
+
+	n = n != NULL ? given(ld, n, name) : NULL;
+	n = n != NULL ? given(ld, n, "prompt") : NULL;
+	return n != NULL ? n : root;
+}
+
+/* A stage that takes its agent's prompt checks it with its own roots:
+ * `record` only when it reads records. */
+static int check_agent_use(struct loader *ld, const struct shoal_agent_def *a,
+			   const struct shoal_stage_conf *st)
+{
+	char what[256];
+	const struct tpl_use u = {
+		what, template_roots, SHOAL_ARRAY_LEN(template_roots), st,
+	};
+
+	snprintf(what, sizeof(what), "'prompt' in agent '%s' (used by stage "
+		 "'%s')", a->name, st->id);
+	return compile_template(ld, agent_prompt_node(ld, a->name), a->prompt,
+				&u);
+}
+
+/* agent: or reduce: {agent: ...} names an agent; the stage's prompt is
+ * its own `prompt` or the agent's. */
+static int settle_agent(struct loader *ld, const yaml_node_t *map,
+			struct shoal_stage_conf *st)
+{
+	const yaml_node_t *prompt = given(ld, map, "prompt");
+	const yaml_node_t *reduce = given(ld, map, "reduce");
+	const yaml_node_t *at = given(ld, map, "agent");
+	const struct shoal_agent_def *a;
+	char hint[256];
+	int rc;
+
+	st->agent_index = -1;
+	if (st->agent == NULL && prompt != NULL)
+		return fail(ld, prompt, "'prompt' %s is only used with 'agent' (or "
+			    "reduce: {agent: NAME})", ld->where);
+	if (st->agent == NULL)
+		return SHOAL_OK;
+	if (at == NULL && reduce != NULL)
+		at = given(ld, reduce, "agent");
+	st->agent_index = shoal_config_agent_index(ld->cfg, st->agent);
+	if (st->agent_index < 0) {
+		HINT(st->agent, ld->cfg->agents, ld->cfg->nagents,
+		     struct shoal_agent_def, hint);
+		return fail(ld, at, "agent '%s' %s is not one of agents%s",
+			    st->agent, ld->where, hint);
+	}
+	a = &ld->cfg->agents[st->agent_index];
+	if (st->prompt != NULL)
+		return SHOAL_OK;	/* checked as it was read */
+	if (a->prompt == NULL)
+		return fail(ld, at, "agent '%s' has no prompt, so stage '%s' needs "
+			    "one: add 'prompt' to the stage or to the agent",
+			    a->name, st->id);
+	rc = check_agent_use(ld, a, st);
+	return rc != SHOAL_OK ? rc : store_string(ld, &st->prompt, a->prompt);
+}
+
 /* `retries: N` is retry.max_attempts: N + 1, written short. */
 static int settle_retries(struct loader *ld, const yaml_node_t *map,
 			  struct shoal_stage_conf *st)
@@ -2251,7 +2945,9 @@ static int finish_stage(struct loader *ld, const yaml_node_t *map, void *obj)
 		rc = fail(ld, given(ld, map, "reduce"), "a reduce stage needs "
 			  "'needs', the stages whose merged outputs are its "
 			  "input, e.g. needs: [spans]");
-	return rc != SHOAL_OK ? rc : check_format(ld, map, st);
+	if (rc == SHOAL_OK)
+		rc = check_format(ld, map, st);
+	return rc != SHOAL_OK ? rc : settle_agent(ld, map, st);
 }
 
 /* ---- custom keys ----------------------------------------------------------- */
@@ -2713,6 +3409,573 @@ static int apply_fan_in(struct loader *ld, const struct key *k,
 	return rc != SHOAL_OK ? rc : set_enum(ld, &as_enum, node, text, obj);
 }
 
+/* ---- models, agents, MCP servers ------------------------------------------- */
+
+/* Any byte below 0x20 or 0x7f; tab too when !tab_ok. */
+static int has_control(const char *s, int tab_ok)
+{
+	for (; *s != '\0'; s++)
+		if (((unsigned char)*s < 0x20 && !(tab_ok && *s == '\t')) ||
+		    *s == 0x7f)
+			return 1;
+	return 0;
+}
+
+/* A secret: no message here, nor in scalar_text, shows its value. */
+static int apply_api_key(struct loader *ld, const struct key *k,
+			 const yaml_node_t *node, void *obj)
+{
+	const char *text;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_SCALAR_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = secret_text(ld, node, k->name, &text);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (has_control(text, 0))
+		return fail(ld, node, "'%s' %s holds a line break or another "
+			    "control character, which cannot go into an HTTP "
+			    "header (the value is not shown)", k->name, ld->where);
+	return store_string(ld, field(obj, k->off), text);
+}
+
+static int valid_tool_name(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			     "0123456789_.-");
+
+	return n > 0 && n <= MAX_MCP_TOOL && s[n] == '\0';
+}
+
+/* mcp:SERVER/TOOL (TOOL "*": every tool), SERVER one of mcp_servers. */
+static int mcp_tool(struct loader *ld, const yaml_node_t *item,
+		    const char *text, struct shoal_tool_conf *t)
+{
+	const char *server = text + 4, *slash = strchr(server, '/');
+	char name[MAX_ID + 1], hint[256];
+	size_t n = slash != NULL ? (size_t)(slash - server) : 0;
+
+	if (n == 0 || n > MAX_ID)
+		return fail(ld, item, "tool '%s' %s must be mcp:SERVER/TOOL, or "
+			    "mcp:SERVER/* for every tool of SERVER", text,
+			    ld->where);
+	memcpy(name, server, n);
+	name[n] = '\0';
+	t->mcp_server = shoal_config_mcp_index(ld->cfg, name);
+	if (t->mcp_server < 0) {
+		HINT(name, ld->cfg->mcp_servers, ld->cfg->nmcp_servers,
+		     struct shoal_mcp_def, hint);
+		return fail(ld, item, "tool '%s' %s names MCP server '%s', which "
+			    "is not one of mcp_servers%s", text, ld->where, name,
+			    hint);
+	}
+	if (strcmp(slash + 1, "*") != 0 && !valid_tool_name(slash + 1))
+		return fail(ld, item, "tool '%s' %s: after 'mcp:%s/' comes * or a "
+			    "tool's name, 1 to %d of A-Z a-z 0-9 _ . -", text,
+			    ld->where, name, MAX_MCP_TOOL);
+	t->kind = SHOAL_TOOL_MCP;
+	t->name = shoal_strdup(text);
+	if (t->name == NULL)
+		return nomem(ld);
+	t->mcp_tool = t->name + (slash + 1 - text);
+	return SHOAL_OK;
+}
+
+static int tool_entry(struct loader *ld, const yaml_node_t *item,
+		      const char *text, struct shoal_tool_conf *t)
+{
+	const struct enum_name *e;
+	const char *near;
+
+	t->mcp_server = -1;
+	if (strncmp(text, "mcp:", 4) == 0)
+		return mcp_tool(ld, item, text, t);
+	for (e = tool_names; e->name != NULL; e++)
+		if (strcmp(e->name, text) == 0)
+			break;
+	if (e->name == NULL) {
+		near = nearest_name(tool_names, text);
+		if (near != NULL)
+			return fail(ld, item, "unknown tool '%s' %s; did you mean "
+				    "'%s'?", text, ld->where, near);
+		return fail(ld, item, "unknown tool '%s' %s; the built-in tools "
+			    "are shell, read_file, write_file, list_files, "
+			    "apply_patch, load_skill and spawn_subagents, and "
+			    "mcp:SERVER/TOOL names a tool of an MCP server", text,
+			    ld->where);
+	}
+	t->kind = e->value;
+	t->name = shoal_strdup(text);
+	return t->name != NULL ? SHOAL_OK : nomem(ld);
+}
+
+/* Built-ins and mcp:SERVER/TOOL, each once. */
+static int apply_tools(struct loader *ld, const struct key *k,
+		       const yaml_node_t *node, void *obj)
+{
+	struct shoal_agent_def *a = obj;
+	size_t n, i, j;
+	int rc;
+
+	rc = expect_type(ld, node, YAML_SEQUENCE_NODE, k->name);
+	if (rc != SHOAL_OK)
+		return rc;
+	n = nitems(node);
+	if (n > SHOAL_CONFIG_MAX_ITEMS)
+		return fail(ld, node, "'%s' %s has %zu items; at most %d are "
+			    "allowed", k->name, ld->where, n,
+			    SHOAL_CONFIG_MAX_ITEMS);
+	a->tools = calloc(n + 1, sizeof(*a->tools));
+	if (a->tools == NULL)
+		return nomem(ld);
+	for (i = 0; rc == SHOAL_OK && i < n; i++) {
+		const yaml_node_t *item = item_at(ld, node, i);
+		const char *text;
+
+		rc = item_text(ld, item, i, k->name, &text);
+		if (rc == SHOAL_OK && text[0] == '\0')
+			rc = fail(ld, item, "item %zu of '%s' %s is empty", i + 1,
+				  k->name, ld->where);
+		for (j = 0; rc == SHOAL_OK && j < i; j++)
+			if (strcmp(a->tools[j].name, text) == 0)
+				rc = fail(ld, item, "tool '%s' %s is listed twice "
+					  "(items %zu and %zu)", text, ld->where,
+					  j + 1, i + 1);
+		a->ntools = i + 1;
+		if (rc == SHOAL_OK)
+			rc = tool_entry(ld, item, text, &a->tools[i]);
+	}
+	return rc;
+}
+
+/* YAML 1.2 core schema numbers, less .inf and .nan (JSON has neither):
+ * 1 an integer, 2 a real, 0 not a number. */
+static int number_kind(const char *s)
+{
+	size_t i = s[0] == '-' || s[0] == '+', digits = 0;
+	int real = 0;
+
+	for (; s[i] >= '0' && s[i] <= '9'; i++)
+		digits++;
+	if (s[i] == '.') {
+		real = 1;
+		for (i++; s[i] >= '0' && s[i] <= '9'; i++)
+			digits++;
+	}
+	if (digits == 0)
+		return 0;
+	if (s[i] == 'e' || s[i] == 'E') {
+		real = 1;
+		i += 1 + (s[i + 1] == '-' || s[i + 1] == '+');
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+		while (s[i] >= '0' && s[i] <= '9')
+			i++;
+	}
+	return s[i] != '\0' ? 0 : real ? 2 : 1;
+}
+
+/* A plain scalar as YAML 1.2's core schema types it. */
+static json_t *plain_json(const char *s)
+{
+	static const char *const nulls[] = { "", "~", "null", "Null", "NULL" };
+	static const char *const trues[] = { "true", "True", "TRUE" };
+	static const char *const falses[] = { "false", "False", "FALSE" };
+	long long v;
+	char *end;
+	size_t i;
+	int kind = number_kind(s);
+
+	for (i = 0; i < SHOAL_ARRAY_LEN(nulls); i++)
+		if (strcmp(s, nulls[i]) == 0)
+			return json_null();
+	for (i = 0; i < SHOAL_ARRAY_LEN(trues); i++)
+		if (strcmp(s, trues[i]) == 0)
+			return json_true();
+	for (i = 0; i < SHOAL_ARRAY_LEN(falses); i++)
+		if (strcmp(s, falses[i]) == 0)
+			return json_false();
+	if (kind == 1) {
+		errno = 0;
+		v = strtoll(s, &end, 10);
+		if (errno == 0)
+			return json_integer(v);
+	}
+	if (kind != 0 && isfinite(strtod(s, &end)))
+		return json_real(strtod(s, &end));
+	return json_string(s);
+}
+
+static int json_of_node(struct loader *ld, const yaml_node_t *node,
+			size_t depth, size_t *left, json_t **out);
+
+static int json_of_scalar(struct loader *ld, const yaml_node_t *node,
+			  json_t **out)
+{
+	const char *text;
+	int rc = scalar_text(ld, node, "output_schema", &text);
+
+	if (rc != SHOAL_OK)
+		return rc;
+	*out = node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE
+	       ? plain_json(text) : json_string(text);
+	return *out != NULL ? SHOAL_OK : nomem(ld);
+}
+
+static int json_of_list(struct loader *ld, const yaml_node_t *node,
+			size_t depth, size_t *left, json_t *arr)
+{
+	size_t i, n = nitems(node);
+	json_t *v;
+	int rc = SHOAL_OK;
+
+	for (i = 0; rc == SHOAL_OK && i < n; i++) {
+		rc = json_of_node(ld, item_at(ld, node, i), depth + 1, left, &v);
+		if (rc == SHOAL_OK && json_array_append_new(arr, v) != 0)
+			rc = nomem(ld);
+	}
+	return rc;
+}
+
+static int json_of_map(struct loader *ld, const yaml_node_t *node,
+		       size_t depth, size_t *left, json_t *obj)
+{
+	const yaml_node_pair_t *p;
+	json_t *v;
+	int rc = check_map(ld, node, NULL, "in output_schema",
+			   SHOAL_CONFIG_MAX_ITEMS);
+
+	for (p = node->data.mapping.pairs.start;
+	     rc == SHOAL_OK && p < node->data.mapping.pairs.top; p++) {
+		const yaml_node_t *key = node_at(ld, p->key);
+
+		rc = json_of_node(ld, node_at(ld, p->value), depth + 1, left, &v);
+		if (rc == SHOAL_OK &&
+		    json_object_setn_new(obj, raw(key), key->data.scalar.length,
+					 v) != 0)
+			rc = nomem(ld);
+	}
+	return rc;
+}
+
+/* The JSON value of a YAML node: mappings are objects (keys as written,
+ * never expanded), lists arrays, quoted and block scalars strings, plain
+ * scalars typed as YAML 1.2's core schema says.  Aliases are followed:
+ * depth and left (nodes still allowed) bound what they can make. */
+static int json_of_node(struct loader *ld, const yaml_node_t *node,
+			size_t depth, size_t *left, json_t **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (depth > SHOAL_CONFIG_MAX_DEPTH)
+		return fail(ld, node, "'output_schema' %s is nested more than %d "
+			    "deep (through an alias?)", ld->where,
+			    SHOAL_CONFIG_MAX_DEPTH);
+	if (*left == 0)
+		return fail(ld, node, "'output_schema' %s has more than %d values "
+			    "(an alias counts each time it is used)", ld->where,
+			    MAX_SCHEMA_NODES);
+	(*left)--;
+	if (node->type == YAML_SCALAR_NODE)
+		return json_of_scalar(ld, node, out);
+	*out = node->type == YAML_SEQUENCE_NODE ? json_array() : json_object();
+	if (*out == NULL)
+		return nomem(ld);
+	rc = node->type == YAML_SEQUENCE_NODE
+	     ? json_of_list(ld, node, depth, left, *out)
+	     : json_of_map(ld, node, depth, left, *out);
+	if (rc != SHOAL_OK) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* A JSON file relative to the config's folder: an object, at most 1 MiB. */
+static int schema_file(struct loader *ld, const struct key *k,
+		       const yaml_node_t *node, struct shoal_agent_def *a,
+		       json_t **out)
+{
+	struct shoal_error rerr = { 0, "" };
+	json_error_t jerr;
+	const char *text;
+	char *data = NULL;
+	size_t len = 0;
+	int rc = scalar_text(ld, node, k->name, &text);
+
+	if (rc == SHOAL_OK && text[0] == '\0')
+		rc = fail(ld, node, "'%s' %s is empty", k->name, ld->where);
+	if (rc != SHOAL_OK)
+		return rc;
+	a->output_schema_file = shoal_path_join(ld->cfg->dir, text);
+	if (a->output_schema_file == NULL)
+		return nomem(ld);
+	rc = shoal_read_file(a->output_schema_file, SHOAL_CONFIG_MAX_SCHEMA,
+			     &data, &len, &rerr);
+	if (rc == SHOAL_ENOMEM)
+		return nomem(ld);
+	if (rc != SHOAL_OK)
+		return fail(ld, node, "'%s' %s: %s", k->name, ld->where, rerr.msg);
+	*out = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(data);
+	if (*out == NULL)
+		return fail(ld, node, "'%s' %s: %s is not valid JSON: %s (line %d, "
+			    "column %d)", k->name, ld->where,
+			    a->output_schema_file, jerr.text, jerr.line,
+			    jerr.column);
+	if (!json_is_object(*out))
+		return fail(ld, node, "'%s' %s: %s must hold a JSON object (a "
+			    "schema), not %s", k->name, ld->where,
+			    a->output_schema_file, json_is_array(*out) ? "an array"
+			    : "a single value");
+	return SHOAL_OK;
+}
+
+/* A JSON Schema, from a file or written inline in YAML; kept as compact
+ * JSON text. */
+static int apply_output_schema(struct loader *ld, const struct key *k,
+			       const yaml_node_t *node, void *obj)
+{
+	struct shoal_agent_def *a = obj;
+	size_t left = MAX_SCHEMA_NODES;
+	json_t *schema = NULL;
+	int rc;
+
+	if (node->type == YAML_MAPPING_NODE)
+		rc = json_of_node(ld, node, 0, &left, &schema);
+	else if (node->type == YAML_SCALAR_NODE)
+		rc = schema_file(ld, k, node, a, &schema);
+	else
+		rc = fail(ld, node, "'%s' %s must be a JSON file or a mapping (the "
+			  "schema written in YAML), not %s", k->name, ld->where,
+			  describe(node));
+	if (rc == SHOAL_OK) {
+		a->output_schema = json_dumps(schema, JSON_COMPACT);
+		if (a->output_schema == NULL)
+			rc = nomem(ld);
+	}
+	if (rc == SHOAL_OK && strlen(a->output_schema) > SHOAL_CONFIG_MAX_SCHEMA)
+		rc = fail(ld, node, "'%s' %s is larger than %d bytes as JSON",
+			  k->name, ld->where, SHOAL_CONFIG_MAX_SCHEMA);
+	json_decref(schema);
+	return rc;
+}
+
+/* How the names and values of a NAME: value mapping are checked. */
+struct kv_rule {
+	const char *what;		/* "env", "header": messages */
+	int (*valid_name)(const char *name);
+	const char *name_rule;		/* for the message */
+	int header;			/* values go into an HTTP header */
+};
+
+static int valid_env_name(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			     "0123456789_");
+
+	return n > 0 && n <= MAX_VAR_NAME && s[n] == '\0' && is_name_start(s[0]);
+}
+
+/* An HTTP field name: a token (RFC 9110). */
+static int valid_header_name(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			     "0123456789!#$%&'*+-.^_`|~");
+
+	return n > 0 && n <= 256 && s[n] == '\0';
+}
+
+static const struct kv_rule env_rule = {
+	"env", valid_env_name,
+	"letters, digits and _, not starting with a digit", 0,
+};
+static const struct kv_rule header_rule = {
+	"header", valid_header_name,
+	"1 to 256 of A-Z a-z 0-9 and !#$%&'*+-.^_`|~", 1,
+};
+
+/* One pair; its value is never put in a message. */
+static int kv_pair(struct loader *ld, const struct kv_rule *r,
+		   const yaml_node_t *key, const yaml_node_t *value,
+		   struct shoal_kv_conf *kv)
+{
+	const char *name = raw(key), *text;
+	int rc;
+
+	if (!r->valid_name(name))
+		return fail(ld, key, "%s name '%s' %s must be %s", r->what, name,
+			    ld->where, r->name_rule);
+	if (value->type != YAML_SCALAR_NODE || is_null(value))
+		return fail(ld, value, "%s '%s' %s must be a string, not %s (write "
+			    "'' for an empty value)", r->what, name, ld->where,
+			    describe(value));
+	rc = secret_text(ld, value, name, &text);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (r->header && has_control(text, 1))
+		return fail(ld, value, "header '%s' %s holds a line break or "
+			    "another control character (the value is not "
+			    "shown)", name, ld->where);
+	kv->key = shoal_strdup(name);
+	kv->value = shoal_strdup(text);
+	return kv->key != NULL && kv->value != NULL ? SHOAL_OK : nomem(ld);
+}
+
+static int apply_kv(struct loader *ld, const struct key *k,
+		    const yaml_node_t *node, const struct kv_rule *r,
+		    struct shoal_kv_conf **kv, size_t *nkv)
+{
+	char in[32];
+	size_t n, i;
+	int rc;
+
+	snprintf(in, sizeof(in), "in %s", k->name);
+	rc = expect_type(ld, node, YAML_MAPPING_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = check_map(ld, node, NULL, in, SHOAL_CONFIG_MAX_ENV);
+	if (rc != SHOAL_OK)
+		return rc;
+	n = npairs(node);
+	*kv = calloc(n + 1, sizeof(**kv));
+	if (*kv == NULL)
+		return nomem(ld);
+	for (i = 0; rc == SHOAL_OK && i < n; i++) {
+		const yaml_node_pair_t *p = &node->data.mapping.pairs.start[i];
+
+		*nkv = i + 1;
+		rc = kv_pair(ld, r, node_at(ld, p->key), node_at(ld, p->value),
+			     &(*kv)[i]);
+	}
+	return rc;
+}
+
+static int apply_mcp_env(struct loader *ld, const struct key *k,
+			 const yaml_node_t *node, void *obj)
+{
+	struct shoal_mcp_def *m = obj;
+
+	return apply_kv(ld, k, node, &env_rule, &m->env, &m->nenv);
+}
+
+static int apply_headers(struct loader *ld, const struct key *k,
+			 const yaml_node_t *node, void *obj)
+{
+	struct shoal_mcp_def *m = obj;
+
+	return apply_kv(ld, k, node, &header_rule, &m->headers, &m->nheaders);
+}
+
+/* A kind of named entry (models:, agents:, mcp_servers:). */
+struct entry_kind {
+	const char *what;	/* "model", for messages */
+	size_t size;		/* of one entry */
+	size_t name_off, line_off;
+	size_t max;		/* entries at most */
+	const char *example;	/* what an entry looks like */
+};
+
+static int valid_name(const char *s)
+{
+	size_t n = strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			     "0123456789_.-");
+
+	return n > 0 && n <= MAX_ID && s[n] == '\0';
+}
+
+/* One NAME: {...} into item (zeroed), read by k->sub. */
+static int read_entry(struct loader *ld, const struct key *k,
+		      const struct entry_kind *e, const yaml_node_t *key,
+		      const yaml_node_t *value, void *item)
+{
+	const char *name = raw(key);
+	int line = (int)key->start_mark.line + 1;
+	char *copy;
+
+	if (!valid_name(name))
+		return fail(ld, key, "%s name '%s' must be 1 to %d of A-Z a-z 0-9 "
+			    "_ . -", e->what, name, MAX_ID);
+	if (value->type != YAML_MAPPING_NODE)
+		return fail(ld, value, "%s '%s' must be a mapping (%s), not %s",
+			    e->what, name, e->example, describe(value));
+	copy = shoal_strdup(name);
+	if (copy == NULL)
+		return nomem(ld);
+	memcpy(field(item, e->name_off), &copy, sizeof(copy));
+	memcpy(field(item, e->line_off), &line, sizeof(line));
+	ld->entry_sec = k->sub;
+	ld->entry = name;
+	return parse_section(ld, k->sub, value, item);
+}
+
+/* The mapping NAME: entry into k's array field and its count. */
+static int apply_entries(struct loader *ld, const struct key *k,
+			 const yaml_node_t *node, void *obj,
+			 const struct entry_kind *e)
+{
+	char in[32];
+	size_t n, i;
+	void *items;
+	int rc;
+
+	snprintf(in, sizeof(in), "in %s", k->name);
+	rc = expect_type(ld, node, YAML_MAPPING_NODE, k->name);
+	if (rc == SHOAL_OK)
+		rc = check_map(ld, node, NULL, in, e->max);
+	if (rc != SHOAL_OK)
+		return rc;
+	n = npairs(node);
+	items = calloc(n + 1, e->size);
+	if (items == NULL)
+		return nomem(ld);
+	memcpy(field(obj, k->off), &items, sizeof(items));
+	store_uint(field(obj, k->noff), k->nwidth, n);
+	for (i = 0; rc == SHOAL_OK && i < n; i++) {
+		const yaml_node_pair_t *p = &node->data.mapping.pairs.start[i];
+
+		rc = read_entry(ld, k, e, node_at(ld, p->key),
+				node_at(ld, p->value), (char *)items + i * e->size);
+	}
+	ld->entry_sec = NULL;
+	ld->entry = NULL;
+	return rc;
+}
+
+#define ENTRY_KIND(T, what, max, example) \
+	{ what, sizeof(T), offsetof(T, name), offsetof(T, line), max, example }
+
+static int apply_models(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, void *obj)
+{
+	static const struct entry_kind e = ENTRY_KIND(struct shoal_model_def,
+		"model", SHOAL_CONFIG_MAX_MODELS,
+		"model: gpt-5-mini, api_key: ${OPENAI_API_KEY}, ...");
+
+	return apply_entries(ld, k, node, obj, &e);
+}
+
+static int apply_agents(struct loader *ld, const struct key *k,
+			const yaml_node_t *node, void *obj)
+{
+	static const struct entry_kind e = ENTRY_KIND(struct shoal_agent_def,
+		"agent", SHOAL_CONFIG_MAX_AGENTS,
+		"model: NAME, prompt: ..., tools: [...]");
+
+	return apply_entries(ld, k, node, obj, &e);
+}
+
+static int apply_mcp_servers(struct loader *ld, const struct key *k,
+			     const yaml_node_t *node, void *obj)
+{
+	static const struct entry_kind e = ENTRY_KIND(struct shoal_mcp_def,
+		"MCP server", SHOAL_CONFIG_MAX_MCP,
+		"transport: stdio, command: [...]");
+
+	return apply_entries(ld, k, node, obj, &e);
+}
+
 static int apply_stages(struct loader *ld, const struct key *k,
 			const yaml_node_t *node, void *obj);
 
@@ -2919,11 +4182,16 @@ static int apply_stages(struct loader *ld, const struct key *k,
 
 /* ---- the hash -------------------------------------------------------------- */
 
+/* By place in the file; of one node read twice (an alias), the secret
+ * reading first, so that a secret is hashed as written whatever else
+ * reads it. */
 static int cmp_expansion(const void *a, const void *b)
 {
 	const struct expansion *x = a, *y = b;
 
-	return x->start < y->start ? -1 : x->start > y->start;
+	if (x->start != y->start)
+		return x->start < y->start ? -1 : 1;
+	return y->secret - x->secret;
 }
 
 /* sha256 of the file text with ${...} and $$ replaced inside every value
@@ -2944,6 +4212,8 @@ static int compute_hash(struct loader *ld)
 	for (i = 0; rc == SHOAL_OK && i < ld->nexp; i++) {
 		if (i > 0 && ld->exp[i].start < ld->exp[i - 1].end)
 			continue;	/* an alias: the same node again */
+		if (ld->exp[i].secret)
+			continue;	/* hashed as written */
 		b0 = advance(ld, &b, &ch, ld->exp[i].start);
 		b1 = advance(ld, &b, &ch, ld->exp[i].end);
 		shoal_sha256_update(&c, ld->text + done, b0 - done);
@@ -3143,8 +4413,11 @@ static void loader_free(struct loader *ld)
 	for (i = 0; i < ld->nrefs; i++)
 		free(ld->refs[i].need_nodes);
 	free(ld->refs);
-	for (i = 0; i < ld->nexp; i++)
+	for (i = 0; i < ld->nexp; i++) {
+		if (ld->exp[i].secret)
+			explicit_bzero(ld->exp[i].value, strlen(ld->exp[i].value));
 		free(ld->exp[i].value);
+	}
 	free(ld->exp);
 	shoal_config_free(ld->cfg);
 }
@@ -3211,6 +4484,73 @@ static void stage_free(struct shoal_stage_conf *st)
 	free(st->input.tmpl);
 	free(st->when.stage);
 	strv_free(st->columns, st->ncolumns);
+	free(st->agent);
+	free(st->prompt);
+}
+
+/* Frees kv[0..n), wiping the values first when they are secrets. */
+static void kv_free(struct shoal_kv_conf *kv, size_t n, int secret)
+{
+	size_t i;
+
+	for (i = 0; kv != NULL && i < n; i++) {
+		if (secret && kv[i].value != NULL)
+			explicit_bzero(kv[i].value, strlen(kv[i].value));
+		free(kv[i].key);
+		free(kv[i].value);
+	}
+	free(kv);
+}
+
+static void model_free(struct shoal_model_def *m)
+{
+	free(m->name);
+	free(m->base_url);
+	if (m->api_key != NULL)
+		explicit_bzero(m->api_key, strlen(m->api_key));
+	free(m->api_key);
+	free(m->model);
+}
+
+static void agent_free(struct shoal_agent_def *a)
+{
+	size_t i;
+
+	free(a->name);
+	free(a->model);
+	free(a->instructions);
+	free(a->prompt);
+	for (i = 0; i < a->ntools; i++)
+		free(a->tools[i].name);
+	free(a->tools);
+	free(a->output_schema);
+	free(a->output_schema_file);
+	free(a->skills);
+}
+
+static void mcp_free(struct shoal_mcp_def *m)
+{
+	free(m->name);
+	strv_free(m->command, m->ncommand);
+	strv_free(m->readonly_paths, m->nreadonly_paths);
+	kv_free(m->env, m->nenv, 1);
+	free(m->url);
+	kv_free(m->headers, m->nheaders, 1);
+}
+
+static void entries_free(struct shoal_config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nmodels; i++)
+		model_free(&cfg->models[i]);
+	free(cfg->models);
+	for (i = 0; i < cfg->nagents; i++)
+		agent_free(&cfg->agents[i]);
+	free(cfg->agents);
+	for (i = 0; i < cfg->nmcp_servers; i++)
+		mcp_free(&cfg->mcp_servers[i]);
+	free(cfg->mcp_servers);
 }
 
 void shoal_config_free(struct shoal_config *cfg)
@@ -3222,6 +4562,7 @@ void shoal_config_free(struct shoal_config *cfg)
 	for (i = 0; i < cfg->nstages; i++)
 		stage_free(&cfg->stages[i]);
 	free(cfg->stages);
+	entries_free(cfg);
 	sandbox_free(&cfg->sandbox);
 	free(cfg->path);
 	free(cfg->dir);
@@ -3242,6 +4583,39 @@ int shoal_config_stage_index(const struct shoal_config *cfg, const char *id)
 
 	for (i = 0; id != NULL && i < cfg->nstages; i++)
 		if (cfg->stages[i].id != NULL && strcmp(cfg->stages[i].id, id) == 0)
+			return (int)i;
+	return -1;
+}
+
+int shoal_config_model_index(const struct shoal_config *cfg, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < cfg->nmodels; i++)
+		if (cfg->models[i].name != NULL &&
+		    strcmp(cfg->models[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int shoal_config_agent_index(const struct shoal_config *cfg, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < cfg->nagents; i++)
+		if (cfg->agents[i].name != NULL &&
+		    strcmp(cfg->agents[i].name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+int shoal_config_mcp_index(const struct shoal_config *cfg, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && i < cfg->nmcp_servers; i++)
+		if (cfg->mcp_servers[i].name != NULL &&
+		    strcmp(cfg->mcp_servers[i].name, name) == 0)
 			return (int)i;
 	return -1;
 }
@@ -3290,6 +4664,20 @@ static int doc_bounds(struct shoal_buf *out, const struct key *k)
 	return shoal_buf_printf(out, "%s to %s; ", lo, hi);
 }
 
+/* "lead`a` or `b`" */
+static int doc_names(struct shoal_buf *out, const char *lead,
+		     const char *const *names)
+{
+	size_t i;
+	int rc = shoal_buf_puts(out, lead);
+
+	for (i = 0; rc == SHOAL_OK && names[i] != NULL; i++)
+		rc = shoal_buf_printf(out, "%s`%s`", i == 0 ? ""
+				      : names[i + 1] == NULL ? " or " : ", ",
+				      names[i]);
+	return rc;
+}
+
 static int doc_row(struct shoal_buf *out, const struct key *k, const char *path)
 {
 	const char *dflt = k->dflt != NULL ? k->dflt : "—";
@@ -3303,12 +4691,14 @@ static int doc_row(struct shoal_buf *out, const struct key *k, const char *path)
 		rc = shoal_buf_printf(out, " | %s", k->flags & F_REQUIRED ? "yes"
 				      : "no");
 	if (rc == SHOAL_OK && (k->flags & F_REQUIRED) && k->not_with != NULL)
-		rc = shoal_buf_printf(out, ", unless `%s`", k->not_with);
+		rc = doc_names(out, ", unless ", k->not_with);
 	if (rc == SHOAL_OK)
 		rc = shoal_buf_printf(out, " | %s%s%s | ", quote ? "`" : "", dflt,
 				      quote ? "`" : "");
 	if (rc == SHOAL_OK && k->not_with != NULL)
-		rc = shoal_buf_printf(out, "not with `%s`; ", k->not_with);
+		rc = doc_names(out, "not with ", k->not_with);
+	if (rc == SHOAL_OK && k->not_with != NULL)
+		rc = shoal_buf_puts(out, "; ");
 	if (rc == SHOAL_OK)
 		rc = doc_bounds(out, k);
 	if (rc == SHOAL_OK)
@@ -3331,7 +4721,8 @@ static int doc_section(struct shoal_buf *out, const struct section *sec,
 		rc = doc_row(out, k, path);
 		if (rc != SHOAL_OK || k->sub == NULL || (k->flags & F_DOC_FLAT))
 			continue;
-		shoal_strlcpy(path + strlen(path), ".", sizeof(path) - strlen(path));
+		shoal_strlcpy(path + strlen(path), k->flags & F_NAMED ? ".NAME."
+			      : ".", sizeof(path) - strlen(path));
 		rc = doc_section(out, k->sub, path);
 	}
 	return rc;

@@ -20,6 +20,10 @@
 #define SHOAL_CONFIG_MAX_FILES 256	/* entries of a stage's files */
 #define SHOAL_CONFIG_MAX_STRING 65536	/* any value, after ${VAR} expansion */
 #define SHOAL_CONFIG_MAX_DEPTH 32	/* lists and mappings inside each other */
+#define SHOAL_CONFIG_MAX_MODELS 64	/* entries of `models` */
+#define SHOAL_CONFIG_MAX_AGENTS 256	/* entries of `agents` */
+#define SHOAL_CONFIG_MAX_MCP 64		/* entries of `mcp_servers` */
+#define SHOAL_CONFIG_MAX_SCHEMA (1024 * 1024) /* an output_schema, as JSON */
 
 struct shoal_kv_conf {
 	char *key;
@@ -144,6 +148,116 @@ struct shoal_file_conf {
 	char *path;		/* absolute host path (resolved at load) */
 };
 
+/* `budget:` at the top level (the whole run) and per agent. */
+struct shoal_budget_conf {
+	uint64_t max_tokens;	/* prompt plus completion tokens; 0 = no
+				 * budget (the key is absent) */
+};
+
+enum shoal_model_provider {
+	SHOAL_PROVIDER_OPENAI = 0,	/* OpenAI and compatible servers */
+};
+
+enum shoal_model_api {
+	SHOAL_MODEL_API_CHAT = 0,	/* Chat Completions */
+	SHOAL_MODEL_API_RESPONSES = 1,	/* the Responses API */
+};
+
+/* One entry of `models:`.  Its numbers mean what agents/model.h's
+ * struct shoal_model_conf says (0 = unlimited for the two rates). */
+struct shoal_model_def {
+	char *name;		/* the key: [A-Za-z0-9_.-]{1,64} */
+	int line;		/* of the name in the YAML, for errors */
+	int provider;		/* enum shoal_model_provider */
+	int api;		/* enum shoal_model_api; default chat */
+	char *base_url;		/* http:// or https://; default the
+				 * provider's (https://api.openai.com/v1) */
+	char *api_key;		/* a secret: never in a message or a log;
+				 * "" for a server without keys; holds no
+				 * control character */
+	char *model;		/* the provider's model id */
+	uint32_t max_concurrency;	/* requests on the wire; default 64 */
+	uint32_t requests_per_minute;	/* 0 = unlimited (default) */
+	uint32_t tokens_per_minute;	/* 0 = unlimited (default) */
+	uint64_t timeout_ms;		/* one attempt; default 120 s */
+	uint32_t max_retries;		/* default 6 */
+};
+
+/* The tools an agent may call: built-ins, and tools of MCP servers. */
+enum shoal_tool_kind {
+	SHOAL_TOOL_MCP = 0,		/* mcp:SERVER/TOOL; TOOL "*": all */
+	SHOAL_TOOL_SHELL = 1,
+	SHOAL_TOOL_READ_FILE = 2,
+	SHOAL_TOOL_WRITE_FILE = 3,
+	SHOAL_TOOL_LIST_FILES = 4,
+	SHOAL_TOOL_APPLY_PATCH = 5,
+	SHOAL_TOOL_LOAD_SKILL = 6,
+	SHOAL_TOOL_SPAWN_SUBAGENTS = 7,
+};
+
+struct shoal_tool_conf {
+	char *name;		/* as written: "shell", "mcp:fs/read" */
+	int kind;		/* enum shoal_tool_kind */
+	int mcp_server;		/* SHOAL_TOOL_MCP: index in
+				 * shoal_config.mcp_servers; else -1 */
+	const char *mcp_tool;	/* SHOAL_TOOL_MCP: points into name, after
+				 * the '/': a tool's name, or "*" for every
+				 * tool of the server; else NULL */
+};
+
+/* One entry of `agents:`. */
+struct shoal_agent_def {
+	char *name;		/* the key: [A-Za-z0-9_.-]{1,64} */
+	int line;		/* of the name in the YAML, for errors */
+	char *model;		/* a name from `models` */
+	int model_index;	/* its index in shoal_config.models */
+	char *instructions;	/* the system (developer) message, or NULL */
+	char *prompt;		/* template of the first user message, or
+				 * NULL (each stage using the agent then
+				 * gives one); compiled at load against the
+				 * prompt roots (docs/CONFIG.md "Agents") */
+	struct shoal_tool_conf *tools;	/* in the order written, each once */
+	size_t ntools;
+	uint32_t max_turns;	/* model replies in one conversation;
+				 * default 20 */
+	char *output_schema;	/* a JSON object (compact JSON text) the
+				 * final answer must match, or NULL */
+	char *output_schema_file; /* the file it was read from (absolute),
+				 * or NULL when written inline */
+	char *skills;		/* absolute folder, or NULL */
+	struct shoal_budget_conf budget; /* of one subtask, its subagents
+				 * included; 0 = none */
+	uint32_t max_children;	/* subagents one spawn_subagents call may
+				 * start; default 8 */
+	uint32_t max_depth;	/* how deep subagents nest; default 2; at
+				 * least 1 with spawn_subagents */
+};
+
+enum shoal_mcp_transport {
+	SHOAL_MCP_STDIO = 1,	/* shoal starts `command`; MCP over stdio */
+	SHOAL_MCP_HTTP = 2,	/* Streamable HTTP at `url` */
+};
+
+/* One entry of `mcp_servers:`. */
+struct shoal_mcp_def {
+	char *name;		/* the key: [A-Za-z0-9_.-]{1,64} */
+	int line;		/* of the name in the YAML, for errors */
+	int transport;		/* enum shoal_mcp_transport */
+	/* SHOAL_MCP_STDIO */
+	char **command;		/* argv, command[ncommand] == NULL */
+	size_t ncommand;
+	char **readonly_paths;	/* absolute host paths */
+	size_t nreadonly_paths;
+	struct shoal_kv_conf *env; /* variables of the server process, as
+				    * written; values never in messages */
+	size_t nenv;
+	/* SHOAL_MCP_HTTP */
+	char *url;		/* http:// or https:// */
+	struct shoal_kv_conf *headers; /* sent with every request; values
+				    * are secrets: never in a message */
+	size_t nheaders;
+};
+
 struct shoal_stage_conf {
 	char *id;
 	int line;		/* line of the stage in the YAML, for errors */
@@ -184,6 +298,15 @@ struct shoal_stage_conf {
 	int format;		/* enum shoal_output_format */
 	char **columns;		/* csv columns (required with format: csv) */
 	size_t ncolumns;
+	/* agents: a stage (or its reduce) names an agent instead of run;
+	 * run and builtin are then NULL */
+	char *agent;		/* `agent:` or `reduce: {agent: ...}`, or NULL */
+	int agent_index;	/* index in shoal_config.agents; -1: none */
+	char *prompt;		/* the effective prompt template: the stage's
+				 * `prompt`, else its agent's; NULL without an
+				 * agent.  Compiled at load against this
+				 * stage's roots (record only with for_each:
+				 * {stage: ID}) */
 };
 
 struct shoal_config {
@@ -218,6 +341,14 @@ struct shoal_config {
 					   * its own merged copy */
 	struct shoal_stage_conf *stages; /* in file order */
 	size_t nstages;
+	/* agents (docs/CONFIG.md "Models", "Agents", "MCP servers") */
+	struct shoal_model_def *models;	/* in file order */
+	size_t nmodels;
+	struct shoal_agent_def *agents;	/* in file order */
+	size_t nagents;
+	struct shoal_mcp_def *mcp_servers; /* in file order */
+	size_t nmcp_servers;
+	struct shoal_budget_conf budget; /* `budget:` of the whole run */
 	char hash[65];		/* sha256 hex of the file text with ${VAR}
 				 * expanded in every value (comments and
 				 * keys as written, a UTF-8 BOM dropped):
@@ -230,8 +361,10 @@ struct shoal_config {
  * both "path: ..." without a position.  ${VAR}, ${VAR:-default},
  * ${VAR:?message} and $$ are replaced from the environment in every
  * scalar value after parsing (never in keys or comments), so that line and
- * column stay those of the file.  On success the caller frees *out with
- * shoal_config_free; on error *out is untouched. */
+ * column stay those of the file.  Secrets (models' api_key, MCP servers'
+ * header and env values) are never part of an error message.  On success
+ * the caller frees *out with shoal_config_free; on error *out is
+ * untouched. */
 int shoal_config_load(const char *path, struct shoal_config **out,
 		      struct shoal_error *err);
 
@@ -239,6 +372,11 @@ void shoal_config_free(struct shoal_config *cfg);
 
 /* Index of the stage with this id, or -1. */
 int shoal_config_stage_index(const struct shoal_config *cfg, const char *id);
+
+/* Index of the model, agent or MCP server with this name, or -1. */
+int shoal_config_model_index(const struct shoal_config *cfg, const char *name);
+int shoal_config_agent_index(const struct shoal_config *cfg, const char *name);
+int shoal_config_mcp_index(const struct shoal_config *cfg, const char *name);
 
 /* Appends the Markdown key table of docs/CONFIG.md, printed from the
  * loader's key table (tests/unit/test_config.c checks the docs hold it). */

@@ -48,6 +48,48 @@ static int socket_answers(const char *path)
 	return ok;
 }
 
+/* The parent pid of pid, or -1. */
+static long parent_of(long pid)
+{
+	char path[64], line[256];
+	long ppid = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "PPid:", 5) == 0)
+			ppid = strtol(line + 5, NULL, 10);
+	fclose(f);
+	return ppid;
+}
+
+/* A server whose harness died (its parent is now pid 1, and it got
+ * SIGTERM) still answers while it shuts down: reusing it would lose the
+ * connection moments later.  Wait for it to go, then start our own. */
+static void wait_for_orphan(const char *dir)
+{
+	char path[600], *text = NULL;
+	int64_t deadline = shoal_now_ms() + EMBEDDED_START_MS;
+	struct shoal_error err = { 0, "" };
+	uint64_t pid = 0;
+	size_t len;
+
+	snprintf(path, sizeof(path), "%s/redis.pid", dir);
+	if (shoal_read_file(path, 64, &text, &len, &err) != SHOAL_OK)
+		return;
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+		text[--len] = '\0';
+	shoal_parse_u64(text, &pid);
+	free(text);
+	if (pid == 0 || parent_of((long)pid) != 1)
+		return;
+	while (kill((pid_t)pid, 0) == 0 && shoal_now_ms() < deadline)
+		usleep(5000);
+}
+
 static int find_in_path(const char *name, char *out, size_t n)
 {
 	const char *path = getenv("PATH");
@@ -73,16 +115,17 @@ static int find_in_path(const char *name, char *out, size_t n)
 
 static void exec_redis(const char *bin, const char *dir, const char *sock)
 {
-	char logfile[600];
+	char logfile[600], pidfile[600];
 	const char *argv[] = {
 		bin, "--port", "0", "--unixsocket", sock, "--unixsocketperm", "700",
 		"--dir", dir, "--appendonly", "yes", "--appendfsync", "everysec",
 		"--save", "", "--daemonize", "no", "--logfile", logfile,
-		"--protected-mode", "yes", NULL,
+		"--pidfile", pidfile, "--protected-mode", "yes", NULL,
 	};
 	int devnull = open("/dev/null", O_RDWR);
 
 	snprintf(logfile, sizeof(logfile), "%s/redis.log", dir);
+	snprintf(pidfile, sizeof(pidfile), "%s/redis.pid", dir);
 	if (devnull >= 0) {
 		dup2(devnull, 0);
 		dup2(devnull, 1);
@@ -143,6 +186,7 @@ int shoal_embedded_start(const char *state_dir, struct shoal_embedded_redis *r,
 	rc = shoal_mkdir_p(dir, 0700, err);
 	if (rc != SHOAL_OK)
 		return rc;
+	wait_for_orphan(dir);
 	if (socket_answers(r->socket_path))
 		return SHOAL_OK;
 	if (!find_in_path("redis-server", bin, sizeof(bin)))

@@ -342,6 +342,29 @@ static int stage_timeout_ms(const struct stage_rt *s)
 	return t > INT_MAX ? INT_MAX : (int)t;
 }
 
+/* A file_lines input is lines of a file, like a chunk: SHOAL_SOURCE and
+ * SHOAL_LINE_OFFSET say which file and how many of its lines come before
+ * (instead of naming the upstream record, "STAGE#N"). */
+static int point_env_at_file(struct harness *h, struct shoal_wire_lease *wl,
+			     const struct shoal_input_origin *origin)
+{
+	char num[32];
+	uint32_t i;
+
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)origin->line_offset);
+	for (i = 0; i < wl->nenv; i++) {
+		if (strcmp(wl->env[i].key, "SHOAL_SOURCE") == 0)
+			wl->env[i].value = shoal_arena_strdup(&h->arena, origin->source);
+		else if (strcmp(wl->env[i].key, "SHOAL_LINE_OFFSET") == 0)
+			wl->env[i].value = shoal_arena_strdup(&h->arena, num);
+		else
+			continue;
+		if (wl->env[i].value == NULL)
+			return SHOAL_ENOMEM;
+	}
+	return SHOAL_OK;
+}
+
 /* The lease's input from the stage's `input:` templates.  An error here is
  * the subtask's (SHOAL_EINVAL), not the run's. */
 static int render_input(struct harness *h, struct stage_rt *s, struct shoal_wire_lease *wl,
@@ -349,9 +372,11 @@ static int render_input(struct harness *h, struct stage_rt *s, struct shoal_wire
 			struct shoal_error *err)
 {
 	struct shoal_input_ctx ctx;
+	struct shoal_input_origin origin;
 	int rc;
 
 	memset(&ctx, 0, sizeof(ctx));
+	memset(&origin, 0, sizeof(origin));
 	ctx.source = it->source;
 	ctx.chunk = l->def.chunk;
 	ctx.line_offset = l->def.line_offset;
@@ -365,9 +390,11 @@ static int render_input(struct harness *h, struct stage_rt *s, struct shoal_wire
 		ctx.record_len = it->len;
 	}
 	shoal_buf_reset(&h->rendered);
-	rc = shoal_input_build(s->input, h->cfg, &ctx, &h->rendered, err);
+	rc = shoal_input_build(s->input, h->cfg, &ctx, &h->rendered, &origin, err);
 	if (rc != SHOAL_OK)
 		return rc == SHOAL_ENOMEM ? rc : SHOAL_EINVAL;
+	if (origin.set && point_env_at_file(h, wl, &origin) != SHOAL_OK)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
 	wl->input.data = shoal_arena_memdup(&h->arena, h->rendered.data ? h->rendered.data : "",
 					    h->rendered.len);
 	wl->input.len = h->rendered.len;
@@ -1558,10 +1585,33 @@ int shoal_harness_inputs_hash(const struct shoal_config *cfg, char out[65],
 	return rc;
 }
 
+/* Agent stages load and validate (docs/CONFIG.md), but the agent loop is
+ * not in this build: say so before anything runs. */
+static int refuse_agent_stages(const struct harness *h, struct shoal_error *err)
+{
+	size_t i;
+
+	for (i = 0; i < h->cfg->nstages; i++) {
+		const struct shoal_stage_conf *c = &h->cfg->stages[i];
+
+		if (c->agent_index >= 0)
+			return shoal_error_set(err, SHOAL_EUNSUPPORTED,
+					       "%s:%d: stage '%s' runs agent '%s': the config is valid, "
+					       "but this build of shoal cannot run LLM agents yet "
+					       "(command stages only)", h->cfg->path, c->line, c->id,
+					       c->agent);
+	}
+	return SHOAL_OK;
+}
+
 static int plan_stages(struct harness *h, struct shoal_error *err)
 {
 	size_t i;
 	int rc;
+
+	rc = refuse_agent_stages(h, err);
+	if (rc != SHOAL_OK)
+		return rc;
 
 	h->nstages = h->cfg->nstages;
 	h->stages = calloc(h->nstages, sizeof(*h->stages));

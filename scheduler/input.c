@@ -203,7 +203,7 @@ static int append_lines(const char *data, size_t len, uint64_t from, uint64_t to
 
 static int build_file_lines(const struct shoal_input *in, const struct shoal_config *cfg,
 			    const struct vars *vs, struct shoal_buf *out,
-			    struct shoal_error *err)
+			    struct shoal_input_origin *origin, struct shoal_error *err)
 {
 	char rel[INPUT_FIELD_MAX], path[PATH_MAX];
 	uint64_t from, to;
@@ -223,19 +223,24 @@ static int build_file_lines(const struct shoal_input *in, const struct shoal_con
 		rc = shoal_read_file(path, SHOAL_ITEM_MAX, &data, &len, err);
 	if (rc == SHOAL_OK)
 		rc = append_lines(data, len, from, to, out, err);
+	if (rc == SHOAL_OK && origin != NULL) {
+		origin->set = 1;
+		shoal_strlcpy(origin->source, rel, sizeof(origin->source));
+		origin->line_offset = from - 1;
+	}
 	free(data);
 	return rc;
 }
 
 int shoal_input_build(const struct shoal_input *in, const struct shoal_config *cfg,
 		      const struct shoal_input_ctx *ctx, struct shoal_buf *out,
-		      struct shoal_error *err)
+		      struct shoal_input_origin *origin, struct shoal_error *err)
 {
 	struct vars vs;
 	int rc = make_vars(ctx, &vs, err);
 
 	if (rc == SHOAL_OK && in->kind == SHOAL_INPUT_FILE_LINES)
-		rc = build_file_lines(in, cfg, &vs, out, err);
+		rc = build_file_lines(in, cfg, &vs, out, origin, err);
 	else if (rc == SHOAL_OK)
 		rc = shoal_template_render(in->text, &vs.all, SHOAL_TEMPLATE_RAW, out, err);
 	free_vars(&vs);

@@ -30,16 +30,26 @@ struct shoal_input_ctx {
 	size_t record_len;
 };
 
+/* For a `file_lines` input: the file the lines come from (the rendered
+ * path, relative to the config's folder) and the lines before `from`, which
+ * the subtask sees as SHOAL_SOURCE and SHOAL_LINE_OFFSET, as for a chunk. */
+struct shoal_input_origin {
+	int set;			/* 1 when the input is file_lines */
+	char source[4096];
+	uint64_t line_offset;
+};
+
 /* Compiles the stage's input templates; *out is NULL when the stage has
  * no `input:` (the chunk is the input). */
 int shoal_input_compile(const struct shoal_stage_conf *stage, struct shoal_input **out,
 			struct shoal_error *err);
 
-/* Appends the subtask's input to out.  SHOAL_EINVAL with a message for a
- * render error or a path outside cfg->dir. */
+/* Appends the subtask's input to out; for a file_lines input, also fills
+ * *origin when it is not NULL (origin->set is 0 otherwise).  SHOAL_EINVAL
+ * with a message for a render error or a path outside cfg->dir. */
 int shoal_input_build(const struct shoal_input *in, const struct shoal_config *cfg,
 		      const struct shoal_input_ctx *ctx, struct shoal_buf *out,
-		      struct shoal_error *err);
+		      struct shoal_input_origin *origin, struct shoal_error *err);
 
 void shoal_input_free(struct shoal_input *in);
 

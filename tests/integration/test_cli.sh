@@ -97,6 +97,29 @@ status_of_unknown_run_is_a_clear_error() {
 	expect_contains "$TMP/st.err" "no state dir" "message says where to run it"
 }
 
+agent_stage_is_refused_until_agents_run() {
+	mkdir -p "$TMP/agent/in"
+	echo x >"$TMP/agent/in/a.txt"
+	cat >"$TMP/agent/run.yaml" <<'YAML'
+version: 1
+models:
+  m: {base_url: "http://127.0.0.1:9/v1", api_key: "", model: test}
+agents:
+  a: {model: m, instructions: "Say hi.", prompt: "Hi {{source}}"}
+stages:
+  - id: s
+    for_each: {files: "in/*.txt"}
+    agent: a
+    output: out/s.jsonl
+YAML
+	run_shoal "$TMP/ag" validate "$TMP/agent/run.yaml"
+	expect_eq "$RC" 0 "an agent config validates"
+	run_shoal "$TMP/ag" run "$TMP/agent/run.yaml" --state-dir "$TMP/agent/.shoal"
+	expect_eq "$RC" 2 "running it is refused with exit 2"
+	expect_contains "$TMP/ag.err" "cannot run LLM agents yet" "and says why"
+}
+
+run_test agent_stage_is_refused_until_agents_run
 run_test every_verb_has_help
 run_test usage_errors_exit_2
 run_test validate_accepts_good_and_rejects_bad

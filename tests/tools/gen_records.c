@@ -4,12 +4,30 @@
  * detector tests.  Every name and number in it is made up.
  *
  *   gen_records --out DIR [--count N] [--seed S] [--source-prefix P]
+ *               [--spans FILE] [--details FILE] [--departments FILE]
  *
  * writes DIR/records/rec-0001.txt ... and DIR/truth.jsonl, one compact JSON
  * object per encounter, sorted by (source, line):
  *
  *   {"source":"<P>records/rec-0001.txt","line":1,"date":"2023-04-12",
  *    "department":"Cardiology","provider":"Dr. Okafor","style":"banner"}
+ *
+ * The three optional files are the truth of the flagship pipeline
+ * (configs/encounters/flagship.yaml), one per stage output; asking for them
+ * changes nothing else.  An encounter runs from its header's first line to
+ * the line before the next header, or to the end of the file; the lines
+ * before the first header are the record's preamble.
+ *
+ *   --spans        encounters_spans.jsonl: the preamble (when not empty) and
+ *                  every encounter, sorted by (source, start_line):
+ *                  {"source":..,"start_line":1,"end_line":44,"kind":"preamble"}
+ *                  {"source":..,"start_line":45,"end_line":170,"kind":"encounter"}
+ *   --details      encounters.jsonl: every encounter with its metadata:
+ *                  {"source":..,"start_line":45,"end_line":170,
+ *                   "date":..,"department":..,"provider":..,"style":..,
+ *                   "line_count":126}
+ *   --departments  departments.csv: "department,encounters", then one row
+ *                  per department (bytewise order), RFC 4180 quoting.
  *
  * The header grammar the records follow (and that detect.awk implements) is
  * written down in configs/encounters/README.md.  Each record draws from its
@@ -250,12 +268,14 @@ struct writer {
 	long lines;		/* lines started so far */
 	uint64_t bytes;
 	int open_line;		/* a line was written and awaits its eol */
+	size_t line_len;	/* bytes of the open line so far */
 };
 
 static void w_put(struct writer *w, const char *s, size_t len)
 {
 	fwrite(s, 1, len, w->f);
 	w->bytes += len;
+	w->line_len += len;
 }
 
 static void w_begin(struct writer *w)
@@ -264,6 +284,7 @@ static void w_begin(struct writer *w)
 		w_put(w, w->eol, strlen(w->eol));
 	w->open_line = 1;
 	w->lines++;
+	w->line_len = 0;
 }
 
 static void w_line(struct writer *w, const char *s)
@@ -1085,6 +1106,17 @@ static void snap_to_chunk_edges(struct gen *g)
 
 /* ---- writing ---- */
 
+#define NDEPTS (sizeof(departments) / sizeof(departments[0]))
+
+/* The flagship pipeline's truth files (--spans, --details, --departments);
+ * each FILE is NULL when not asked for. */
+struct flagship {
+	FILE *spans;
+	FILE *details;
+	FILE *departments;
+	long dept_count[NDEPTS];	/* encounters per departments[] entry */
+};
+
 /* Writes s as a JSON string, escaped as shoal's jsonl merge writes it. */
 static void json_string(FILE *f, const char *s)
 {
@@ -1121,7 +1153,63 @@ static void write_truth(FILE *truth, const char *source, long line,
 	fprintf(truth, ",\"style\":\"%s\"}\n", style_names[e->style]);
 }
 
-static void write_encounters(struct gen *g, FILE *truth, const char *source)
+/* Writes encounter e's (or, with e NULL, the preamble's) span lines
+ * start..end to the flagship truths asked for. */
+static void write_span(struct flagship *fl, const char *source, long start,
+		       long end, const struct encounter *e)
+{
+	size_t d;
+
+	if (fl->spans != NULL) {
+		fputs("{\"source\":", fl->spans);
+		json_string(fl->spans, source);
+		fprintf(fl->spans, ",\"start_line\":%ld,\"end_line\":%ld,\"kind\":\"%s\"}\n",
+			start, end, e != NULL ? "encounter" : "preamble");
+	}
+	if (e == NULL)
+		return;
+	if (fl->details != NULL) {
+		fputs("{\"source\":", fl->details);
+		json_string(fl->details, source);
+		fprintf(fl->details, ",\"start_line\":%ld,\"end_line\":%ld,"
+			"\"date\":\"%04d-%02d-%02d\",\"department\":", start, end,
+			e->date.y, e->date.m, e->date.d);
+		json_string(fl->details, e->dept);
+		fputs(",\"provider\":", fl->details);
+		json_string(fl->details, e->prov);
+		fprintf(fl->details, ",\"style\":\"%s\",\"line_count\":%ld}\n",
+			style_names[e->style], end - start + 1);
+	}
+	for (d = 0; d < NDEPTS; d++)
+		if (departments[d] == e->dept)
+			fl->dept_count[d]++;
+}
+
+/* Writes the record's spans: the preamble, then each encounter up to the
+ * line before the next header (the last one up to the record's last line).
+ * An empty last line without a line end is no line: the file ends with
+ * the line end before it, and readers count one line fewer. */
+static void write_spans(struct flagship *fl, const struct gen *g, const char *source,
+			const long *header)
+{
+	const struct plan *p = g->plan;
+	long last = g->w.lines;
+	int i;
+
+	if (!p->final_newline && g->w.open_line && g->w.line_len == 0)
+		last--;
+
+	if (header[0] > 1)
+		write_span(fl, source, 1, header[0] - 1, NULL);
+	for (i = 0; i < p->nenc; i++)
+		write_span(fl, source, header[i],
+			   i + 1 < p->nenc ? header[i + 1] - 1 : last, &g->enc[i]);
+}
+
+/* Writes the body, the headers and their truth lines; header[i] gets the
+ * line of header i. */
+static void write_encounters(struct gen *g, FILE *truth, const char *source,
+			     long *header)
 {
 	const struct plan *p = g->plan;
 	int i, k;
@@ -1130,6 +1218,7 @@ static void write_encounters(struct gen *g, FILE *truth, const char *source)
 	for (i = 0; i < p->nenc; i++) {
 		const struct encounter *e = &g->enc[i];
 
+		header[i] = g->w.lines + 1;
 		write_truth(truth, source, g->w.lines + 1, e);
 		for (k = 0; k < e->nblock; k++) {
 			w_line(&g->w, e->block[k]);
@@ -1147,10 +1236,11 @@ struct totals {
 
 /* Writes record idx (1-based) and its truth lines. */
 static int write_record(const char *dir, const char *prefix, uint64_t seed,
-			long idx, FILE *truth, struct totals *tot)
+			long idx, FILE *truth, struct flagship *fl, struct totals *tot)
 {
 	struct plan plan;
 	struct gen g;
+	long header[MAX_ENC];
 	char path[PATH_MAX_LEN], source[PATH_MAX_LEN];
 	const char *family, *given;
 
@@ -1179,7 +1269,8 @@ static int write_record(const char *dir, const char *prefix, uint64_t seed,
 	g.w.eol = plan.crlf ? "\r\n" : "\n";
 	if (plan.bom)
 		w_put(&g.w, "\xEF\xBB\xBF", 3);
-	write_encounters(&g, truth, source);
+	write_encounters(&g, truth, source, header);
+	write_spans(fl, &g, source, header);
 	if (g.w.lines != plan.lines) {
 		fprintf(stderr, "gen_records: %s: wrote %ld lines, planned %ld\n",
 			path, g.w.lines, plan.lines);
@@ -1204,6 +1295,9 @@ struct options {
 	const char *prefix;
 	long count;
 	uint64_t seed;
+	const char *spans;		/* the flagship truths, or NULL */
+	const char *details;
+	const char *departments;
 };
 
 static void usage(FILE *f)
@@ -1211,8 +1305,11 @@ static void usage(FILE *f)
 	fputs("usage: gen_records --out DIR [--count N (default 300)] "
 	      "[--seed S (default 1)]\n"
 	      "                   [--source-prefix P (default none)]\n"
+	      "                   [--spans FILE] [--details FILE] [--departments FILE]\n"
 	      "writes DIR/records/rec-NNNN.txt and DIR/truth.jsonl, whose\n"
-	      "\"source\" fields are P followed by records/rec-NNNN.txt\n", f);
+	      "\"source\" fields are P followed by records/rec-NNNN.txt;\n"
+	      "--spans, --details and --departments also write the truth of the\n"
+	      "flagship pipeline's three outputs (configs/encounters/flagship.yaml)\n", f);
 }
 
 static int parse_number(const char *s, uint64_t max, uint64_t *out)
@@ -1239,6 +1336,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 	o->prefix = "";
 	o->count = 300;
 	o->seed = 1;
+	o->spans = NULL;
+	o->details = NULL;
+	o->departments = NULL;
 	for (i = 1; i < argc; i += 2) {
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -1252,6 +1352,12 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->out = val;
 		else if (strcmp(a, "--source-prefix") == 0)
 			o->prefix = val;
+		else if (strcmp(a, "--spans") == 0)
+			o->spans = val;
+		else if (strcmp(a, "--details") == 0)
+			o->details = val;
+		else if (strcmp(a, "--departments") == 0)
+			o->departments = val;
 		else if (strcmp(a, "--count") == 0 && parse_number(val, MAX_RECORDS, &v) == 0 && v > 0)
 			o->count = (long)v;
 		else if (strcmp(a, "--seed") == 0 && parse_number(val, UINT64_MAX, &v) == 0)
@@ -1276,6 +1382,74 @@ static void remove_stale_records(const char *dir, long count)
 	}
 }
 
+/* Opens path for writing unless it is NULL (*f stays NULL then). */
+static int open_truth(const char *path, FILE **f)
+{
+	*f = NULL;
+	if (path == NULL)
+		return 0;
+	*f = fopen(path, "wb");
+	if (*f == NULL) {
+		fprintf(stderr, "gen_records: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Closes f (if open); -1 when a write to it failed. */
+static int close_truth(FILE *f, const char *path)
+{
+	int bad;
+
+	if (f == NULL)
+		return 0;
+	bad = ferror(f);
+	if (fclose(f) != 0)
+		bad = 1;
+	if (bad)
+		fprintf(stderr, "gen_records: %s: write failed\n", path);
+	return bad ? -1 : 0;
+}
+
+/* A CSV cell: quoted, with quotes doubled, when it holds '"', ',', CR or LF. */
+static void csv_cell(FILE *f, const char *s)
+{
+	if (strpbrk(s, "\",\r\n") == NULL) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		if (*s == '"')
+			fputc('"', f);
+		fputc(*s, f);
+	}
+	fputc('"', f);
+}
+
+static int by_department(const void *a, const void *b)
+{
+	return strcmp(departments[*(const size_t *)a], departments[*(const size_t *)b]);
+}
+
+/* The departments' CSV: a header row, then each department that has
+ * encounters, in bytewise order. */
+static void write_departments(const struct flagship *fl)
+{
+	size_t order[NDEPTS], i;
+
+	for (i = 0; i < NDEPTS; i++)
+		order[i] = i;
+	qsort(order, NDEPTS, sizeof(order[0]), by_department);
+	fputs("department,encounters\n", fl->departments);
+	for (i = 0; i < NDEPTS; i++) {
+		if (fl->dept_count[order[i]] == 0)
+			continue;
+		csv_cell(fl->departments, departments[order[i]]);
+		fprintf(fl->departments, ",%ld\n", fl->dept_count[order[i]]);
+	}
+}
+
 static int make_dir(const char *path)
 {
 	if (mkdir(path, 0777) != 0 && errno != EEXIST) {
@@ -1289,6 +1463,7 @@ int main(int argc, char **argv)
 {
 	struct options o;
 	struct totals tot = { 0, 0, 0, 0 };
+	struct flagship fl;
 	char path[PATH_MAX_LEN];
 	FILE *truth;
 	long i;
@@ -1302,17 +1477,30 @@ int main(int argc, char **argv)
 	if (make_dir(o.out) != 0 || make_dir(path) != 0)
 		return 1;
 	snprintf(path, sizeof(path), "%s/truth.jsonl", o.out);
+	memset(&fl, 0, sizeof(fl));
 	truth = fopen(path, "wb");
 	if (truth == NULL) {
 		fprintf(stderr, "gen_records: %s: %s\n", path, strerror(errno));
 		return 1;
 	}
+	if (open_truth(o.spans, &fl.spans) != 0 ||
+	    open_truth(o.details, &fl.details) != 0 ||
+	    open_truth(o.departments, &fl.departments) != 0)
+		rc = -1;
 	for (i = 1; i <= o.count && rc == 0; i++)
-		rc = write_record(o.out, o.prefix, o.seed, i, truth, &tot);
+		rc = write_record(o.out, o.prefix, o.seed, i, truth, &fl, &tot);
+	if (rc == 0 && fl.departments != NULL)
+		write_departments(&fl);
 	if (ferror(truth) || fclose(truth) != 0) {
 		fprintf(stderr, "gen_records: %s: write failed\n", path);
 		rc = -1;
 	}
+	if (close_truth(fl.spans, o.spans) != 0)
+		rc = -1;
+	if (close_truth(fl.details, o.details) != 0)
+		rc = -1;
+	if (close_truth(fl.departments, o.departments) != 0)
+		rc = -1;
 	if (rc != 0)
 		return 1;
 	remove_stale_records(o.out, o.count);

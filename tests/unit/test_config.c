@@ -8,6 +8,8 @@
  * with ":LINE:COL: ", the exact position), plus optional directives:
  *   code: ETOOBIG   the expected code (default ECONFIG)
  *   nopos           the error is about the whole file: "path: ..." only
+ * No error may hold SECRET, the api_key, header and env value (written in
+ * the file or through ${SHOAL_TEST_SECRET}) of the bad cases about them.
  *
  * `test_config --doc-table` prints the key table for docs/CONFIG.md. */
 #include <dirent.h>
@@ -26,6 +28,7 @@
 
 #define DATA SHOAL_TEST_DATA "/config"
 #define MAX_EXPECT 8
+#define SECRET "sk-secret-123"
 
 struct expect {
 	int code;
@@ -40,6 +43,7 @@ static void set_test_env(void)
 		"SHOAL_TEST_UNSET_A", "SHOAL_TEST_UNSET_B", "SHOAL_TEST_UNSET_C",
 		"SHOAL_TEST_UNSET_D", "SHOAL_TEST_UNSET_E",
 		"SHOAL_TEST_UNSET_IN_COMMENT", "SHOAL_TEST_MEMORY", "SHOAL_TEST_DIR",
+		"SHOAL_TEST_BASE_URL",
 	};
 	size_t i;
 
@@ -48,6 +52,12 @@ static void set_test_env(void)
 	setenv("SHOAL_TEST_EMPTY", "", 1);
 	setenv("SHOAL_TEST_RETRIES", "7", 1);
 	setenv("SHOAL_TEST_X", "x", 1);
+	setenv("SHOAL_TEST_SECRET", SECRET, 1);
+	setenv("SHOAL_TEST_API_KEY", "sk-test-key", 1);
+	/* what the docs' agent example reads */
+	setenv("OPENAI_API_KEY", "sk-docs-example", 1);
+	setenv("TICKETS_TOKEN", "tickets-docs-example", 1);
+	unsetenv("OPENAI_BASE_URL");
 	for (i = 0; i < SHOAL_ARRAY_LEN(unset); i++)
 		unsetenv(unset[i]);
 }
@@ -123,6 +133,7 @@ static int run_bad_case(const char *name)
 	CHECK(has_position(err.msg, yaml) == !e.nopos);
 	for (i = 0; i < e.n; i++)
 		CHECK(strstr(err.msg, e.text[i]) != NULL);
+	CHECK(strstr(err.msg, SECRET) == NULL);
 	if (test_failures != failures)
 		fprintf(stderr, "  in bad/%s.yaml: %s (%s)\n", name, err.msg,
 			shoal_strerror(rc));
@@ -582,7 +593,7 @@ static void check_pipeline_spans(const struct shoal_stage_conf *st)
 	CHECK(st->when.stage == NULL);
 }
 
-/* Templates are stored as written; only their braces are checked. */
+/* Templates are stored as written (and compiled at load). */
 static void check_pipeline_excerpts(const struct shoal_stage_conf *st)
 {
 	CHECK_EQ_INT(st->for_each, SHOAL_FOR_EACH_STAGE);
@@ -615,8 +626,7 @@ static void check_pipeline_reduces(const struct shoal_config *cfg)
 	CHECK_STR(st->when.stage, "excerpts");
 	CHECK_EQ_INT(st->when.not_empty, 0);
 	CHECK_EQ_INT(st->input.kind, SHOAL_INPUT_TEMPLATE);
-	CHECK_STR(st->input.tmpl, "{{record.source}}: "
-		  "{{record.start_line}}-{{record.end_line}} }");
+	CHECK_STR(st->input.tmpl, "{{ stage }}, attempt {{attempt}}: {{input}} }");
 	CHECK(st->input.file_lines == NULL);
 	CHECK_EQ_INT(st->format, SHOAL_FORMAT_DEFAULT);
 	CHECK_EQ_INT(st->split.by, SHOAL_SPLIT_NONE);
@@ -695,6 +705,383 @@ static void env_expansion_fills_values_and_defaults(void)
 	shoal_config_free(cfg);
 }
 
+/* Every bad case whose api_key, header or env value is SECRET (in the
+ * file or from ${SHOAL_TEST_SECRET}) fails without showing it, whatever
+ * the error is about. */
+static void errors_never_show_a_secret(void)
+{
+	DIR *d = opendir(DATA "/bad");
+	struct dirent *de;
+	size_t n = 0;
+
+	CHECK(d != NULL);
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		struct shoal_error err = { 0, "" };
+		struct shoal_config *cfg = NULL;
+		char path[PATH_MAX], *text = NULL;
+		size_t len = strlen(de->d_name);
+
+		if (len < 6 || strcmp(de->d_name + len - 5, ".yaml") != 0)
+			continue;
+		snprintf(path, sizeof(path), "%s/bad/%s", DATA, de->d_name);
+		CHECK(shoal_read_file(path, 1 << 20, &text, &len, &err) == SHOAL_OK);
+		if (text != NULL && (strstr(text, SECRET) != NULL ||
+				     strstr(text, "${SHOAL_TEST_SECRET}") != NULL)) {
+			CHECK(shoal_config_load(path, &cfg, &err) == SHOAL_ECONFIG);
+			CHECK(strstr(err.msg, SECRET) == NULL);
+			CHECK(strstr(err.msg, "sk-secret") == NULL);
+			n++;
+		}
+		free(text);
+		shoal_config_free(cfg);
+	}
+	if (d != NULL)
+		closedir(d);
+	CHECK(n >= 40);
+}
+
+static void check_agents_models(const struct shoal_config *cfg)
+{
+	const struct shoal_model_def *m = &cfg->models[0];
+
+	CHECK_EQ_INT(cfg->nmodels, 2);
+	CHECK_STR(m->name, "fast");
+	CHECK_EQ_INT(m->line, 7);
+	CHECK_EQ_INT(m->provider, SHOAL_PROVIDER_OPENAI);
+	CHECK_EQ_INT(m->api, SHOAL_MODEL_API_RESPONSES);
+	CHECK_STR(m->base_url, "http://127.0.0.1:8000/v1");
+	CHECK_STR(m->api_key, "sk-test-key");
+	CHECK_STR(m->model, "gpt-5-mini");
+	CHECK_EQ_INT(m->max_concurrency, 256);
+	CHECK_EQ_INT(m->requests_per_minute, 5000);
+	CHECK_EQ_INT(m->tokens_per_minute, 2000000);
+	CHECK_EQ_INT(m->timeout_ms, 90000);
+	CHECK_EQ_INT(m->max_retries, 3);
+	m = &cfg->models[1];
+	CHECK_STR(m->name, "local.qwen");
+	CHECK_STR(m->api_key, "");		/* '' is a value */
+	CHECK_STR(m->model, "qwen3");
+	CHECK_EQ_INT(shoal_config_model_index(cfg, "local.qwen"), 1);
+	CHECK_EQ_INT(shoal_config_model_index(cfg, "slow"), -1);
+	CHECK_EQ_INT(cfg->budget.max_tokens, 5000000);
+}
+
+static const char *kv_get(const struct shoal_kv_conf *kv, size_t n,
+			  const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(kv[i].key, key) == 0)
+			return kv[i].value;
+	return NULL;
+}
+
+static void check_agents_mcp(const struct shoal_config *cfg)
+{
+	const struct shoal_mcp_def *m = &cfg->mcp_servers[0];
+
+	CHECK_EQ_INT(cfg->nmcp_servers, 2);
+	CHECK_STR(m->name, "fs");
+	CHECK_EQ_INT(m->transport, SHOAL_MCP_STDIO);
+	CHECK_EQ_INT(m->ncommand, 3);
+	CHECK_STR(m->command[0], "node");
+	CHECK_STR(m->command[2], "/workspace");
+	CHECK(m->command[3] == NULL);
+	CHECK_EQ_INT(m->nreadonly_paths, 1);
+	CHECK_STR(m->readonly_paths[0], "/opt/mcp");
+	CHECK_EQ_INT(m->nenv, 2);	/* as written: no PATH added */
+	CHECK_STR(kv_get(m->env, m->nenv, "NODE_ENV"), "production");
+	CHECK_STR(kv_get(m->env, m->nenv, "TOKEN"), "sk-test-key");
+	CHECK(m->url == NULL && m->nheaders == 0);
+	m = &cfg->mcp_servers[1];
+	CHECK_STR(m->name, "tickets");
+	CHECK_EQ_INT(m->transport, SHOAL_MCP_HTTP);
+	CHECK_STR(m->url, "https://mcp.example.com/mcp");
+	CHECK_EQ_INT(m->nheaders, 2);
+	CHECK_STR(m->headers[0].key, "Authorization");
+	CHECK_STR(m->headers[0].value, "Bearer sk-test-key");
+	CHECK_STR(kv_get(m->headers, m->nheaders, "X-Team"), "core");
+	CHECK(m->command == NULL && m->nenv == 0 && m->nreadonly_paths == 0);
+	CHECK_EQ_INT(shoal_config_mcp_index(cfg, "tickets"), 1);
+}
+
+/* Built-ins in the order written, then MCP tools pointing at servers. */
+static void check_segmenter_tools(const struct shoal_agent_def *a)
+{
+	static const int kinds[] = {
+		SHOAL_TOOL_SHELL, SHOAL_TOOL_READ_FILE, SHOAL_TOOL_WRITE_FILE,
+		SHOAL_TOOL_LIST_FILES, SHOAL_TOOL_APPLY_PATCH,
+		SHOAL_TOOL_LOAD_SKILL, SHOAL_TOOL_SPAWN_SUBAGENTS,
+		SHOAL_TOOL_MCP, SHOAL_TOOL_MCP,
+	};
+	size_t i;
+
+	CHECK_EQ_INT(a->ntools, SHOAL_ARRAY_LEN(kinds));
+	for (i = 0; i < a->ntools && i < SHOAL_ARRAY_LEN(kinds); i++) {
+		CHECK_EQ_INT(a->tools[i].kind, kinds[i]);
+		CHECK(kinds[i] == SHOAL_TOOL_MCP || (a->tools[i].mcp_server == -1 &&
+						     a->tools[i].mcp_tool == NULL));
+	}
+	if (a->ntools != SHOAL_ARRAY_LEN(kinds))
+		return;
+	CHECK_STR(a->tools[0].name, "shell");
+	CHECK_STR(a->tools[6].name, "spawn_subagents");
+	CHECK_STR(a->tools[7].name, "mcp:fs/*");
+	CHECK_EQ_INT(a->tools[7].mcp_server, 0);
+	CHECK_STR(a->tools[7].mcp_tool, "*");
+	CHECK_STR(a->tools[8].name, "mcp:tickets/search_issues");
+	CHECK_EQ_INT(a->tools[8].mcp_server, 1);
+	CHECK_STR(a->tools[8].mcp_tool, "search_issues");
+}
+
+static void check_agents_agents(const struct shoal_config *cfg)
+{
+	const struct shoal_agent_def *a = &cfg->agents[0];
+	char path[PATH_MAX];
+
+	CHECK_EQ_INT(cfg->nagents, 3);
+	CHECK_STR(a->name, "segmenter");
+	CHECK_STR(a->model, "fast");
+	CHECK_EQ_INT(a->model_index, 0);
+	CHECK_STR(a->instructions, "You split clinical notes into encounters.\n"
+		  "Answer with JSON only.\n");
+	CHECK_STR(a->prompt, "Process {{source}} chunk {{chunk}} (lines from "
+		  "{{ line_offset }}).");
+	check_segmenter_tools(a);
+	CHECK_EQ_INT(a->max_turns, 12);
+	snprintf(path, sizeof(path), "%s/schemas/encounters.json", cfg->dir);
+	CHECK_STR(a->output_schema_file, path);
+	CHECK(a->output_schema != NULL && a->output_schema[0] == '{' &&
+	      strchr(a->output_schema, '\n') == NULL &&
+	      strstr(a->output_schema, "\"required\":[\"encounters\"]") != NULL);
+	snprintf(path, sizeof(path), "%s/skills/", cfg->dir);
+	CHECK_STR(a->skills, path);
+	CHECK_EQ_INT(a->budget.max_tokens, 200000);
+	CHECK_EQ_INT(a->max_children, 4);
+	CHECK_EQ_INT(a->max_depth, 1);
+	a = &cfg->agents[1];
+	CHECK_STR(a->name, "reviewer");
+	CHECK_EQ_INT(a->model_index, 1);
+	CHECK_STR(a->prompt, "Review encounter {{record.id}} of {{ record.source }}."
+		  "\nIts text: {{input}}\n");
+	/* inline: YAML's types, keys in the order written, compact */
+	CHECK_STR(a->output_schema, "{\"type\":\"object\",\"properties\":{"
+		  "\"ok\":{\"type\":\"boolean\"},\"score\":{\"type\":\"number\","
+		  "\"minimum\":0,\"maximum\":1.5},\"notes\":{\"type\":\"string\","
+		  "\"maxLength\":200},\"tags\":{\"type\":\"array\",\"items\":{"
+		  "\"type\":\"string\"}},\"quoted\":{\"const\":\"true\"},"
+		  "\"nothing\":{\"default\":null}},\"required\":[\"ok\"],"
+		  "\"additionalProperties\":false}");
+	CHECK(a->output_schema_file == NULL);
+	CHECK_EQ_INT(a->ntools, 0);
+	a = &cfg->agents[2];
+	CHECK_STR(a->name, "summariser");
+	CHECK(a->prompt == NULL);
+	CHECK_EQ_INT(shoal_config_agent_index(cfg, "summariser"), 2);
+}
+
+/* A stage's prompt is its own, else its agent's; run is then NULL. */
+static void check_agents_stages(const struct shoal_config *cfg)
+{
+	const struct shoal_stage_conf *st = &cfg->stages[0];
+
+	CHECK_EQ_INT(cfg->nstages, 5);
+	CHECK_STR(st->agent, "segmenter");
+	CHECK_EQ_INT(st->agent_index, 0);
+	CHECK_STR(st->prompt, cfg->agents[0].prompt);
+	CHECK(st->prompt != cfg->agents[0].prompt);	/* a copy */
+	CHECK(st->run == NULL && st->builtin == NULL && st->nrun == 0);
+	st = &cfg->stages[1];
+	CHECK_EQ_INT(st->agent_index, 1);
+	CHECK_STR(st->prompt, cfg->agents[1].prompt);
+	st = &cfg->stages[2];
+	CHECK_EQ_INT(st->agent_index, 0);
+	CHECK_STR(st->prompt, "Check {{record.id}} from {{ source }}, attempt "
+		  "{{attempt}}");
+	CHECK_STR(st->input.tmpl, "{{record.text}} at byte {{byte_offset}}");
+	st = &cfg->stages[3];
+	CHECK_EQ_INT(st->reduce, 1);
+	CHECK_STR(st->agent, "summariser");
+	CHECK_EQ_INT(st->agent_index, 2);
+	CHECK_STR(st->prompt, "Summarise {{input}} for stage {{stage}}");
+	CHECK(st->run == NULL && st->builtin == NULL);
+	st = &cfg->stages[4];
+	CHECK(st->agent == NULL && st->prompt == NULL);
+	CHECK_EQ_INT(st->agent_index, -1);
+	CHECK_STR(st->run[0], "wc");
+}
+
+static void agents_config_loads_every_key(void)
+{
+	struct shoal_config *cfg = load_good("agents.yaml");
+
+	if (cfg == NULL)
+		return;
+	check_agents_models(cfg);
+	check_agents_mcp(cfg);
+	check_agents_agents(cfg);
+	check_agents_stages(cfg);
+	shoal_config_free(cfg);
+}
+
+/* What docs/CONFIG.md promises for the keys of models, agents and MCP
+ * servers that nobody wrote. */
+static void agent_keys_get_their_defaults(void)
+{
+	struct shoal_config *cfg = load_good("agents_defaults.yaml");
+	const struct shoal_model_def *m;
+	const struct shoal_agent_def *a;
+
+	if (cfg == NULL)
+		return;
+	m = &cfg->models[0];
+	CHECK_EQ_INT(m->provider, SHOAL_PROVIDER_OPENAI);
+	CHECK_EQ_INT(m->api, SHOAL_MODEL_API_CHAT);
+	CHECK_STR(m->base_url, "https://api.openai.com/v1");
+	CHECK_EQ_INT(m->max_concurrency, 64);
+	CHECK_EQ_INT(m->requests_per_minute, 0);
+	CHECK_EQ_INT(m->tokens_per_minute, 0);
+	CHECK_EQ_INT(m->timeout_ms, 120000);
+	CHECK_EQ_INT(m->max_retries, 6);
+	a = &cfg->agents[0];
+	CHECK(a->instructions == NULL && a->output_schema == NULL &&
+	      a->output_schema_file == NULL && a->skills == NULL);
+	CHECK_EQ_INT(a->ntools, 0);
+	CHECK_EQ_INT(a->max_turns, 20);
+	CHECK_EQ_INT(a->budget.max_tokens, 0);
+	CHECK_EQ_INT(a->max_children, 8);
+	CHECK_EQ_INT(a->max_depth, 2);
+	CHECK_EQ_INT(cfg->mcp_servers[0].transport, SHOAL_MCP_HTTP);
+	CHECK_EQ_INT(cfg->mcp_servers[0].nheaders, 0);
+	CHECK_EQ_INT(cfg->budget.max_tokens, 0);
+	CHECK_STR(cfg->stages[0].prompt, "{{input}}");
+	shoal_config_free(cfg);
+	cfg = load_good("minimal.yaml");	/* no agents at all */
+	if (cfg != NULL) {
+		CHECK(cfg->models == NULL && cfg->agents == NULL &&
+		      cfg->mcp_servers == NULL);
+		CHECK_EQ_INT(cfg->nmodels + cfg->nagents + cfg->nmcp_servers, 0);
+		CHECK_EQ_INT(cfg->stages[0].agent_index, -1);
+		CHECK(cfg->stages[0].agent == NULL && cfg->stages[0].prompt == NULL);
+		shoal_config_free(cfg);
+	}
+}
+
+/* Writes text to DIR/NAME; 0 on success. */
+static int write_text(const char *dir, const char *name, const char *text,
+		      size_t len)
+{
+	char path[PATH_MAX];
+	FILE *f;
+	size_t put;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "w");
+	if (f == NULL)
+		return -1;
+	put = fwrite(text, 1, len, f);
+	return fclose(f) == 0 && put == len ? 0 : -1;
+}
+
+/* Loads DIR/config.yaml, expecting an error at a position holding want. */
+static void load_fails_with(const char *dir, const char *want)
+{
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/config.yaml", dir);
+	CHECK_EQ_INT(shoal_config_load(path, &cfg, &err), SHOAL_ECONFIG);
+	CHECK(cfg == NULL);
+	CHECK(has_position(err.msg, path));
+	CHECK(strstr(err.msg, want) != NULL);
+	if (strstr(err.msg, want) == NULL)
+		fprintf(stderr, "  got: %s\n", err.msg);
+}
+
+/* Writes DIR/config.yaml: an agent whose instructions are n bytes. */
+static int write_long_instructions(const char *dir, size_t n)
+{
+	static const char head[] =
+		"version: 1\n"
+		"models: {m: {api_key: k, model: x}}\n"
+		"agents:\n"
+		"  a:\n"
+		"    model: m\n"
+		"    prompt: go\n"
+		"    instructions: ";
+	static const char tail[] =
+		"\nstages:\n"
+		"  - {id: s, for_each: {files: '*.txt'}, agent: a, output: o}\n";
+	size_t len = sizeof(head) - 1 + n + sizeof(tail) - 1;
+	char *text = malloc(len);
+	int rc;
+
+	if (text == NULL)
+		return -1;
+	memcpy(text, head, sizeof(head) - 1);
+	memset(text + sizeof(head) - 1, 'x', n);
+	memcpy(text + sizeof(head) - 1 + n, tail, sizeof(tail) - 1);
+	rc = write_text(dir, "config.yaml", text, len);
+	free(text);
+	return rc;
+}
+
+/* instructions may be long, up to the 64 KiB any value may hold. */
+static void instructions_over_64_kib_are_an_error(void)
+{
+	char dir[] = "/tmp/shoal-test-config-XXXXXX", path[PATH_MAX];
+	struct shoal_config *cfg = NULL;
+	struct shoal_error err = { 0, "" };
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/config.yaml", dir);
+	CHECK(write_long_instructions(dir, 65537) == 0);
+	load_fails_with(dir, ":7:19: 'instructions' in agent 'a' is longer than "
+			"65536 bytes");
+	CHECK(write_long_instructions(dir, 65536) == 0);
+	CHECK_EQ_INT(shoal_config_load(path, &cfg, &err), SHOAL_OK);
+	if (cfg != NULL)
+		CHECK_EQ_INT(strlen(cfg->agents[0].instructions), 65536);
+	shoal_config_free(cfg);
+	unlink(path);
+	rmdir(dir);
+}
+
+/* A schema file is read whole: over 1 MiB it is refused before reading. */
+static void output_schema_file_over_1_mib_is_an_error(void)
+{
+	static const char config[] =
+		"version: 1\n"
+		"models: {m: {api_key: k, model: x}}\n"
+		"agents:\n"
+		"  a: {model: m, prompt: go, output_schema: big.json}\n"
+		"stages:\n"
+		"  - {id: s, for_each: {files: '*.txt'}, agent: a, output: o}\n";
+	char dir[] = "/tmp/shoal-test-config-XXXXXX", path[PATH_MAX];
+	size_t n = SHOAL_CONFIG_MAX_SCHEMA + 1;
+	char *big = malloc(n);
+
+	CHECK(mkdtemp(dir) != NULL && big != NULL);
+	if (big == NULL)
+		return;
+	memset(big, ' ', n);
+	big[0] = '{';
+	big[n - 1] = '}';
+	CHECK(write_text(dir, "big.json", big, n) == 0);
+	CHECK(write_text(dir, "config.yaml", config, sizeof(config) - 1) == 0);
+	load_fails_with(dir, ":4:44: 'output_schema' in agent 'a': ");
+	load_fails_with(dir, "big.json is 1048577 bytes, over the limit of "
+			"1048576");
+	snprintf(path, sizeof(path), "%s/big.json", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/config.yaml", dir);
+	unlink(path);
+	rmdir(dir);
+	free(big);
+}
+
 static void sha256_file_hex(const char *path, char hex[65])
 {
 	struct shoal_error err = { 0, "" };
@@ -746,6 +1133,29 @@ static void hash_follows_the_environment_not_comments(void)
 		CHECK_STR(a->hash, b->hash);
 		CHECK(strcmp(a->hash, c->hash) != 0);
 		CHECK_EQ_INT(c->stages[0].retries, 8);
+	}
+	shoal_config_free(a);
+	shoal_config_free(b);
+	shoal_config_free(c);
+}
+
+/* api_key, header and MCP env values are hashed as written: a rotated
+ * key is the same config, and the hash never depends on a secret. */
+static void hash_leaves_secrets_as_written(void)
+{
+	struct shoal_config *a = load_good("agents.yaml"), *b, *c;
+
+	setenv("SHOAL_TEST_API_KEY", "sk-rotated-key", 1);
+	b = load_good("agents.yaml");
+	setenv("SHOAL_TEST_BASE_URL", "http://10.0.0.1:8000/v1", 1);
+	c = load_good("agents.yaml");
+	set_test_env();
+	if (a != NULL && b != NULL && c != NULL) {
+		CHECK_STR(b->models[0].api_key, "sk-rotated-key");
+		CHECK_STR(b->mcp_servers[1].headers[0].value,
+			  "Bearer sk-rotated-key");
+		CHECK_STR(a->hash, b->hash);
+		CHECK(strcmp(b->hash, c->hash) != 0);	/* not a secret */
 	}
 	shoal_config_free(a);
 	shoal_config_free(b);
@@ -859,26 +1269,73 @@ static void check_first_example(const struct shoal_config *cfg)
 	CHECK_EQ_INT(cfg->stages[1].sandbox.nenv, 3);
 }
 
+/* The agent pipeline example: its names resolve, and its stages take
+ * their prompts from their agents (report gives its own). */
+static void check_agent_example(const struct shoal_config *cfg)
+{
+	CHECK_EQ_INT(cfg->nmodels, 2);
+	CHECK_STR(cfg->models[0].api_key, "sk-docs-example");
+	CHECK_STR(cfg->models[1].api_key, "");
+	CHECK_EQ_INT(cfg->nmcp_servers, 2);
+	CHECK_STR(cfg->mcp_servers[1].headers[0].value,
+		  "Bearer tickets-docs-example");
+	CHECK_EQ_INT(cfg->nagents, 3);
+	CHECK(cfg->agents[0].output_schema_file != NULL);
+	CHECK(cfg->agents[1].output_schema != NULL &&
+	      cfg->agents[1].output_schema_file == NULL);
+	CHECK_EQ_INT(cfg->budget.max_tokens, 50000000);
+	CHECK_EQ_INT(cfg->nstages, 3);
+	if (cfg->nstages != 3)
+		return;
+	CHECK_EQ_INT(cfg->stages[0].agent_index, 0);
+	CHECK_STR(cfg->stages[1].prompt, cfg->agents[1].prompt);
+	CHECK_EQ_INT(cfg->stages[2].reduce, 1);
+	CHECK_EQ_INT(cfg->stages[2].agent_index, 2);
+}
+
+/* The files the examples name, in dir: scripts/detect.awk,
+ * schemas/encounters.json, skills/.  remove: take them away again. */
+static void example_files(const char *dir, int remove)
+{
+	static const char *const folders[] = { "scripts", "schemas", "skills" };
+	static const struct { const char *name, *text; } files[] = {
+		{ "scripts/detect.awk", "" },
+		{ "schemas/encounters.json", "{\"type\": \"object\"}\n" },
+	};
+	char path[PATH_MAX];
+	size_t i;
+
+	for (i = 0; !remove && i < SHOAL_ARRAY_LEN(folders); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, folders[i]);
+		CHECK(mkdir(path, 0700) == 0);
+	}
+	for (i = 0; i < SHOAL_ARRAY_LEN(files); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, files[i].name);
+		if (remove)
+			unlink(path);
+		else
+			CHECK(write_text(dir, files[i].name, files[i].text,
+					 strlen(files[i].text)) == 0);
+	}
+	for (i = 0; remove && i < SHOAL_ARRAY_LEN(folders); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, folders[i]);
+		rmdir(path);
+	}
+}
+
 /* Every whole config in docs/CONFIG.md (a yaml block that starts with
  * `version: 1`; the others are fragments) loads as it is written. */
 static void docs_examples_load(void)
 {
-	char dir[] = "/tmp/shoal-test-config-XXXXXX", path[PATH_MAX];
+	char dir[] = "/tmp/shoal-test-config-XXXXXX";
 	struct shoal_error err = { 0, "" };
 	char *docs = NULL, *start, *end;
-	size_t len = 0, n = 0;
-	FILE *f;
+	size_t len = 0, n = 0, agents = 0;
 
 	CHECK(shoal_read_file(SHOAL_SOURCE_DIR "/docs/CONFIG.md", 1 << 20, &docs,
 			      &len, &err) == SHOAL_OK);
 	CHECK(mkdtemp(dir) != NULL);
-	snprintf(path, sizeof(path), "%s/scripts", dir);
-	CHECK(mkdir(path, 0700) == 0);
-	snprintf(path, sizeof(path), "%s/scripts/detect.awk", dir);
-	f = fopen(path, "w");
-	CHECK(f != NULL);
-	if (f != NULL)
-		fclose(f);
+	example_files(dir, 0);
 	start = docs != NULL ? strstr(docs, "```yaml\nversion: 1\n") : NULL;
 	for (; start != NULL; start = strstr(end, "```yaml\nversion: 1\n")) {
 		struct shoal_config *cfg;
@@ -890,13 +1347,16 @@ static void docs_examples_load(void)
 		cfg = load_example(dir, start + 8, (size_t)(end - (start + 8)));
 		if (cfg != NULL && n == 0)
 			check_first_example(cfg);
+		if (cfg != NULL && cfg->nagents > 0) {
+			check_agent_example(cfg);
+			agents++;
+		}
 		shoal_config_free(cfg);
 		n++;
 	}
-	CHECK(n >= 2);
-	unlink(path);
-	snprintf(path, sizeof(path), "%s/scripts", dir);
-	rmdir(path);
+	CHECK(n >= 3);
+	CHECK_EQ_INT(agents, 1);
+	example_files(dir, 1);
 	rmdir(dir);
 	free(docs);
 }
@@ -916,8 +1376,14 @@ int main(int argc, char **argv)
 	RUN(pipeline_keys_load_spans_when_input_and_reduce);
 	RUN(remote_listen_loads_with_token_or_tls);
 	RUN(env_expansion_fills_values_and_defaults);
+	RUN(errors_never_show_a_secret);
+	RUN(agents_config_loads_every_key);
+	RUN(agent_keys_get_their_defaults);
+	RUN(instructions_over_64_kib_are_an_error);
+	RUN(output_schema_file_over_1_mib_is_an_error);
 	RUN(hash_is_sha256_of_the_expanded_text);
 	RUN(hash_follows_the_environment_not_comments);
+	RUN(hash_leaves_secrets_as_written);
 	RUN(relative_path_gives_absolute_path_and_dir);
 	RUN(errors_name_the_path_as_given);
 	RUN(docs_hold_the_key_table_printed_from_the_schema);
