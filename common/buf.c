@@ -118,3 +118,53 @@ char *shoal_buf_steal(struct shoal_buf *b, size_t *len)
 	b->cap = 0;
 	return p;
 }
+
+/* The JSON escape of a byte that needs one ('"', '\\', below 0x20) into
+ * esc; returns its length, 0 when c goes out as it is. */
+static size_t escape_byte(unsigned char c, char esc[6])
+{
+	static const char hex[] = "0123456789abcdef";
+
+	esc[0] = '\\';
+	switch (c) {
+	case '"':
+	case '\\':
+		esc[1] = (char)c;
+		return 2;
+	case '\n':
+		esc[1] = 'n';
+		return 2;
+	case '\r':
+		esc[1] = 'r';
+		return 2;
+	case '\t':
+		esc[1] = 't';
+		return 2;
+	default:
+		break;
+	}
+	if (c >= 0x20)
+		return 0;
+	memcpy(esc + 1, "u00", 3);
+	esc[4] = hex[c >> 4];
+	esc[5] = hex[c & 15];
+	return 6;
+}
+
+int shoal_buf_append_json_escaped(struct shoal_buf *b, const char *s, size_t n)
+{
+	size_t i, run = 0, elen;
+	char esc[6];
+	int rc = SHOAL_OK;
+
+	for (i = 0; rc == SHOAL_OK && i < n; i++) {
+		elen = escape_byte((unsigned char)s[i], esc);
+		if (elen == 0)
+			continue;
+		rc = shoal_buf_append(b, s + run, i - run);
+		if (rc == SHOAL_OK)
+			rc = shoal_buf_append(b, esc, elen);
+		run = i + 1;
+	}
+	return rc == SHOAL_OK ? shoal_buf_append(b, s + run, n - run) : rc;
+}

@@ -26,6 +26,10 @@ int shoal_buf_puts(struct shoal_buf *b, const char *s);
 int shoal_buf_printf(struct shoal_buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Appends s[0..n) escaped for the inside of a JSON string: '"', '\\' and
+ * bytes below 0x20 escaped, everything else (UTF-8 included) as it is. */
+int shoal_buf_append_json_escaped(struct shoal_buf *b, const char *s, size_t n);
+
 /* Appends as much of p as fits under max; returns the bytes appended. */
 size_t shoal_buf_append_capped(struct shoal_buf *b, const void *p, size_t n);
 

@@ -101,56 +101,13 @@ struct shoal_merger {
 
 static int encode_value(struct shoal_buf *b, const json_t *v);
 
-/* The JSON escape of a byte that needs one ('"', '\\', below 0x20) into
- * esc; returns its length, 0 when c goes out as it is. */
-static size_t escape_byte(unsigned char c, char esc[6])
-{
-	static const char hex[] = "0123456789abcdef";
-
-	esc[0] = '\\';
-	switch (c) {
-	case '"':
-	case '\\':
-		esc[1] = (char)c;
-		return 2;
-	case '\n':
-		esc[1] = 'n';
-		return 2;
-	case '\r':
-		esc[1] = 'r';
-		return 2;
-	case '\t':
-		esc[1] = 't';
-		return 2;
-	default:
-		break;
-	}
-	if (c >= 0x20)
-		return 0;
-	memcpy(esc + 1, "u00", 3);
-	esc[4] = hex[c >> 4];
-	esc[5] = hex[c & 15];
-	return 6;
-}
-
 /* Appends s[0..n) as a JSON string (UTF-8 checked by jansson's parser). */
 static int encode_string(struct shoal_buf *b, const char *s, size_t n)
 {
-	size_t i, run = 0, elen;
-	char esc[6];
 	int rc = shoal_buf_append(b, "\"", 1);
 
-	for (i = 0; rc == SHOAL_OK && i < n; i++) {
-		elen = escape_byte((unsigned char)s[i], esc);
-		if (elen == 0)
-			continue;
-		rc = shoal_buf_append(b, s + run, i - run);
-		if (rc == SHOAL_OK)
-			rc = shoal_buf_append(b, esc, elen);
-		run = i + 1;
-	}
 	if (rc == SHOAL_OK)
-		rc = shoal_buf_append(b, s + run, n - run);
+		rc = shoal_buf_append_json_escaped(b, s, n);
 	if (rc == SHOAL_OK)
 		rc = shoal_buf_append(b, "\"", 1);
 	return rc;

@@ -381,56 +381,6 @@ static int lookup(const struct shoal_template *t, const struct tpl_part *p,
 	return SHOAL_OK;
 }
 
-/* The JSON escape of a byte that needs one ('"', '\\', below 0x20) into
- * esc; returns its length, 0 when c goes out as it is. */
-static size_t escape_byte(unsigned char c, char esc[6])
-{
-	static const char hex[] = "0123456789abcdef";
-
-	esc[0] = '\\';
-	switch (c) {
-	case '"':
-	case '\\':
-		esc[1] = (char)c;
-		return 2;
-	case '\n':
-		esc[1] = 'n';
-		return 2;
-	case '\r':
-		esc[1] = 'r';
-		return 2;
-	case '\t':
-		esc[1] = 't';
-		return 2;
-	default:
-		break;
-	}
-	if (c >= 0x20)
-		return 0;
-	memcpy(esc + 1, "u00", 3);
-	esc[4] = hex[c >> 4];
-	esc[5] = hex[c & 15];
-	return 6;
-}
-
-/* Appends s[0..n) escaped for the inside of a JSON string. */
-static int append_escaped(struct shoal_buf *b, const char *s, size_t n)
-{
-	size_t i, run = 0, elen;
-	char esc[6];
-	int rc = SHOAL_OK;
-
-	for (i = 0; rc == SHOAL_OK && i < n; i++) {
-		elen = escape_byte((unsigned char)s[i], esc);
-		if (elen == 0)
-			continue;
-		rc = shoal_buf_append(b, s + run, i - run);
-		if (rc == SHOAL_OK)
-			rc = shoal_buf_append(b, esc, elen);
-		run = i + 1;
-	}
-	return rc == SHOAL_OK ? shoal_buf_append(b, s + run, n - run) : rc;
-}
 
 /* Appends v's RAW text to out, escaped in JSON_STRING mode; scratch holds
  * the text of a non-string to be escaped. */
@@ -440,7 +390,7 @@ static int append_value(struct shoal_buf *out, const json_t *v, int mode,
 	int rc;
 
 	if (json_is_string(v) && mode == SHOAL_TEMPLATE_JSON_STRING)
-		return append_escaped(out, json_string_value(v),
+		return shoal_buf_append_json_escaped(out, json_string_value(v),
 				      json_string_length(v));
 	if (json_is_string(v))
 		return shoal_buf_append(out, json_string_value(v),
@@ -449,7 +399,7 @@ static int append_value(struct shoal_buf *out, const json_t *v, int mode,
 		return shoal_merge_encode_json(out, v);
 	shoal_buf_reset(scratch);
 	rc = shoal_merge_encode_json(scratch, v);
-	return rc == SHOAL_OK ? append_escaped(out, scratch->data, scratch->len)
+	return rc == SHOAL_OK ? shoal_buf_append_json_escaped(out, scratch->data, scratch->len)
 			      : rc;
 }
 
