@@ -55,7 +55,7 @@
 
 enum job_state { JOB_RUNNING, JOB_DRAINED, JOB_FINISHED };
 
-enum session_op { OP_NONE, OP_OPEN, OP_EXEC, OP_WRITE, OP_READ, OP_LIST };
+enum session_op { OP_NONE, OP_OPEN, OP_EXEC, OP_WRITE, OP_READ, OP_LIST, OP_REMOVE };
 
 /* Why the worker killed the init; the first reason wins. */
 enum kill_reason { KILL_NONE, KILL_CANCEL, KILL_TIMEOUT, KILL_OUTPUT, KILL_PROTO };
@@ -1140,6 +1140,11 @@ static int on_frame(struct shoal_sandbox_job *job, const char *f, size_t n)
 		finish_file(job);
 		job->got_done = 1;
 		return 0;
+	case SB_F_MODE:
+		if (!job->session || job->op != OP_READ)
+			return proto_error(job, "MODE outside a read");
+		job->outcome.mode = h.arg & 07777;
+		return 0;
 	case SB_F_OPDONE:
 		if (!job->session || job->op == OP_NONE)
 			return proto_error(job, "OPDONE without an operation");
@@ -1445,6 +1450,10 @@ static int try_finish(struct shoal_sandbox_job *job)
 	job->reaped = reap_now(job->pidfd, &si);
 	if (!job->reaped && !job->got_done)
 		return 0;	/* the pidfd will wake the caller */
+	/* a session that dies between commands: the outcome is the init's
+	 * end, not the last command's exit */
+	if (job->session && job->op != OP_EXEC && job->op != OP_OPEN)
+		job->got_exit = job->got_fail = 0;
 	build_outcome(job, job->reaped ? &si : NULL);
 	if (job->reaped)
 		remove_remains(&job->cg, &job->tmpdir);
@@ -1456,14 +1465,15 @@ static int try_finish(struct shoal_sandbox_job *job)
  *
  * A session is a job whose init, after staging the workspace, serves
  * operations instead of running one command: EXEC (a command, run to its
- * end; every process it started dies when it exits), WRITE, READ and LIST
- * of workspace files.  One operation at a time: step returns 1 when it has
- * finished, and the outcome is its result until the next one starts.  A
- * timeout, the output cap or a cancel kill the command (SB_C_KILL), not the
+ * end; every process it started dies when it exits), WRITE, READ, LIST
+ * and REMOVE of workspace files.  One operation at a time: step returns 1
+ * when it has finished, and the outcome is its result until the next one
+ * starts (a READ's also has the file's mode, from SB_F_MODE).  A timeout,
+ * the output cap or a cancel kill the command (SB_C_KILL), not the
  * sandbox; an init that does not answer within KILL_GRACE_MS is killed, and
  * the session is over (FINISHED: further operations fail with ECLOSED).
  *
- *   OPEN ──OPDONE──▶ idle ──exec/write/read/list──▶ busy ──OPDONE──▶ idle
+ *   OPEN ──OPDONE──▶ idle ──exec/write/read/list/remove──▶ busy ──OPDONE──▶ idle
  *     └──────── the init exits or is killed ────────┴──▶ FINISHED
  */
 #define KILL_GRACE_MS 2000
@@ -1537,7 +1547,7 @@ static void kill_command(struct shoal_sandbox_job *job, enum kill_reason why)
 static void finish_op(struct shoal_sandbox_job *job)
 {
 	static const char *const verbs[] = { "", "open", "exec", "write", "read",
-					     "list" };
+					     "list", "remove" };
 	struct shoal_sandbox_outcome *oc = &job->outcome;
 	enum session_op op = job->op;
 	char num[32];
@@ -1548,6 +1558,7 @@ static void finish_op(struct shoal_sandbox_job *job)
 		build_outcome(job, NULL);
 	} else if (job->op_errno != 0) {
 		oc->status = SHOAL_STATUS_ERROR;
+		oc->op_errno = (int)job->op_errno;
 		snprintf(oc->reason, sizeof(oc->reason), "%s %s: %s", verbs[op],
 			 job->op_path[0] ? job->op_path : ".",
 			 strerror((int)job->op_errno));
@@ -1610,6 +1621,8 @@ static int begin_op(struct shoal_sandbox_job *job, enum session_op op,
 	oc->exit_code = oc->term_signal = oc->truncated = 0;
 	oc->reason[0] = '\0';
 	oc->run_us = 0;
+	oc->mode = 0;
+	oc->op_errno = 0;
 	job->got_exit = job->got_fail = job->outputs_over = 0;
 	job->fail_what[0] = '\0';
 	job->killed = KILL_NONE;
@@ -1783,6 +1796,17 @@ int shoal_sandbox_session_list(struct shoal_sandbox_job *job, const char *path,
 			       struct shoal_error *err)
 {
 	return simple_op(job, OP_LIST, SB_C_LIST, path, err);
+}
+
+int shoal_sandbox_session_remove(struct shoal_sandbox_job *job, const char *path,
+				 struct shoal_error *err)
+{
+	return simple_op(job, OP_REMOVE, SB_C_REMOVE, path, err);
+}
+
+int shoal_sandbox_session_ended(const struct shoal_sandbox_job *job)
+{
+	return job->state == JOB_FINISHED;
 }
 
 /* ---- the rest of the public API ---- */

@@ -133,6 +133,11 @@ struct shoal_sandbox_outcome {
 	uint64_t run_us;
 	struct shoal_sandbox_output *outputs;
 	size_t noutputs;
+	/* Added, session file operations: */
+	uint32_t mode;		/* read: the file's permission bits */
+	int op_errno;		/* write/read/list/remove that failed with
+				 * status ERROR: the errno (ENOENT, ELOOP,
+				 * EISDIR, ...), else 0 */
 };
 
 struct shoal_sandbox_job;
@@ -197,13 +202,18 @@ void shoal_sandbox_job_free(struct shoal_sandbox_job *job);
  * its outcome is a job's.  A timeout (timeout_ms, 0: limits.timeout_ms),
  * the output cap or shoal_sandbox_job_kill end the command, not the
  * session.  write creates or replaces a file (and its folders); read puts
- * a file's bytes in outcome.out; list puts one line per entry, "TYPE SIZE
- * PATH" with TYPE f, d, l (a symlink, never followed) or o, recursively, in
- * outcome.out.  Paths are relative to /workspace, without ".."; a symlink
- * anywhere on a path fails the operation.  read and write are capped by
+ * a file's bytes in outcome.out and its permission bits in outcome.mode;
+ * list puts one line per entry, "TYPE SIZE PATH" with TYPE f, d, l (a
+ * symlink, never followed) or o, recursively, in outcome.out; remove
+ * (added) unlinks a file, symlink or other non-folder (a folder: EISDIR).
+ * A file operation that fails is status ERROR with outcome.op_errno set.
+ * Paths are relative to /workspace, without ".."; a symlink anywhere on a
+ * path fails the operation.  read and write are capped by
  * outputs_max_bytes, list by outputs_max_files.  An operation started
  * while another runs fails with SHOAL_EAGAIN; after the sandbox died (the
- * outcome says why) with SHOAL_ECLOSED. */
+ * outcome says why) with SHOAL_ECLOSED.  Step also returns 1 when the
+ * sandbox dies; shoal_sandbox_session_ended (added) tells the two apart:
+ * 1 once the sandbox is gone, the outcome then saying why. */
 int shoal_sandbox_session_open(const struct shoal_sandbox_spec *spec,
 			       struct shoal_sandbox_job **out,
 			       struct shoal_error *err);
@@ -217,6 +227,9 @@ int shoal_sandbox_session_read(struct shoal_sandbox_job *s, const char *path,
 			       struct shoal_error *err);
 int shoal_sandbox_session_list(struct shoal_sandbox_job *s, const char *path,
 			       struct shoal_error *err);
+int shoal_sandbox_session_remove(struct shoal_sandbox_job *s, const char *path,
+				 struct shoal_error *err);
+int shoal_sandbox_session_ended(const struct shoal_sandbox_job *s);
 
 /* Added: reaps the inits of freed jobs that have exited since, removing
  * their cgroups (and backend-none workspaces).  Every start and free does

@@ -1,5 +1,6 @@
 /* sandbox_files.c - the init's work on files: collecting the `outputs`
- * folders after a job, and a session's write, read and list operations.
+ * folders after a job, and a session's write, read, list and remove
+ * operations.
  * Runs in the init only: no allocation, static buffers (the init is
  * single-threaded).
  *
@@ -352,8 +353,10 @@ static int open_beneath(int ws, const char *path, int flags)
 	char last[NAME_MAX + 1];
 	int dir, fd;
 
+	/* not dup(ws): a dup shares ws's directory offset, so a second
+	 * listing of the workspace would start at its end */
 	if (path[0] == '\0')
-		return dup(ws);
+		return openat(ws, ".", flags | O_NOFOLLOW | O_CLOEXEC);
 	if (bad_path(path)) {
 		errno = EINVAL;
 		return -1;
@@ -378,6 +381,8 @@ void sb_session_read(int ws, int sock, const char *path, size_t max)
 		err = errno;
 	else if (!S_ISREG(st.st_mode))
 		err = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+	if (err == 0)
+		sb_send_frame(sock, SB_F_MODE, (uint32_t)(st.st_mode & 07777), NULL, 0);
 	while (err == 0) {
 		ssize_t n = read(fd, file_buf, sizeof(file_buf));
 
@@ -495,5 +500,26 @@ void sb_session_list(int ws, int sock, const char *path, size_t max_entries)
 		if (ls.over)
 			sb_send_frame(sock, SB_F_OVER, 0, NULL, 0);
 	}
+	sb_send_frame(sock, SB_F_OPDONE, (uint32_t)err, NULL, 0);
+}
+
+/* Unlinks path, never a folder (EISDIR) and never through a link: a
+ * symlink at path is itself removed, like rm. */
+void sb_session_remove(int ws, int sock, const char *path)
+{
+	char last[NAME_MAX + 1];
+	int dir = -1, err = 0;
+
+	if (bad_path(path))
+		err = EINVAL;
+	if (err == 0) {
+		dir = open_parent(ws, path, last, sizeof(last));
+		if (dir < 0)
+			err = errno;
+	}
+	if (err == 0 && unlinkat(dir, last, 0) != 0)
+		err = errno;	/* a folder: EISDIR (Linux) */
+	if (dir >= 0)
+		close(dir);
 	sb_send_frame(sock, SB_F_OPDONE, (uint32_t)err, NULL, 0);
 }

@@ -830,6 +830,9 @@ static _Noreturn void serve_session(const struct sb_launch *l, int sock,
 		case SB_C_LIST:
 			sb_session_list(ws, sock, p, l->outputs_max_files);
 			break;
+		case SB_C_REMOVE:
+			sb_session_remove(ws, sock, p);
+			break;
 		default:	/* a KILL after its command ended, ... */
 			break;
 		}

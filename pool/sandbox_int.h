@@ -51,6 +51,8 @@ enum sb_frame {
 			 * bytes), a session's read or list (no payload) */
 	SB_F_DONE = 9,	/* nothing follows; the init exits */
 	SB_F_OPDONE = 10, /* session: the operation ended; arg = its errno */
+	SB_F_MODE = 11,	/* session READ (added): arg = the file's permission
+			 * bits, before its OUT frames */
 };
 
 /* Frames, worker -> init. */
@@ -67,6 +69,7 @@ enum sb_cmd {
 	SB_C_READ = 7,	/* payload: path.  Answer: OUT... (OVER past the cap) */
 	SB_C_LIST = 8,	/* payload: path ("" = workspace).  Answer: OUT
 			 * lines "TYPE SIZE PATH\n", TYPE in f d l o */
+	SB_C_REMOVE = 9, /* added: payload: path.  Unlinks a non-folder */
 };
 
 struct sb_hdr {
@@ -178,6 +181,7 @@ void sb_collect_outputs(const struct sb_launch *l, int sock);
 void sb_session_write(int ws, int sock, const char *path, uint32_t mode);
 void sb_session_read(int ws, int sock, const char *path, size_t max);
 void sb_session_list(int ws, int sock, const char *path, size_t max_entries);
+void sb_session_remove(int ws, int sock, const char *path);
 
 /* sandbox_init.c: run in global_init to learn where the worker's argv and
  * environ strings live, so that the init can wipe them. */

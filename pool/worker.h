@@ -1,7 +1,9 @@
 /* worker.h - `shoal worker`: a compute-plane process.  It dials the harness,
  * says HELLO, long-polls for leases up to its number of free slots, runs each
- * lease in a sandbox (or the built-in no-op), and returns results in batches.
- * It holds no secret: everything a lease needs arrives in the lease. */
+ * lease in a sandbox (or the built-in no-op) or, for a SESSION lease, keeps
+ * a sandbox open that runs the ops (an agent's tool calls) of later WORK
+ * messages, and returns results and op results in batches.  It holds no
+ * secret: everything a lease needs arrives in the lease. */
 #ifndef SHOAL_WORKER_H
 #define SHOAL_WORKER_H
 

@@ -139,6 +139,8 @@ static const struct field lease_fields[] = {
 	      noutputs),
 	F_MAP("sandbox", OPT, struct shoal_wire_lease, sandbox,
 	      sandbox_schema),
+	F("idle_ms", FT_U64, OPT, struct shoal_wire_lease, idle_ms),
+	F("life_ms", FT_U64, OPT, struct shoal_wire_lease, life_ms),
 };
 static const struct schema lease_schema =
 	SCHEMA("lease", struct shoal_wire_lease, lease_fields, lease_check);
@@ -173,6 +175,101 @@ static const struct field result_fields[] = {
 static const struct schema result_schema =
 	SCHEMA("result", struct shoal_wire_result, result_fields, NULL);
 
+/* Session ops (added).  What an op needs beyond its required keys depends
+ * on its kind; op_check says so on encode and decode alike. */
+static const char *op_check(const void *s)
+{
+	const struct shoal_wire_op *o = s;
+	int has_cmd = o->command != NULL, has_argv = o->argc > 0;
+
+	switch (o->kind) {
+	case SHOAL_OP_EXEC:
+		if (has_cmd == has_argv)
+			return "an exec op needs exactly one of cmd and argv";
+		if (has_cmd && o->command[0] == '\0')
+			return "an exec op's cmd is empty";
+		return NULL;
+	case SHOAL_OP_READ:
+	case SHOAL_OP_WRITE:
+		if (o->path == NULL)
+			return "a read or write op needs a path";
+		return NULL;
+	case SHOAL_OP_PATCH:
+		if (o->data.len == 0)
+			return "a patch op needs the patch text in data";
+		return NULL;
+	default:
+		return NULL;
+	}
+}
+
+static const struct field op_fields[] = {
+	F("id", FT_U64, REQ, struct shoal_wire_op, op_id),
+	F("lease", FT_U64, REQ, struct shoal_wire_op, lease_id),
+	F_INT("kind", FT_U8, REQ, struct shoal_wire_op, kind,
+	      SHOAL_OP_EXEC, SHOAL_OP_KIND_MAX),
+	F("cmd", FT_STR, OPT, struct shoal_wire_op, command),
+	F_ARR("argv", FT_STRS, OPT, struct shoal_wire_op, argv, argc),
+	F("timeout_ms", FT_U64, OPT, struct shoal_wire_op, timeout_ms),
+	F("max_out", FT_U64, OPT, struct shoal_wire_op, max_output),
+	F("path", FT_PATH, OPT, struct shoal_wire_op, path),
+	F("data", FT_BIN, OPT, struct shoal_wire_op, data),
+	F_INT("mode", FT_U32, OPT, struct shoal_wire_op, mode, 0, MODE_MAX),
+	F_INT("max_files", FT_U32, OPT, struct shoal_wire_op, max_files,
+	      0, UINT32_MAX),
+};
+static const struct schema op_schema =
+	SCHEMA("op", struct shoal_wire_op, op_fields, op_check);
+
+static const char *snap_file_check(const void *s)
+{
+	const struct shoal_wire_snap_file *f = s;
+
+	if (f->deleted && (f->size != 0 || f->data.len != 0))
+		return "a deleted file has no size or data";
+	if (f->data.len != 0 && f->data.len != f->size)
+		return "data is not size bytes long";
+	return NULL;
+}
+
+static const struct field snap_file_fields[] = {
+	F("path", FT_PATH, REQ, struct shoal_wire_snap_file, path),
+	F_INT("mode", FT_U32, OPT, struct shoal_wire_snap_file, mode,
+	      0, MODE_MAX),
+	F("size", FT_U64, OPT, struct shoal_wire_snap_file, size),
+	F("sha256", FT_SHA256, OPT, struct shoal_wire_snap_file, sha256),
+	F("data", FT_BIN, OPT, struct shoal_wire_snap_file, data),
+	F_INT("del", FT_BOOL, OPT, struct shoal_wire_snap_file, deleted,
+	      0, 1),
+};
+static const struct schema snap_file_schema =
+	SCHEMA("snap_file", struct shoal_wire_snap_file, snap_file_fields,
+	       snap_file_check);
+
+static const struct field op_result_fields[] = {
+	F("id", FT_U64, REQ, struct shoal_wire_op_result, op_id),
+	F("lease", FT_U64, OPT, struct shoal_wire_op_result, lease_id),
+	F_INT("status", FT_U8, REQ, struct shoal_wire_op_result, status,
+	      SHOAL_STATUS_OK, SHOAL_STATUS_MAX),
+	F_INT("exit", FT_I32, OPT, struct shoal_wire_op_result, exit_code,
+	      INT32_MIN, INT32_MAX),
+	F_INT("sig", FT_I32, OPT, struct shoal_wire_op_result, term_signal,
+	      0, INT32_MAX),
+	F("out", FT_BIN, OPT, struct shoal_wire_op_result, out),
+	F("err", FT_BIN, OPT, struct shoal_wire_op_result, err),
+	F_INT("trunc", FT_BOOL, OPT, struct shoal_wire_op_result, truncated,
+	      0, 1),
+	F("error", FT_STR, OPT, struct shoal_wire_op_result, error),
+	F("us", FT_U64, OPT, struct shoal_wire_op_result, run_us),
+	F_INT("mode", FT_U32, OPT, struct shoal_wire_op_result, mode,
+	      0, MODE_MAX),
+	F_MAPS("files", OPT, struct shoal_wire_op_result, files, nfiles,
+	       snap_file_schema),
+};
+static const struct schema op_result_schema =
+	SCHEMA("op_result", struct shoal_wire_op_result, op_result_fields,
+	       NULL);
+
 static const struct field hello_fields[] = {
 	F("id", FT_STR, REQ, struct shoal_msg_hello, worker_id),
 	F_INT("slots", FT_U32, REQ, struct shoal_msg_hello, slots,
@@ -181,6 +278,7 @@ static const struct field hello_fields[] = {
 	      INT64_MIN, INT64_MAX),
 	F("host", FT_STR, OPT, struct shoal_msg_hello, host),
 	F("token", FT_STR, OPT, struct shoal_msg_hello, token),
+	F_INT("sess", FT_BOOL, OPT, struct shoal_msg_hello, sessions, 0, 1),
 };
 
 static const struct field welcome_fields[] = {
@@ -203,6 +301,8 @@ static const struct field poll_fields[] = {
 	F_MAPS("res", OPT, struct shoal_msg_poll, results, nresults,
 	       result_schema),
 	F_ARR("run", FT_U64S, OPT, struct shoal_msg_poll, running, nrunning),
+	F_MAPS("op_res", OPT, struct shoal_msg_poll, op_results, nop_results,
+	       op_result_schema),
 };
 
 static const struct field work_fields[] = {
@@ -211,6 +311,7 @@ static const struct field work_fields[] = {
 	F_ARR("cancel", FT_U64S, OPT, struct shoal_msg_work, cancels,
 	      ncancels),
 	F_INT("drain", FT_BOOL, OPT, struct shoal_msg_work, drain, 0, 1),
+	F_MAPS("ops", OPT, struct shoal_msg_work, ops, nops, op_schema),
 };
 
 static const struct field ack_fields[] = {
@@ -254,6 +355,8 @@ static const struct schema *const body_schemas[SHOAL_MSG_TYPE_MAX + 1] = {
 
 _Static_assert(sizeof(lease_fields) / sizeof(lease_fields[0]) <= 64 &&
 	       sizeof(result_fields) / sizeof(result_fields[0]) <= 64 &&
+	       sizeof(op_fields) / sizeof(op_fields[0]) <= 64 &&
+	       sizeof(op_result_fields) / sizeof(op_result_fields[0]) <= 64 &&
 	       sizeof(sandbox_fields) / sizeof(sandbox_fields[0]) <= 64,
 	       "decode_entry tracks seen keys in a 64-bit mask");
 
@@ -1385,8 +1488,18 @@ static int encode_map(struct enc *e, const struct schema *s,
 
 static int map_present(const struct schema *s, const void *base);
 
+static int all_zero(const uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != 0)
+			return 0;
+	return 1;
+}
+
 /* Whether field f is written: required ones always, optional ones when
- * not NULL, 0 or empty. */
+ * not NULL, 0 or empty (an optional sha256: not all zero). */
 static int field_present(const struct field *f, const void *base)
 {
 	if (f->required)
@@ -1400,7 +1513,7 @@ static int field_present(const struct field *f, const void *base)
 	case FT_BIN:
 		return CMEMBER(base, f->off, struct shoal_wire_bytes)->len != 0;
 	case FT_SHA256:
-		return 1;
+		return !all_zero(CMEMBER(base, f->off, uint8_t), 32);
 	case FT_STRS:
 	case FT_PATHS:
 	case FT_U64S:
@@ -1774,6 +1887,23 @@ const char *shoal_wire_status_name(int status)
 	if (status < 0 || status > SHOAL_STATUS_MAX)
 		return "unknown";
 	return names[status];
+}
+
+const char *shoal_wire_op_name(int kind)
+{
+	static const char *const names[] = {
+		[SHOAL_OP_EXEC] = "exec",
+		[SHOAL_OP_READ] = "read",
+		[SHOAL_OP_WRITE] = "write",
+		[SHOAL_OP_LIST] = "list",
+		[SHOAL_OP_PATCH] = "patch",
+		[SHOAL_OP_SNAPSHOT] = "snapshot",
+		[SHOAL_OP_CLOSE] = "close",
+	};
+
+	if (kind < SHOAL_OP_EXEC || kind > SHOAL_OP_KIND_MAX)
+		return "unknown";
+	return names[kind];
 }
 
 const char *shoal_wire_reject_name(int code)

@@ -10,12 +10,20 @@
  *   worker                         harness
  *   HELLO {id, slots, token}  -->
  *                             <--  WELCOME {heartbeat_ms} | REJECT {code}
- *   POLL {free, results[]}    -->  (held until work exists or poll_ms passes)
- *                             <--  WORK {leases[], cancels[], drain}
- *   REPORT {results[], running[]} --> (results while a POLL is held; heartbeat)
+ *   POLL {free, results[], op_results[]} -->  (held until work exists or
+ *                                            poll_ms passes)
+ *                             <--  WORK {leases[], cancels[], drain, ops[]}
+ *   REPORT {results[], running[], op_results[]} --> (results while a POLL
+ *                                            is held; heartbeat)
  *                             <--  ACK {refused[]}
  *   BYE {reason}              -->
  *                             <--  ACK {}
+ *
+ * Sessions (added): a lease of kind SHOAL_TASK_SESSION opens a long-lived
+ * sandbox that serves the ops[] of later WORK messages (an agent's tool
+ * calls), one at a time per session; each op's outcome rides in the next
+ * POLL/REPORT's op_results[].  The lease's result comes when the session
+ * ends (op `close`, the sandbox died, cancel).  docs/PROTOCOL.md §3.14.
  *
  * Decoding is strict and bounded: every array length, string and byte field
  * is checked against struct shoal_wire_limits before anything is allocated;
@@ -55,7 +63,22 @@ enum shoal_task_kind {
 	SHOAL_TASK_COMMAND = 1,	/* exec argv in a sandbox */
 	SHOAL_TASK_NOOP = 2,	/* built-in no-op: result is the input; no
 				 * process is created (benchmarks, tests) */
-	SHOAL_TASK_KIND_MAX = 2,
+	SHOAL_TASK_SESSION = 3,	/* added: a long-lived sandbox serving ops
+				 * (agent tool calls) until op close */
+	SHOAL_TASK_KIND_MAX = 3,
+};
+
+/* Added: what a session op does (struct shoal_wire_op). */
+enum shoal_op_kind {
+	SHOAL_OP_EXEC = 1,	/* run cmd (via /bin/sh -c) or argv */
+	SHOAL_OP_READ = 2,	/* a file's bytes in out, its mode in mode */
+	SHOAL_OP_WRITE = 3,	/* create or replace path with data, mode */
+	SHOAL_OP_LIST = 4,	/* "TYPE SIZE PATH" lines in out */
+	SHOAL_OP_PATCH = 5,	/* apply the V4A patch in data atomically;
+				 * the summary in out */
+	SHOAL_OP_SNAPSHOT = 6,	/* files changed since the previous snapshot */
+	SHOAL_OP_CLOSE = 7,	/* end the session: its lease's result follows */
+	SHOAL_OP_KIND_MAX = 7,
 };
 
 enum shoal_task_status {
@@ -126,6 +149,63 @@ struct shoal_wire_lease {
 	const char **outputs;		/* dirs under /workspace to collect */
 	uint32_t noutputs;
 	struct shoal_wire_sandbox sandbox;
+	/* Added, SESSION leases: 0 = the worker's defaults (docs/PROTOCOL.md
+	 * §3.9).  sandbox.timeout_ms is then per exec op, not the session's. */
+	uint64_t idle_ms;	/* end the session after this long without an op */
+	uint64_t life_ms;	/* end the session this long after it opened */
+};
+
+/* Added: one operation on a session (WORK ops[]).  Ops of one session run
+ * one at a time, in the order they arrive; ops of different sessions run
+ * concurrently. */
+struct shoal_wire_op {
+	uint64_t op_id;		/* unique per harness; echoed in the result */
+	uint64_t lease_id;	/* the session's lease */
+	uint8_t kind;		/* enum shoal_op_kind */
+	const char *command;	/* exec: run as ["/bin/sh", "-c", command] */
+	const char **argv;	/* exec: or this argv (exactly one of the two) */
+	uint32_t argc;
+	uint64_t timeout_ms;	/* exec: 0 = the lease's sandbox.timeout_ms */
+	uint64_t max_output;	/* exec, read, list: cut out+err to this many
+				 * bytes (truncated = 1); snapshot: the data
+				 * cap; 0 = the worker's default */
+	const char *path;	/* read, write (required), list (NULL = the
+				 * whole workspace); relative, no ".." */
+	struct shoal_wire_bytes data;	/* write: the contents; patch: the
+					 * patch text */
+	uint32_t mode;		/* write: permission bits, 0 = 0644 */
+	uint32_t max_files;	/* snapshot: the file cap; 0 = the default */
+};
+
+/* Added: a workspace file in a snapshot op's result: changed (or new)
+ * since the session's previous snapshot, or deleted. */
+struct shoal_wire_snap_file {
+	const char *path;	/* relative to /workspace */
+	uint32_t mode;		/* permission bits */
+	uint64_t size;		/* bytes */
+	uint8_t sha256[32];	/* of the contents; all zero when deleted */
+	struct shoal_wire_bytes data;	/* the contents (len == size) or,
+					 * when the sender knows the peer has
+					 * them, empty */
+	uint8_t deleted;	/* 1: gone since the previous snapshot */
+};
+
+/* Added: the outcome of one op (POLL/REPORT op_results[]). */
+struct shoal_wire_op_result {
+	uint64_t op_id;
+	uint64_t lease_id;		/* the session, for logs */
+	uint8_t status;			/* enum shoal_task_status */
+	int32_t exit_code;		/* exec: when the command exited */
+	int32_t term_signal;		/* exec: > 0 when killed by a signal */
+	struct shoal_wire_bytes out;	/* exec: stdout; read: the bytes;
+					 * list: the listing; patch: summary */
+	struct shoal_wire_bytes err;	/* exec: stderr */
+	uint8_t truncated;		/* out+err were cut */
+	const char *error;		/* why, when status != OK, or NULL */
+	uint64_t run_us;		/* time the op took */
+	uint32_t mode;			/* read: the file's permission bits */
+	struct shoal_wire_snap_file *files;	/* snapshot */
+	uint32_t nfiles;
 };
 
 /* A file collected from an `outputs` folder after the command. */
@@ -157,6 +237,8 @@ struct shoal_msg_hello {
 	int64_t pid;
 	const char *host;
 	const char *token;	/* NULL when none */
+	uint8_t sessions;	/* added: 1 = serves SESSION leases and ops;
+				 * send neither to a worker without it */
 };
 
 struct shoal_msg_welcome {
@@ -177,6 +259,8 @@ struct shoal_msg_poll {
 	uint32_t nresults;
 	uint64_t *running;	/* lease ids still running (heartbeat) */
 	uint32_t nrunning;
+	struct shoal_wire_op_result *op_results;	/* added */
+	uint32_t nop_results;
 };
 
 struct shoal_msg_work {
@@ -185,6 +269,8 @@ struct shoal_msg_work {
 	uint64_t *cancels;	/* lease ids to kill */
 	uint32_t ncancels;
 	uint8_t drain;		/* 1: finish running work, then exit */
+	struct shoal_wire_op *ops;	/* added: session ops, in order */
+	uint32_t nops;
 };
 
 struct shoal_msg_ack {
@@ -262,8 +348,8 @@ int shoal_wire_peek(const void *data, size_t len, uint64_t *version,
 		    uint64_t *type, uint64_t *corr);
 
 /* 1 when path is a safe workspace path: non-empty, not absolute, and with
- * no ".." component; 0 otherwise.  Used for files[].name, outputs[] and
- * output paths, on encode and decode alike. */
+ * no ".." component; 0 otherwise.  Used for files[].name, outputs[],
+ * output paths, op paths and snapshot paths, on encode and decode alike. */
 int shoal_wire_path_ok(const char *path);
 
 /* 1 when a and b have the same type, corr and body, field by field (what
@@ -274,6 +360,9 @@ int shoal_wire_msg_equal(const struct shoal_msg *a, const struct shoal_msg *b);
 const char *shoal_wire_type_name(int type);
 /* "ok", "failed", "timeout", "limit", "error", "cancelled"; "unknown". */
 const char *shoal_wire_status_name(int status);
+/* "exec", "read", "write", "list", "patch", "snapshot", "close";
+ * "unknown". */
+const char *shoal_wire_op_name(int kind);
 /* "auth", "version", "hello", "shutdown"; "unknown". */
 const char *shoal_wire_reject_name(int code);
 

@@ -1299,6 +1299,56 @@ static void sandbox_session_file_operations_follow_no_links(void)
 	shoal_sandbox_job_free(s);
 }
 
+static int sremove(struct shoal_sandbox_job *s, const char *path)
+{
+	struct shoal_error err;
+
+	if (shoal_sandbox_session_remove(s, path, &err) != SHOAL_OK)
+		return -1;
+	return op_wait(s);
+}
+
+/* Added for apply_patch in sessions: remove unlinks without following a
+ * link (a symlink itself goes, what it points to stays), never a folder;
+ * read reports the file's mode; the workspace lists the same twice. */
+static void sandbox_session_remove_follows_no_links(void)
+{
+	struct shoal_sandbox_job *s = session_open();
+	struct shoal_error err;
+
+	if (s == NULL) {
+		CHECK(0);
+		return;
+	}
+	CHECK_EQ_INT(sexec(s, "ln -s /etc etclink && echo k > keep && ln -s keep hn && "
+			   "mkdir -p d/e && echo x > d/e/f && chmod 750 d/e/f", 0),
+		     SHOAL_STATUS_OK);
+	CHECK_EQ_INT(sremove(s, "etclink/passwd"), SHOAL_STATUS_ERROR);
+	CHECK(oc(s)->op_errno == ELOOP || oc(s)->op_errno == ENOTDIR);
+	CHECK_EQ_INT(sremove(s, "hn"), SHOAL_STATUS_OK);	/* the link */
+	CHECK_EQ_INT(sremove(s, "d/e"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(oc(s)->op_errno, EISDIR);
+	CHECK_EQ_INT(sremove(s, "nope"), SHOAL_STATUS_ERROR);
+	CHECK_EQ_INT(oc(s)->op_errno, ENOENT);
+	CHECK_STR(oc(s)->reason, "remove nope: No such file or directory");
+	CHECK_EQ_INT(shoal_sandbox_session_remove(s, "../x", &err), SHOAL_EINVAL);
+	CHECK_EQ_INT(sread(s, "d/e/f"), SHOAL_STATUS_OK);
+	CHECK_EQ_INT(oc(s)->mode, 0750);
+	CHECK_EQ_INT(sremove(s, "d/e/f"), SHOAL_STATUS_OK);
+	CHECK_EQ_INT(sexec(s, "ls -A d/e hn 2>&1; cat keep; test -s /etc/passwd && "
+			   "echo passwd", 0), SHOAL_STATUS_OK);
+	CHECK_STR(out_of(s), "ls: cannot access 'hn': No such file or directory\n"
+		  "d/e:\nk\npasswd\n");
+	CHECK(shoal_sandbox_session_list(s, "", &err) == SHOAL_OK);
+	CHECK_EQ_INT(op_wait(s), SHOAL_STATUS_OK);
+	EXPECT_PROBE(s, "f 3 data/a.txt");
+	CHECK(shoal_sandbox_session_list(s, "", &err) == SHOAL_OK);
+	CHECK_EQ_INT(op_wait(s), SHOAL_STATUS_OK);
+	EXPECT_PROBE(s, "f 3 data/a.txt");
+	CHECK(!shoal_sandbox_session_ended(s));
+	shoal_sandbox_job_free(s);
+}
+
 /* Every init reaped, every job cgroup removed. */
 static void sandbox_leaves_nothing_behind(void)
 {
@@ -1419,6 +1469,7 @@ int main(void)
 	RUN(sandbox_session_keeps_one_workspace);
 	RUN(sandbox_session_limits_end_the_command_not_the_session);
 	RUN(sandbox_session_file_operations_follow_no_links);
+	RUN(sandbox_session_remove_follows_no_links);
 	RUN(sandbox_leaves_nothing_behind);
 	unstage_probe();
 	return test_done();

@@ -1031,7 +1031,7 @@ static void encode_refuses_what_decode_would_refuse(void)
 		in.u.work.nleases = 1;
 		switch (i) {
 		case 0: lease.task = NULL; break;
-		case 1: lease.kind = 3; break;
+		case 1: lease.kind = SHOAL_TASK_KIND_MAX + 1; break;
 		case 2: lease.argc = 0; break;
 		case 3: lease.files = &file; lease.nfiles = 1; break;
 		case 4: lease.env = &env; lease.nenv = 1; break;
@@ -1238,6 +1238,434 @@ static void default_limits_are_the_documented_ones(void)
 	CHECK_EQ_INT(lim.max_depth, 8);
 }
 
+/* ---- Sessions: ops and op results (added) ----------------------------- */
+
+static const char *op_argv_full[] = { "ls", "-la", "" };
+
+/* One op of each kind, every field that kind takes set. */
+static struct shoal_wire_op ops_full[SHOAL_OP_KIND_MAX];
+
+static void fill_ops(void)
+{
+	int k;
+
+	memset(ops_full, 0, sizeof(ops_full));
+	for (k = 0; k < SHOAL_OP_KIND_MAX; k++) {
+		ops_full[k].op_id = 100 + (uint64_t)k;
+		ops_full[k].lease_id = 1001;
+		ops_full[k].kind = (uint8_t)(k + 1);
+	}
+	ops_full[0].command = "cat a.txt; exit 3";
+	ops_full[0].timeout_ms = 5000;
+	ops_full[0].max_output = 1 << 16;
+	ops_full[1].lease_id = UINT64_MAX;
+	ops_full[1].path = "dir/a.txt";
+	ops_full[1].max_output = 10;
+	ops_full[2].path = "bin/run.sh";
+	ops_full[2].data = (struct shoal_wire_bytes){ "#!/bin/sh\n\0x", 12 };
+	ops_full[2].mode = 0755;
+	ops_full[3].path = "dir";
+	ops_full[4].data = (struct shoal_wire_bytes){
+		"*** Begin Patch\n*** Delete File: a\n*** End Patch\n", 49 };
+	ops_full[5].max_files = 100;
+	ops_full[5].max_output = 1 << 20;
+}
+
+static void make_ops(struct shoal_msg *m)
+{
+	fill_ops();
+	memset(m, 0, sizeof(*m));
+	m->type = SHOAL_MSG_WORK;
+	m->corr = 11;
+	m->u.work.ops = ops_full;
+	m->u.work.nops = SHOAL_OP_KIND_MAX;
+}
+
+static struct shoal_wire_snap_file snap_full[3];
+static struct shoal_wire_op_result op_results_full[3];
+
+static void make_op_results(struct shoal_msg *m, int type)
+{
+	size_t i;
+
+	memset(snap_full, 0, sizeof(snap_full));
+	for (i = 0; i < 32; i++)
+		snap_full[0].sha256[i] = (uint8_t)(i + 1);
+	snap_full[0].path = "src/main.c";
+	snap_full[0].mode = 0644;
+	snap_full[0].size = 5;
+	snap_full[0].data = (struct shoal_wire_bytes){ "int\0x", 5 };
+	snap_full[1].path = "known.bin";	/* the peer has its bytes */
+	snap_full[1].mode = 0755;
+	snap_full[1].size = 1ull << 40;
+	snap_full[1].sha256[31] = 1;
+	snap_full[2].path = "old/gone.txt";
+	snap_full[2].deleted = 1;
+	memset(op_results_full, 0, sizeof(op_results_full));
+	op_results_full[0].op_id = 100;
+	op_results_full[0].lease_id = 1001;
+	op_results_full[0].status = SHOAL_STATUS_TIMEOUT;
+	op_results_full[0].exit_code = -1;
+	op_results_full[0].term_signal = 9;
+	op_results_full[0].out = (struct shoal_wire_bytes){ "o\0ut", 4 };
+	op_results_full[0].err = (struct shoal_wire_bytes){ "err", 3 };
+	op_results_full[0].truncated = 1;
+	op_results_full[0].error = "timed out after 1s";
+	op_results_full[0].run_us = 1000123;
+	op_results_full[1].op_id = 101;
+	op_results_full[1].out = (struct shoal_wire_bytes){ "abc", 3 };
+	op_results_full[1].mode = 0600;
+	op_results_full[2].op_id = UINT64_MAX;
+	op_results_full[2].files = snap_full;
+	op_results_full[2].nfiles = 3;
+	make_poll(m, type);
+	m->u.poll.op_results = op_results_full;
+	m->u.poll.nop_results = 3;
+}
+
+static void work_with_every_op_kind_roundtrips(void)
+{
+	struct shoal_msg in, *out;
+	const struct shoal_wire_op *o;
+
+	make_ops(&in);
+	out = roundtrip(&in);
+	if (out == NULL)
+		return;
+	CHECK_EQ_INT(out->u.work.nops, SHOAL_OP_KIND_MAX);
+	o = out->u.work.ops;
+	CHECK_EQ_INT(o[0].op_id, 100);
+	CHECK_EQ_INT(o[0].lease_id, 1001);
+	CHECK_EQ_INT(o[0].kind, SHOAL_OP_EXEC);
+	CHECK_STR(o[0].command, "cat a.txt; exit 3");
+	CHECK(o[0].argv == NULL && o[0].argc == 0);
+	CHECK_EQ_INT(o[0].timeout_ms, 5000);
+	CHECK_EQ_INT(o[0].max_output, 1 << 16);
+	CHECK(o[1].lease_id == UINT64_MAX);
+	CHECK_STR(o[1].path, "dir/a.txt");
+	CHECK_EQ_INT(o[2].kind, SHOAL_OP_WRITE);
+	CHECK(bytes_are(o[2].data, "#!/bin/sh\n\0x", 12));
+	CHECK_EQ_INT(o[2].mode, 0755);
+	CHECK_EQ_INT(o[4].kind, SHOAL_OP_PATCH);
+	CHECK_EQ_INT(o[4].data.len, 49);
+	CHECK_EQ_INT(o[5].max_files, 100);
+	CHECK_EQ_INT(o[6].kind, SHOAL_OP_CLOSE);
+	CHECK(o[6].path == NULL && o[6].data.len == 0);
+	CHECK(out->u.work.leases == NULL && out->u.work.nleases == 0);
+	shoal_wire_msg_free(out);
+
+	/* exec by argv, an empty argument included */
+	ops_full[0].command = NULL;
+	ops_full[0].argv = op_argv_full;
+	ops_full[0].argc = 3;
+	in.u.work.nops = 1;
+	out = roundtrip(&in);
+	CHECK(out != NULL && out->u.work.ops[0].argc == 3 &&
+	      out->u.work.ops[0].command == NULL);
+	CHECK_STR(out != NULL ? out->u.work.ops[0].argv[2] : NULL, "");
+	shoal_wire_msg_free(out);
+}
+
+static void poll_and_report_with_op_results_roundtrip(void)
+{
+	struct shoal_msg in, *out;
+	int type;
+
+	for (type = SHOAL_MSG_POLL; type <= SHOAL_MSG_REPORT; type += 2) {
+		const struct shoal_wire_op_result *r;
+
+		make_op_results(&in, type);
+		out = roundtrip(&in);
+		if (out == NULL)
+			return;
+		CHECK_EQ_INT(out->u.poll.nresults, 2);	/* still there */
+		CHECK_EQ_INT(out->u.poll.nop_results, 3);
+		r = out->u.poll.op_results;
+		CHECK_EQ_INT(r[0].op_id, 100);
+		CHECK_EQ_INT(r[0].lease_id, 1001);
+		CHECK_EQ_INT(r[0].status, SHOAL_STATUS_TIMEOUT);
+		CHECK_EQ_INT(r[0].exit_code, -1);
+		CHECK_EQ_INT(r[0].term_signal, 9);
+		CHECK(bytes_are(r[0].out, "o\0ut", 4));
+		CHECK(bytes_are(r[0].err, "err", 3));
+		CHECK_EQ_INT(r[0].truncated, 1);
+		CHECK_STR(r[0].error, "timed out after 1s");
+		CHECK_EQ_INT(r[0].run_us, 1000123);
+		CHECK_EQ_INT(r[1].mode, 0600);
+		CHECK(r[1].error == NULL && r[1].lease_id == 0);
+		CHECK(r[2].op_id == UINT64_MAX);
+		CHECK_EQ_INT(r[2].nfiles, 3);
+		CHECK_STR(r[2].files[0].path, "src/main.c");
+		CHECK_EQ_INT(r[2].files[0].size, 5);
+		CHECK(bytes_are(r[2].files[0].data, "int\0x", 5));
+		CHECK(memcmp(r[2].files[0].sha256, snap_full[0].sha256,
+			     32) == 0);
+		CHECK(r[2].files[1].size == 1ull << 40);
+		CHECK(r[2].files[1].data.len == 0 &&
+		      r[2].files[1].sha256[31] == 1);
+		CHECK_EQ_INT(r[2].files[2].deleted, 1);
+		CHECK_EQ_INT(r[2].files[2].sha256[0], 0);
+		shoal_wire_msg_free(out);
+	}
+}
+
+static void session_lease_and_hello_flag_roundtrip(void)
+{
+	struct shoal_wire_lease lease;
+	struct shoal_msg in, *out;
+
+	memset(&lease, 0, sizeof(lease));
+	lease.lease_id = 7;
+	lease.task = "agent/1";
+	lease.attempt = 2;
+	lease.kind = SHOAL_TASK_SESSION;	/* no argv needed */
+	lease.idle_ms = 600000;
+	lease.life_ms = UINT64_MAX;
+	lease.sandbox.timeout_ms = 30000;
+	memset(&in, 0, sizeof(in));
+	in.type = SHOAL_MSG_WORK;
+	in.u.work.leases = &lease;
+	in.u.work.nleases = 1;
+	out = roundtrip(&in);
+	if (out != NULL) {
+		const struct shoal_wire_lease *l = &out->u.work.leases[0];
+
+		CHECK_EQ_INT(l->kind, SHOAL_TASK_SESSION);
+		CHECK(l->argv == NULL && l->argc == 0);
+		CHECK_EQ_INT(l->idle_ms, 600000);
+		CHECK(l->life_ms == UINT64_MAX);
+		CHECK_EQ_INT(l->sandbox.timeout_ms, 30000);
+	}
+	shoal_wire_msg_free(out);
+
+	make_hello(&in);
+	in.u.hello.sessions = 1;
+	out = roundtrip(&in);
+	CHECK(out != NULL && out->u.hello.sessions == 1);
+	shoal_wire_msg_free(out);
+	make_hello(&in);
+	out = roundtrip(&in);
+	CHECK(out != NULL && out->u.hello.sessions == 0);
+	shoal_wire_msg_free(out);
+}
+
+/* New keys are optional and left out when empty, so that a message
+ * without sessions is byte for byte what it was; an optional sha256 of
+ * 32 zero bytes (a deleted file's) is left out too. */
+static void session_keys_cost_nothing_when_unused(void)
+{
+	struct shoal_wire_op_result r;
+	struct shoal_wire_snap_file f;
+	struct shoal_wire_op op;
+	struct shoal_msg in;
+	struct shoal_buf b;
+	char hex[512];
+
+	shoal_buf_init(&b, 0);
+	memset(&in, 0, sizeof(in));
+	in.type = SHOAL_MSG_HELLO;
+	in.corr = 7;
+	in.u.hello.worker_id = "w1";
+	in.u.hello.slots = 4;
+	CHECK_EQ_INT(encode(&in, &b), SHOAL_OK);
+	shoal_hex(b.data, b.len, hex);
+	CHECK_STR(hex, "9401010782a26964a27731a5736c6f747304");
+
+	memset(&op, 0, sizeof(op));
+	op.op_id = 1;
+	op.lease_id = 2;
+	op.kind = SHOAL_OP_CLOSE;
+	memset(&in, 0, sizeof(in));
+	in.type = SHOAL_MSG_WORK;
+	in.u.work.ops = &op;
+	in.u.work.nops = 1;
+	CHECK_EQ_INT(encode(&in, &b), SHOAL_OK);
+	shoal_hex(b.data, b.len, hex);
+	/* {"ops": [{"id": 1, "lease": 2, "kind": 7}]} */
+	CHECK_STR(hex, "9401050081a36f70739183a2696401a56c656173650"
+		       "2a46b696e6407");
+
+	memset(&f, 0, sizeof(f));
+	f.path = "a";
+	f.deleted = 1;
+	memset(&r, 0, sizeof(r));
+	r.op_id = 1;
+	r.files = &f;
+	r.nfiles = 1;
+	memset(&in, 0, sizeof(in));
+	in.type = SHOAL_MSG_POLL;
+	in.u.poll.worker_id = "w";
+	in.u.poll.op_results = &r;
+	in.u.poll.nop_results = 1;
+	CHECK_EQ_INT(encode(&in, &b), SHOAL_OK);
+	shoal_hex(b.data, b.len, hex);
+	/* {"id": "w", "op_res": [{"id": 1, "status": 0,
+	 *  "files": [{"path": "a", "del": true}]}]} */
+	CHECK_STR(hex, "9401040082a26964a177a66f705f7265739183a26964"
+		       "01a6737461747573"
+		       "00a566696c65739182a470617468a161a364656cc3");
+	shoal_buf_free(&b);
+}
+
+static void encode_refuses_ops_that_decode_would_refuse(void)
+{
+	struct shoal_wire_snap_file f;
+	struct shoal_wire_op_result r;
+	struct shoal_wire_op op;
+	struct shoal_error err;
+	struct shoal_msg in;
+	struct shoal_buf b;
+	int i;
+
+	shoal_buf_init(&b, 0);
+	for (i = 0; i < 9; i++) {
+		make_ops(&in);
+		op = ops_full[i < 3 ? 0 : i < 5 ? 1 : 4];
+		in.u.work.ops = &op;
+		in.u.work.nops = 1;
+		switch (i) {
+		case 0: op.command = NULL; break;		/* neither */
+		case 1: op.argv = op_argv_full; op.argc = 1; break; /* both */
+		case 2: op.command = ""; break;
+		case 3: op.path = NULL; break;
+		case 4: op.path = "../x"; break;
+		case 5: op.data.len = 0; break;
+		case 6: op.kind = 0; break;
+		case 7: op.kind = SHOAL_OP_KIND_MAX + 1; break;
+		case 8: op.mode = 010000; break;
+		}
+		shoal_error_clear(&err);
+		CHECK_EQ_INT(shoal_wire_encode(&in, &b, &err), SHOAL_EINVAL);
+		CHECK(strncmp(err.msg, "encoding WORK: ops[0]: ", 23) == 0);
+		CHECK_EQ_INT(b.len, 0);
+	}
+	for (i = 0; i < 3; i++) {
+		memset(&f, 0, sizeof(f));
+		f.path = "a";
+		memset(&r, 0, sizeof(r));
+		r.files = &f;
+		r.nfiles = 1;
+		make_poll(&in, SHOAL_MSG_REPORT);
+		in.u.poll.op_results = &r;
+		in.u.poll.nop_results = 1;
+		switch (i) {
+		case 0: f.deleted = 1; f.size = 1; break;
+		case 1: f.size = 2; f.data = (struct shoal_wire_bytes){ "x", 1 };
+			break;
+		case 2: f.path = "/abs"; break;
+		}
+		shoal_error_clear(&err);
+		CHECK_EQ_INT(shoal_wire_encode(&in, &b, &err), SHOAL_EINVAL);
+		CHECK(strncmp(err.msg, "encoding REPORT: op_res[0]: files[0]",
+			      36) == 0);
+	}
+	shoal_buf_free(&b);
+}
+
+/* Snapshot entries are the deepest maps of the catalog: level 6, as deep
+ * as a lease's files. */
+static void snapshot_files_sit_at_level_six(void)
+{
+	struct shoal_wire_limits lim;
+	struct shoal_msg in;
+	struct shoal_buf b;
+
+	make_op_results(&in, SHOAL_MSG_POLL);
+	in.u.poll.results = NULL;
+	in.u.poll.nresults = 0;
+	shoal_buf_init(&b, 0);
+	CHECK_EQ_INT(encode(&in, &b), SHOAL_OK);
+	shoal_wire_limits_default(&lim);
+	lim.max_depth = 6;
+	CHECK_EQ_INT(decode_err(b.data, b.len, &lim, NULL), SHOAL_OK);
+	lim.max_depth = 5;
+	CHECK_EQ_INT(decode_err(b.data, b.len, &lim, "POLL: op_res[2]: "
+				"files[0]: nested deeper than 5 levels"),
+		     SHOAL_ETOOBIG);
+	lim.max_depth = 6;
+	lim.max_bytes = 4;
+	CHECK_EQ_INT(decode_err(b.data, b.len, &lim, "POLL: op_res[2]: "
+				"files[0]: sha256: bin of 32 bytes exceeds "
+				"the limit of 4 (max_bytes)"), SHOAL_ETOOBIG);
+	shoal_buf_free(&b);
+}
+
+static void every_truncation_of_session_messages_is_rejected(void)
+{
+	struct shoal_msg in;
+	struct shoal_buf b;
+	int i, failures = 0;
+	size_t k;
+
+	shoal_buf_init(&b, 0);
+	for (i = 0; i < 2; i++) {
+		if (i == 0)
+			make_ops(&in);
+		else
+			make_op_results(&in, SHOAL_MSG_REPORT);
+		CHECK_EQ_INT(encode(&in, &b), SHOAL_OK);
+		for (k = 0; k < b.len; k++) {
+			struct shoal_error err;
+			int rc = decode_copy(b.data, k, NULL, &err);
+
+			if (rc != SHOAL_EPROTO || err.msg[0] == '\0')
+				failures++;
+		}
+		CHECK_EQ_INT(decode_copy(b.data, b.len, NULL, NULL), SHOAL_OK);
+	}
+	CHECK_EQ_INT(failures, 0);
+	shoal_buf_free(&b);
+}
+
+static void mutated_session_messages_fail_cleanly_or_roundtrip(void)
+{
+	struct shoal_msg in;
+	struct shoal_buf b;
+	int iter, decoded = 0;
+	uint8_t *buf;
+
+	shoal_buf_init(&b, 0);
+	for (iter = 0; iter < 20000; iter++) {
+		size_t len, k, flips = 1 + rng() % 4;
+
+		if (iter % 2 == 0)
+			make_ops(&in);
+		else
+			make_op_results(&in, SHOAL_MSG_POLL);
+		if (encode(&in, &b) != SHOAL_OK)
+			break;
+		buf = (uint8_t *)b.data;
+		len = b.len;
+		for (k = 0; k < flips; k++) {
+			size_t at = (size_t)(rng() % len);
+
+			if (rng() % 2)
+				buf[at] = (uint8_t)rng();
+			else
+				buf[at] ^= (uint8_t)(1u << rng() % 8);
+		}
+		if (rng() % 4 == 0)
+			len = (size_t)(rng() % len);
+		decoded += decode_any(buf, len) == SHOAL_OK;
+	}
+	fprintf(stderr, "  mutated: %d of 20000 decoded\n", decoded);
+	CHECK(decoded > 0);
+	shoal_buf_free(&b);
+}
+
+static void op_names_cover_every_kind(void)
+{
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_EXEC), "exec");
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_READ), "read");
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_WRITE), "write");
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_LIST), "list");
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_PATCH), "patch");
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_SNAPSHOT), "snapshot");
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_CLOSE), "close");
+	CHECK_STR(shoal_wire_op_name(0), "unknown");
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_KIND_MAX + 1), "unknown");
+}
+
 /* ---- Seed corpus ------------------------------------------------------ */
 
 static int write_seed(const char *dir, const char *name,
@@ -1283,6 +1711,10 @@ static int write_corpus(const char *dir)
 	m.u.ack.refused = refused_full;
 	m.u.ack.nrefused = 2;
 	rc |= write_seed(dir, "ack", &m);
+	make_ops(&m);
+	rc |= write_seed(dir, "work_ops", &m);
+	make_op_results(&m, SHOAL_MSG_REPORT);
+	rc |= write_seed(dir, "report_op_results", &m);
 	return rc == SHOAL_OK ? 0 : 1;
 }
 
@@ -1313,5 +1745,14 @@ int main(int argc, char **argv)
 	RUN(peek_reads_the_head_of_any_version);
 	RUN(names_cover_every_type_status_and_code);
 	RUN(default_limits_are_the_documented_ones);
+	RUN(work_with_every_op_kind_roundtrips);
+	RUN(poll_and_report_with_op_results_roundtrip);
+	RUN(session_lease_and_hello_flag_roundtrip);
+	RUN(session_keys_cost_nothing_when_unused);
+	RUN(encode_refuses_ops_that_decode_would_refuse);
+	RUN(snapshot_files_sit_at_level_six);
+	RUN(every_truncation_of_session_messages_is_rejected);
+	RUN(mutated_session_messages_fail_cleanly_or_roundtrip);
+	RUN(op_names_cover_every_kind);
 	return test_done();
 }
