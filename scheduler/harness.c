@@ -798,8 +798,11 @@ static void drop_worker(struct harness *h, int w, const char *why)
 		expire_lease(h, l, SHOAL_STATUS_ERROR, reason);
 		i = (size_t)-1;	/* the table shifted: scan again */
 	}
-	if (h->workers[w].nleases == 0 && !h->stopping)
-		shoal_debug("%s", reason);
+	if (h->workers[w].nleases > 0 && !h->stopping)
+		shoal_warn("%s: its %u leases go to other workers", reason,
+			   h->workers[w].nleases);
+	else if (!h->stopping)
+		shoal_info("%s", reason);
 }
 
 static void on_bye(struct harness *h, const struct shoal_request *req,

@@ -65,7 +65,35 @@ static void policy_config(const struct harness *h, struct shoal_autoscale_config
 	c->idle_timeout_ms = (int64_t)(h->cfg->idle_timeout_ms ? h->cfg->idle_timeout_ms : 30000);
 }
 
-/* The alive workers, as the policy sees them; map[k] = index in workers[]. */
+/* 1 when worker w is a process of our local pool (not a remote worker). */
+static int is_local(const struct harness *h, const struct worker_ent *w)
+{
+	uint32_t i;
+
+	for (i = 0; i < h->sup.nworkers; i++)
+		if (h->sup.pids[i] == (pid_t)w->pid)
+			return 1;
+	return 0;
+}
+
+/* Free slots of connected remote workers: work they can take now. */
+static uint64_t remote_free_slots(const struct harness *h)
+{
+	uint64_t n = 0;
+	size_t i;
+
+	for (i = 0; i < h->nworkers; i++) {
+		const struct worker_ent *w = &h->workers[i];
+
+		if (w->alive && !w->draining && !is_local(h, w) && w->slots > w->nleases)
+			n += w->slots - w->nleases;
+	}
+	return n;
+}
+
+/* The local pool's workers, as the policy sees them (pool.max_workers and
+ * the idle drain are about our own processes; remote workers are scaled
+ * by whatever started them); map[k] = index in workers[]. */
 static size_t policy_workers(struct harness *h, struct shoal_autoscale_worker *out,
 			     int *map, size_t max)
 {
@@ -74,7 +102,7 @@ static size_t policy_workers(struct harness *h, struct shoal_autoscale_worker *o
 	for (i = 0; i < h->nworkers && n < max; i++) {
 		struct worker_ent *w = &h->workers[i];
 
-		if (!w->alive)
+		if (!w->alive || !is_local(h, w))
 			continue;
 		out[n].slots = w->slots;
 		out[n].busy = w->nleases;
@@ -120,6 +148,8 @@ static void decide(struct harness *h)
 	memset(&in, 0, sizeof(in));
 	in.now_ms = shoal_now_ms();
 	in.backlog = harness_backlog(h);
+	/* what remote workers can take right now needs no local worker */
+	in.backlog = in.backlog > remote_free_slots(h) ? in.backlog - remote_free_slots(h) : 0;
 	in.in_flight = in_flight(h);
 	in.workers = ws;
 	in.nworkers = policy_workers(h, ws, map, SHOAL_ARRAY_LEN(ws));
