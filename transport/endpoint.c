@@ -530,6 +530,76 @@ int shoal_dialer_open_tls(const char *url, size_t max_msg,
 	return SHOAL_OK;
 }
 
+/* nng 1.5.2's nng_close can wait forever for a REQ pipe that already went
+ * (nanomsg/nng#1543, fixed after 1.5.2): seen here as a refused worker that
+ * never exited.  The close runs on its own thread and is given
+ * DIALER_CLOSE_WAIT_MS; past that the socket is left to the process's exit,
+ * which is the only time a dialer is closed with a pipe still up. */
+#define DIALER_CLOSE_WAIT_MS 3000
+
+struct closer {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	nng_socket sock;
+	void *keep;	/* what the socket's callbacks use: freed only after it */
+	int done;
+};
+
+static void *close_thread(void *arg)
+{
+	struct closer *c = arg;
+
+	nng_close(c->sock);
+	pthread_mutex_lock(&c->lock);
+	c->done = 1;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* 1 when the socket closed in time (the caller may free what it used). */
+static int close_socket_bounded(nng_socket sock, void *keep)
+{
+	struct closer *c = calloc(1, sizeof(*c));
+	pthread_condattr_t ca;
+	struct timespec until;
+	pthread_t t;
+	int done;
+
+	if (c == NULL) {
+		nng_close(sock);
+		return 1;
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&c->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	c->sock = sock;
+	c->keep = keep;
+	if (pthread_create(&t, NULL, close_thread, c) != 0) {
+		nng_close(sock);
+		c->done = 1;
+	} else {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += DIALER_CLOSE_WAIT_MS / 1000;
+		pthread_mutex_lock(&c->lock);
+		while (!c->done && pthread_cond_timedwait(&c->cond, &c->lock, &until) == 0)
+			;
+		done = c->done;
+		pthread_mutex_unlock(&c->lock);
+		if (!done) {
+			pthread_detach(t);
+			return 0;	/* c stays with the stuck thread */
+		}
+		pthread_join(t, NULL);
+	}
+	pthread_cond_destroy(&c->cond);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+	return 1;
+}
+
 void shoal_dialer_close(struct shoal_dialer *d)
 {
 	int i;
@@ -539,7 +609,11 @@ void shoal_dialer_close(struct shoal_dialer *d)
 	for (i = 0; i < SHOAL_CHAN_COUNT; i++)
 		if (d->chans[i].aio != NULL)
 			nng_aio_stop(d->chans[i].aio);
-	nng_close(d->sock);
+	if (!close_socket_bounded(d->sock, d)) {
+		shoal_debug("the nng socket did not close in %d ms; leaving it to exit",
+			    DIALER_CLOSE_WAIT_MS);
+		return;
+	}
 	for (i = 0; i < SHOAL_CHAN_COUNT; i++) {
 		if (d->chans[i].aio != NULL)
 			nng_aio_free(d->chans[i].aio);
@@ -600,7 +674,7 @@ int shoal_dialer_take(struct shoal_dialer *d, int chan, void **data,
 {
 	struct channel *c = &d->chans[chan];
 	nng_msg *msg = NULL;
-	int state, rv, rc = SHOAL_OK;
+	int state, rv, rc = SHOAL_OK, i, other_ready = 0;
 	char drain[64];
 
 	while (read(d->wake[0], drain, sizeof(drain)) > 0)
@@ -614,7 +688,15 @@ int shoal_dialer_take(struct shoal_dialer *d, int chan, void **data,
 	}
 	if (state == CHAN_DONE || state == CHAN_FAILED)
 		c->state = CHAN_IDLE;
+	for (i = 0; i < SHOAL_CHAN_COUNT; i++)
+		if (d->chans[i].state == CHAN_DONE || d->chans[i].state == CHAN_FAILED)
+			other_ready = 1;
 	pthread_mutex_unlock(&d->lock);
+	/* The wake fd is shared by the channels: what was drained above may
+	 * have announced another channel's completion, which must not be
+	 * lost while that channel waits to be taken. */
+	if (other_ready)
+		wake_write(d->wake[1]);
 	if (state == CHAN_FAILED)
 		return shoal_error_set(err, rv == NNG_ETIMEDOUT ? SHOAL_ETIMEDOUT
 				       : SHOAL_EIO, "request failed: %s",

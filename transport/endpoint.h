@@ -127,7 +127,8 @@ int shoal_dialer_open_tls(const char *url, size_t max_msg,
 			  const char *server_name, struct shoal_dialer **out,
 			  struct shoal_error *err);
 
-/* Readable when a channel completed (drain it with shoal_dialer_take). */
+/* Readable while some channel has a finished exchange to take (the fd is
+ * shared by the channels; shoal_dialer_take keeps it readable for the others). */
 int shoal_dialer_fd(const struct shoal_dialer *d);
 
 /* Starts a request on an idle channel; the reply must arrive within
