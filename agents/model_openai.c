@@ -440,33 +440,12 @@ static const char *error_member(const json_t *e)
 	return json_string_value(json_object_get(e, "message"));
 }
 
-/* Checks that arguments are a JSON object ("" counts as {}). */
-static int check_arguments(const char *args, size_t i, const char *name,
-			   struct shoal_error *err)
-{
-	json_error_t jerr;
-	json_t *v;
-	int ok;
-
-	if (args[strspn(args, " \t\r\n")] == '\0')
-		return SHOAL_OK;
-	v = json_loads(args, JSON_DECODE_ANY, &jerr);
-	ok = json_is_object(v);
-	json_decref(v);
-	if (ok)
-		return SHOAL_OK;
-	return shoal_error_set(err, SHOAL_EPROTO,
-		"tool call %zu (%.64s): arguments are not a JSON object%s%.200s",
-		i, name, v == NULL ? ": " : "", v == NULL ? jerr.text : "");
-}
-
 /* Adds one tool call after checking it; id may be NULL (one is made up). */
 static int add_call(struct shoal_openai_reply *r, const json_t *id,
 		    const json_t *name, const json_t *args, struct shoal_error *err)
 {
 	size_t i = r->ncalls;
 	const char *a;
-	int rc;
 
 	if (json_string_length(name) == 0)
 		return shoal_error_set(err, SHOAL_EPROTO,
@@ -475,10 +454,10 @@ static int add_call(struct shoal_openai_reply *r, const json_t *id,
 		return shoal_error_set(err, SHOAL_EPROTO,
 			"tool call %zu (%.64s) has non-string arguments", i,
 			json_string_value(name));
+	/* Arguments that are not a JSON object pass as they are: checking
+	 * them is the tool's job (agents/tools.c), whose error goes back to
+	 * the model as the call's result, so that it can correct itself. */
 	a = json_string_value(args);
-	rc = check_arguments(a, i, json_string_value(name), err);
-	if (rc != SHOAL_OK)
-		return rc;
 	if (json_string_length(id) == 0) {
 		char made[32];
 

@@ -2008,7 +2008,7 @@ int shoal_schema_validate_text(const struct shoal_schema *s, const char *text,
 					 jerr.line, jerr.column);
 		return SHOAL_EINVAL;
 	}
-	rc = shoal_schema_validate(s, v, errors);
+	rc = s != NULL ? shoal_schema_validate(s, v, errors) : SHOAL_OK;
 	if (rc == SHOAL_OK && value != NULL)
 		*value = v;
 	else

@@ -89,7 +89,8 @@ int shoal_schema_validate(const struct shoal_schema *s, const json_t *value,
  * wrapped in one Markdown code fence (```json ... ```), which models often
  * add; it is stripped.  Not JSON: SHOAL_EINVAL and the line "the answer is
  * not valid JSON: <why> (line L, column C)" in errors.  Over
- * SHOAL_SCHEMA_MAX_TEXT: SHOAL_ETOOBIG.  On 0, *value (if not NULL) gets
+ * SHOAL_SCHEMA_MAX_TEXT: SHOAL_ETOOBIG.  s may be NULL: then the text is
+ * only parsed (fence stripped).  On 0, *value (if not NULL) gets
  * the parsed value (the caller decrefs); otherwise it is set to NULL. */
 int shoal_schema_validate_text(const struct shoal_schema *s, const char *text,
 			       size_t len, json_t **value,

@@ -185,17 +185,23 @@ static void print_summary(const struct shoal_run_summary *s, const struct shoal_
 	if (json) {
 		printf("{\"run\":\"%s\",\"status\":\"%s\",\"subtasks\":%llu,\"done\":%llu,"
 		       "\"failed\":%llu,\"retries\":%llu,\"seconds\":%.3f,"
-		       "\"peak_rss_kb\":%ld}\n", s->run_id,
+		       "\"peak_rss_kb\":%ld,\"tokens_in\":%llu,\"tokens_out\":%llu,"
+		       "\"model_turns\":%llu}\n", s->run_id,
 		       s->succeeded ? "succeeded" : "failed",
 		       (unsigned long long)s->subtasks, (unsigned long long)s->done,
 		       (unsigned long long)s->dead, (unsigned long long)s->retries, s->seconds,
-		       s->peak_rss_kb);
+		       s->peak_rss_kb, (unsigned long long)s->tokens_in,
+		       (unsigned long long)s->tokens_out, (unsigned long long)s->model_turns);
 		return;
 	}
 	printf("run %s %s: %llu/%llu subtasks done, %llu failed, %llu retried, %.1fs\n",
 	       s->run_id, s->succeeded ? "succeeded" : "failed",
 	       (unsigned long long)s->done, (unsigned long long)s->subtasks,
 	       (unsigned long long)s->dead, (unsigned long long)s->retries, s->seconds);
+	if (s->model_turns > 0)
+		printf("  model: %llu turns, %llu prompt + %llu completion tokens\n",
+		       (unsigned long long)s->model_turns, (unsigned long long)s->tokens_in,
+		       (unsigned long long)s->tokens_out);
 	for (i = 0; i < cfg->nstages && s->succeeded; i++)
 		printf("  %s -> %s\n", cfg->stages[i].id, cfg->stages[i].output);
 	if (!s->succeeded)

@@ -383,6 +383,11 @@ static const struct key pool_keys[] = {
 	{ .name = "slots_per_worker", .kind = K_UINT,
 	  FIELD(CF, slots_per_worker), .lo = 1, .hi = 256, .dflt = "1",
 	  .doc = "subtasks one worker runs at once" },
+	{ .name = "sessions_per_worker", .kind = K_UINT,
+	  FIELD(CF, sessions_per_worker), .lo = 1, .hi = 4000, .dflt = "256",
+	  .doc = "agent subtasks one local worker holds at once, besides "
+		 "`slots_per_worker`: an agent's sandbox mostly waits for the "
+		 "model, so many share a worker" },
 	{ .name = "min_workers", .kind = K_UINT, FIELD(CF, min_workers),
 	  .lo = 0, .hi = 1024, .dflt = "0",
 	  .doc = "local workers kept running even when idle; at most "

@@ -317,6 +317,8 @@ struct shoal_config {
 	char *redis_url;	/* NULL => embedded redis-server */
 	uint32_t max_workers;	/* default: number of CPUs */
 	uint32_t slots_per_worker; /* default 1 */
+	uint32_t sessions_per_worker; /* pool.sessions_per_worker, default 256:
+				 * agent sessions per local worker, on top */
 	uint32_t min_workers;	/* pool.min_workers, default 0 */
 	uint64_t scale_up_after_ms; /* pool.scale_up_after, default 200 ms */
 	uint64_t idle_timeout_ms; /* pool.idle_timeout, default 30 s */

@@ -101,6 +101,17 @@ static int worker_by_pipe(const struct harness *h, uint32_t pipe)
 	return -1;
 }
 
+/* A worker process of our own pool (started by the supervisor). */
+static int is_local_worker(const struct harness *h, pid_t pid)
+{
+	uint32_t i;
+
+	for (i = 0; i < h->sup.nworkers; i++)
+		if (h->sup.pids[i] == pid && pid > 0)
+			return 1;
+	return 0;
+}
+
 static int add_worker(struct harness *h, uint32_t pipe, const struct shoal_msg_hello *m)
 {
 	struct worker_ent *w;
@@ -118,6 +129,8 @@ static int add_worker(struct harness *h, uint32_t pipe, const struct shoal_msg_h
 	w->idle_since_ms = w->last_seen_ms;
 	w->pid = (long)m->pid;
 	shoal_strlcpy(w->host, m->host ? m->host : "", sizeof(w->host));
+	w->sessions = m->sessions;
+	w->local = is_local_worker(h, (pid_t)m->pid);
 	return (int)h->nworkers++;
 }
 
@@ -177,13 +190,16 @@ static void reply_reject(struct harness *h, const struct shoal_route *route,
 /* ---- settlements ----------------------------------------------------- */
 
 /* A lease of worker w ended: one slot less busy (idle from now if none). */
-static void release_slot(struct harness *h, int w)
+static void release_slot(struct harness *h, const struct lease_ent *l)
 {
 	struct worker_ent *we;
+	int w = l->worker;
 
 	if (w < 0)
 		return;
 	we = &h->workers[w];
+	if (h->stages[l->stage].conf->agent_index < 0 && we->ncommands > 0)
+		we->ncommands--;
 	if (we->nleases > 0)
 		we->nleases--;
 	if (we->nleases == 0)
@@ -239,7 +255,8 @@ static void expire_lease(struct harness *h, struct lease_ent *l, int status,
 			 const char *why)
 {
 	shoal_u64map_del(&h->leases, l->lease_id);
-	release_slot(h, l->worker);
+	harness_agent_forget(h, l->lease_id);
+	release_slot(h, l);
 	queue_effect(h, l, status, -1, 0, NULL, 0, why);
 	free(l);
 }
@@ -249,7 +266,8 @@ static void expire_lease(struct harness *h, struct lease_ent *l, int status,
 static void fail_unsent(struct harness *h, struct lease_ent *l, const char *why)
 {
 	shoal_u64map_del(&h->leases, l->lease_id);
-	release_slot(h, l->worker);
+	harness_agent_forget(h, l->lease_id);
+	release_slot(h, l);
 	queue_effect(h, l, SHOAL_STATUS_ERROR, -1, 0, NULL, 0, why);
 }
 
@@ -294,6 +312,26 @@ static void judge_result(struct harness *h, const struct shoal_wire_result *r,
 		     reason);
 }
 
+/* An agent session's result is the conversation's (agent.c); a failure
+ * that retrying cannot help (a 4xx from the model, a budget) is final. */
+static void judge_agent_or_command(struct harness *h, const struct shoal_wire_result *r,
+				   struct lease_ent *l)
+{
+	struct shoal_wire_result fixed;
+	char *owned = NULL;
+	int permanent = 0;
+
+	if (!harness_agent_result(h, r, &fixed, &owned, &permanent)) {
+		judge_result(h, r, l);
+		return;
+	}
+	judge_result(h, &fixed, l);
+	if (permanent && h->neffects > 0 &&
+	    h->effects[h->neffects - 1].outcome == SHOAL_OUTCOME_RETRY && !h->stopping)
+		h->effects[h->neffects - 1].outcome = SHOAL_OUTCOME_DEAD;
+	free(owned);
+}
+
 /* Takes the results of a POLL/REPORT; refused (unknown or not this
  * worker's) lease ids go into refused[]. */
 static uint32_t take_results(struct harness *h, int worker,
@@ -310,8 +348,8 @@ static uint32_t take_results(struct harness *h, int worker,
 			continue;
 		}
 		shoal_u64map_del(&h->leases, r->lease_id);
-		release_slot(h, worker);
-		judge_result(h, r, l);
+		release_slot(h, l);
+		judge_agent_or_command(h, r, l);
 		free(l);
 	}
 	return nref;
@@ -422,12 +460,25 @@ static int build_lease(struct harness *h, struct stage_rt *s,
 	wl->kind = c->builtin != NULL ? SHOAL_TASK_NOOP : SHOAL_TASK_COMMAND;
 	wl->argv = (const char **)c->run;
 	wl->argc = (uint32_t)c->nrun;
+	if (c->agent_index >= 0) {
+		/* an agent's sandbox: a session serving its tool calls, which
+		 * lives as long as one attempt may; a shell call runs at most
+		 * sandbox.limits.timeout (5 min when unset) */
+		wl->kind = SHOAL_TASK_SESSION;
+		wl->argv = NULL;
+		wl->argc = 0;
+		wl->life_ms = (uint64_t)stage_timeout_ms(s);
+		wl->idle_ms = SESSION_IDLE_MS;
+	}
 	wl->files = s->files;
 	wl->nfiles = (uint32_t)c->nfiles;
 	wl->outputs = (const char **)c->outputs;
 	wl->noutputs = (uint32_t)c->noutputs;
 	wl->sandbox = c->sandbox.limits;
 	wl->sandbox.timeout_ms = (uint64_t)stage_timeout_ms(s);
+	if (c->agent_index >= 0)
+		wl->sandbox.timeout_ms = c->sandbox.limits.timeout_ms ?
+					 c->sandbox.limits.timeout_ms : SESSION_EXEC_DEFAULT_MS;
 	env = shoal_arena_alloc(&h->arena, nenv * sizeof(*env));
 	if (env == NULL || wl->task == NULL)
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
@@ -554,6 +605,23 @@ static int record_leases(struct harness *h, int stage, int worker,
 					recs, n, s->issued, err);
 }
 
+/* How many of want leases of stage s worker may take: agent stages only
+ * go to workers that serve sessions; a local worker of a run with agent
+ * stages has slots for sessions on top of its slots_per_worker, which
+ * bound its command subtasks. */
+static uint32_t stage_room(const struct harness *h, const struct stage_rt *s, int worker,
+			   uint32_t want)
+{
+	const struct worker_ent *w = &h->workers[worker];
+	uint32_t cap = h->cfg->slots_per_worker;
+
+	if (s->conf->agent_index >= 0)
+		return w->sessions ? want : 0;
+	if (h->agents == NULL || !w->local)
+		return want;
+	return w->ncommands >= cap ? 0 : cap - w->ncommands < want ? cap - w->ncommands : want;
+}
+
 /* Grants up to want leases of one stage into wl[]; returns how many. */
 static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 				 struct shoal_wire_lease *wl, uint32_t want,
@@ -567,6 +635,7 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 
 	if (ls == NULL)
 		return 0;
+	want = stage_room(h, s, worker, want);
 	if (s->conf->max_parallel > 0)
 		want = s->inflight >= s->conf->max_parallel ? 0
 		       : (uint32_t)(s->conf->max_parallel - s->inflight) < want
@@ -591,6 +660,20 @@ static uint32_t grant_from_stage(struct harness *h, int stage, int worker,
 			harness_fail_run(h, "cannot build a lease of stage '%s': %s", s->conf->id,
 				 err->msg[0] ? err->msg : "out of memory");
 			break;
+		}
+		if (rc == SHOAL_OK && s->conf->agent_index >= 0) {
+			rc = harness_agent_start(h, ls[n], &wl[nw], err);
+			if (rc == SHOAL_EINVAL) {
+				fail_unsent(h, ls[n++], err->msg);
+				continue;
+			}
+			if (rc != SHOAL_OK) {
+				harness_fail_run(h, "cannot start an agent of stage '%s': %s",
+						 s->conf->id, err->msg);
+				break;
+			}
+		} else {
+			h->workers[worker].ncommands++;
 		}
 		*bytes += wl[nw].input.len + 256;
 		n++;
@@ -674,9 +757,11 @@ static int answer_poll(struct harness *h, const struct shoal_route *route,
 			m.u.work.ncancels = worker_lease_ids(h, worker, &m.u.work.cancels);
 	} else {
 		m.u.work.nleases = grant_leases(h, worker, free_slots, &m.u.work.leases);
-		if (m.u.work.nleases == 0 && !h->stopping)
-			return 0;
 	}
+	/* after the leases: a session opened here may already have ops */
+	m.u.work.nops = harness_agent_take_ops(h, worker, &m.u.work.ops);
+	if (m.u.work.nleases == 0 && m.u.work.nops == 0 && !m.u.work.drain)
+		return 0;
 	queue_reply(h, route, &m, corr);
 	return 1;
 }
@@ -765,6 +850,7 @@ static void on_poll_or_report(struct harness *h, const struct shoal_request *req
 	if (refused == NULL)
 		return;
 	note_alive(h, w);
+	harness_agent_op_results(h, w, p);	/* before the sessions' own results */
 	nref = take_results(h, w, p, refused);
 	if (m->type == SHOAL_MSG_POLL) {
 		if (!answer_poll(h, &req->route, m->corr, w, p->free_slots))
@@ -1452,7 +1538,7 @@ static void wait_events(struct harness *h)
 	fds[0].events = POLLIN;
 	fds[1].fd = shoal_listener_event_fd(h->listener);
 	fds[1].events = POLLIN;
-	poll(fds, 2, next_wait_ms(h));
+	harness_agents_wait(h, fds, 2, next_wait_ms(h));
 }
 
 static int alive_workers(const struct harness *h)
@@ -1470,6 +1556,7 @@ static int harness_turn(struct harness *h, struct shoal_error *err)
 	int rc;
 
 	take_requests(h);
+	harness_agents_perform(h);	/* model replies: tool calls become ops */
 	expire(h);
 	serve_held(h);
 	rc = flush(h, err);
@@ -1588,33 +1675,10 @@ int shoal_harness_inputs_hash(const struct shoal_config *cfg, char out[65],
 	return rc;
 }
 
-/* Agent stages load and validate (docs/CONFIG.md), but the agent loop is
- * not in this build: say so before anything runs. */
-static int refuse_agent_stages(const struct harness *h, struct shoal_error *err)
-{
-	size_t i;
-
-	for (i = 0; i < h->cfg->nstages; i++) {
-		const struct shoal_stage_conf *c = &h->cfg->stages[i];
-
-		if (c->agent_index >= 0)
-			return shoal_error_set(err, SHOAL_EUNSUPPORTED,
-					       "%s:%d: stage '%s' runs agent '%s': the config is valid, "
-					       "but this build of shoal cannot run LLM agents yet "
-					       "(command stages only)", h->cfg->path, c->line, c->id,
-					       c->agent);
-	}
-	return SHOAL_OK;
-}
-
 static int plan_stages(struct harness *h, struct shoal_error *err)
 {
 	size_t i;
 	int rc;
-
-	rc = refuse_agent_stages(h, err);
-	if (rc != SHOAL_OK)
-		return rc;
 
 	h->nstages = h->cfg->nstages;
 	h->stages = calloc(h->nstages, sizeof(*h->stages));
@@ -1725,6 +1789,7 @@ static int create_run(struct harness *h, struct shoal_error *err)
 static void summarize(struct harness *h, struct shoal_run_summary *sum)
 {
 	struct rusage ru;
+	size_t i;
 	uint64_t running;
 
 	memset(sum, 0, sizeof(*sum));
@@ -1734,6 +1799,10 @@ static void summarize(struct harness *h, struct shoal_run_summary *sum)
 	sum->seconds = (double)(shoal_now_ms() - h->started_ms) / 1000.0;
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
 		sum->peak_rss_kb = ru.ru_maxrss;
+	sum->tokens_in = h->tok_in;
+	sum->tokens_out = h->tok_out;
+	for (i = 0; i < h->nstages; i++)
+		sum->model_turns += h->stages[i].turns;
 	shoal_strlcpy(sum->error, h->error, sizeof(sum->error));
 }
 
@@ -1874,7 +1943,12 @@ static int run_setup(struct harness *h, struct shoal_embedded_redis *emb,
 	while (epoch == 0)
 		shoal_random_bytes(&epoch, sizeof(epoch));
 	h->lease_epoch = (uint64_t)epoch << 32;
-	shoal_supervisor_init(&h->sup, h->opts->self_exe, h->url, h->cfg->slots_per_worker);
+	rc = harness_agents_open(h, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	shoal_supervisor_init(&h->sup, h->opts->self_exe, h->url,
+			      h->cfg->slots_per_worker +
+			      (h->agents != NULL ? h->cfg->sessions_per_worker : 0));
 	return harness_pool_open(h, err);
 }
 
@@ -1895,6 +1969,7 @@ static void run_teardown(struct harness *h, struct shoal_embedded_redis *emb)
 		    shoal_state_run_expire(h->st, h->cfg->state_ttl_ms, &err) != SHOAL_OK)
 			shoal_warn("cannot set the retention TTL: %s", err.msg);
 	}
+	harness_agents_close(h);
 	harness_pool_close(h);
 	shoal_listener_close(h->listener);
 	shoal_state_close(h->st);

@@ -64,6 +64,9 @@ struct shoal_run_summary {
 	uint64_t retries;
 	double seconds;
 	long peak_rss_kb;	/* the harness process's peak RSS */
+	uint64_t tokens_in;	/* model prompt tokens (agent stages) */
+	uint64_t tokens_out;	/* model completion tokens */
+	uint64_t model_turns;	/* model replies */
 	char error[512];	/* why it failed, when it did */
 };
 

@@ -34,6 +34,11 @@
 #define DRAIN_GRACE_MS 5000		/* at the end, for workers to say BYE */
 #define INTERRUPT_GRACE_MS 30000	/* after SIGTERM, for running subtasks */
 #define STAGED_FILE_MAX ((size_t)64 << 20)
+#define SESSION_EXEC_DEFAULT_MS 300000	/* an agent's shell call without
+					 * timeout_ms, when the stage's
+					 * sandbox timeout is unset */
+#define SESSION_IDLE_MS 900000		/* no op for this long: the worker
+					 * ends an agent's session */
 
 enum stage_state { STAGE_WAITING, STAGE_RUNNING, STAGE_DONE, STAGE_FAILED };
 
@@ -65,6 +70,8 @@ struct stage_rt {
 	struct shoal_histogram sched;	/* schedule-to-start latency */
 	struct shoal_histogram run;	/* run time of attempts */
 	struct shoal_input *input;	/* compiled `input:`, or NULL */
+	uint64_t tok_in, tok_out;	/* agent stages: model tokens */
+	uint64_t turns;			/* agent stages: model replies */
 	char first_error[512];
 };
 
@@ -91,6 +98,9 @@ struct worker_ent {
 	int draining;			/* told to finish and leave */
 	long pid;			/* from HELLO */
 	char host[64];
+	int sessions;			/* serves SESSION leases (agents) */
+	int local;			/* a worker of our own pool */
+	uint32_t ncommands;		/* its leases that are not sessions */
 };
 
 struct held_poll {
@@ -147,6 +157,8 @@ struct harness {
 	size_t neffects, cap_effects;
 	struct reply *replies;
 	size_t nreplies, cap_replies;
+	struct agent_rt *agents;	/* agent stages' loop (agent.c), or NULL */
+	uint64_t tok_in, tok_out;	/* model tokens of the whole run */
 	struct shoal_arena arena;	/* lease bytes of this turn */
 	struct shoal_buf enc;
 	struct shoal_buf input;		/* a lease's chunk */
@@ -180,6 +192,33 @@ int harness_prepare_stage(struct harness *h, struct stage_rt *s, struct shoal_er
 
 /* Forgets this turn's settlements (after a Redis outage they are redone). */
 void harness_discard_effects(struct harness *h);
+
+/* agent.c - the LLM agent loop (see there) */
+struct agent_rt;
+struct pollfd;
+int harness_agents_open(struct harness *h, struct shoal_error *err);
+void harness_agents_close(struct harness *h);
+/* Starts the conversation of a session lease that was just built. */
+int harness_agent_start(struct harness *h, const struct lease_ent *l,
+			const struct shoal_wire_lease *wl, struct shoal_error *err);
+int harness_agent_has_ops(const struct harness *h, int worker);
+/* Moves worker's queued ops into *ops (memory in h->arena). */
+uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire_op **ops);
+void harness_agent_op_results(struct harness *h, int worker, const struct shoal_msg_poll *p);
+/* A session lease's result: 1 when r was an agent's, with *fixed the
+ * subtask's result (the conversation's answer or why it failed; *owned
+ * holds its bytes, freed by the caller) and *permanent set when retrying
+ * cannot help. */
+int harness_agent_result(struct harness *h, const struct shoal_wire_result *r,
+			 struct shoal_wire_result *fixed, char **owned, int *permanent);
+/* The lease is gone without a result (expired, worker lost, unsent). */
+void harness_agent_forget(struct harness *h, uint64_t lease_id);
+int harness_agent_is_session(const struct harness *h, uint64_t lease_id);
+/* poll(), but also driving the model requests' transfers. */
+int harness_agents_wait(struct harness *h, struct pollfd *fds, unsigned n, int timeout_ms);
+/* Model transfers and callbacks: call once per loop turn. */
+void harness_agents_perform(struct harness *h);
+size_t harness_agents_active(const struct harness *h);
 
 /* poolctl.c */
 int harness_pool_open(struct harness *h, struct shoal_error *err);

@@ -246,3 +246,22 @@ int shoal_input_build(const struct shoal_input *in, const struct shoal_config *c
 	free_vars(&vs);
 	return rc;
 }
+
+int shoal_input_compile_text(const char *text, struct shoal_template **out,
+			     struct shoal_error *err)
+{
+	return shoal_template_compile(text, ROOTS, SHOAL_ARRAY_LEN(ROOTS), out, err);
+}
+
+int shoal_input_render_text(const struct shoal_template *t,
+			    const struct shoal_input_ctx *ctx, struct shoal_buf *out,
+			    struct shoal_error *err)
+{
+	struct vars vs;
+	int rc = make_vars(ctx, &vs, err);
+
+	if (rc == SHOAL_OK)
+		rc = shoal_template_render(t, &vs.all, SHOAL_TEMPLATE_RAW, out, err);
+	free_vars(&vs);
+	return rc;
+}

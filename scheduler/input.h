@@ -53,4 +53,14 @@ int shoal_input_build(const struct shoal_input *in, const struct shoal_config *c
 
 void shoal_input_free(struct shoal_input *in);
 
+/* A template over the same names as `input:` (an agent's prompt):
+ * compiled once, rendered per subtask from ctx as text.  Free the
+ * template with shoal_template_free(). */
+struct shoal_template;
+int shoal_input_compile_text(const char *text, struct shoal_template **out,
+			     struct shoal_error *err);
+int shoal_input_render_text(const struct shoal_template *t,
+			    const struct shoal_input_ctx *ctx, struct shoal_buf *out,
+			    struct shoal_error *err);
+
 #endif

@@ -78,8 +78,12 @@ static struct lease_ent *find_lease(struct harness *h, int stage, uint64_t seq)
 static void forget_lease(struct harness *h, struct lease_ent *l)
 {
 	shoal_u64map_del(&h->leases, l->lease_id);
+	harness_agent_forget(h, l->lease_id);
 	if (l->worker >= 0 && h->workers[l->worker].nleases > 0)
 		h->workers[l->worker].nleases--;
+	if (l->worker >= 0 && h->stages[l->stage].conf->agent_index < 0 &&
+	    h->workers[l->worker].ncommands > 0)
+		h->workers[l->worker].ncommands--;
 	free(l);
 }
 

@@ -473,6 +473,44 @@ int shoal_state_append_settle(struct shoal_state *st, const char *stage,
 	return SHOAL_OK;
 }
 
+/* Model usage is counted where `shoal status` reads it: the subtask's hash
+ * (tok_in, tok_out, turns), its stage's and the run's (tokens_in,
+ * tokens_out).  Plain increments, not fenced: tokens spent by an attempt
+ * that later fails were spent all the same. */
+static const char USAGE_LUA[] =
+	"redis.call('HINCRBY', KEYS[1], 'tok_in', ARGV[1])\n"
+	"redis.call('HINCRBY', KEYS[1], 'tok_out', ARGV[2])\n"
+	"redis.call('HINCRBY', KEYS[1], 'turns', ARGV[3])\n"
+	"for i = 2, 3 do\n"
+	"  redis.call('HINCRBY', KEYS[i], 'tokens_in', ARGV[1])\n"
+	"  redis.call('HINCRBY', KEYS[i], 'tokens_out', ARGV[2])\n"
+	"end\n"
+	"return 1\n";
+
+int shoal_state_add_usage(struct shoal_state *st, const char *stage, uint64_t seq,
+			  uint64_t tokens_in, uint64_t tokens_out, uint32_t turns,
+			  struct shoal_error *err)
+{
+	char key[256];
+	int rc = begin_cmd(st);
+
+	rc = rc ? rc : push_str(st, "EVAL");
+	rc = rc ? rc : push_str(st, USAGE_LUA);
+	rc = rc ? rc : push_u64(st, 3);
+	rc = rc ? rc : push_task_key(st, stage, seq);
+	shoal_state_key(st, key, sizeof(key), "stage:%s", stage);
+	rc = rc ? rc : push_str(st, key);
+	shoal_state_key(st, key, sizeof(key), "run");
+	rc = rc ? rc : push_str(st, key);
+	rc = rc ? rc : push_u64(st, tokens_in);
+	rc = rc ? rc : push_u64(st, tokens_out);
+	rc = rc ? rc : push_u64(st, turns);
+	if (rc != SHOAL_OK)
+		return shoal_error_set(err, rc, "out of memory queueing token usage");
+	end_cmd(st);
+	return SHOAL_OK;
+}
+
 static int send_cmd(struct shoal_state *st, const struct queued_cmd *c,
 		    const char **argv, size_t *lens)
 {

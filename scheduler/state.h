@@ -103,6 +103,13 @@ int shoal_state_append_settle(struct shoal_state *st, const char *stage,
 			      struct shoal_settle_rec *recs, size_t n,
 			      struct shoal_error *err);
 
+/* Queues the usage of one model reply of subtask (stage, seq): adds to its
+ * hash's tok_in, tok_out and turns, and to tokens_in/tokens_out of the
+ * stage and the run.  Sent with the next flush. */
+int shoal_state_add_usage(struct shoal_state *st, const char *stage, uint64_t seq,
+			  uint64_t tokens_in, uint64_t tokens_out, uint32_t turns,
+			  struct shoal_error *err);
+
 /* Drops every queued batch without sending it. */
 void shoal_state_discard(struct shoal_state *st);
 

@@ -177,6 +177,18 @@ static void print_run(FILE *out, const char *run_id, json_t *run, json_t *stages
 		"TOTAL", "PENDING", "RUNNING", "DONE", "FAILED", "RECORDS", "OUTPUT");
 	for (i = 0; i < json_array_size(stages); i++)
 		print_stage(out, json_array_get(stages, i));
+	if (num(run, "tokens_in") + num(run, "tokens_out") > 0) {
+		fprintf(out, "\nmodel tokens: %lld prompt + %lld completion\n",
+			num(run, "tokens_in"), num(run, "tokens_out"));
+		for (i = 0; i < json_array_size(stages); i++) {
+			json_t *st = json_array_get(stages, i);
+
+			if (num(st, "tokens_in") + num(st, "tokens_out") > 0)
+				fprintf(out, "  %-16s %lld prompt + %lld completion\n",
+					field(st, "id"), num(st, "tokens_in"),
+					num(st, "tokens_out"));
+		}
+	}
 	if (json_array_size(failures) == 0)
 		return;
 	fprintf(out, "\nfailed subtasks (dead-lettered, first %d per stage):\n",

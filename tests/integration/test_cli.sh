@@ -97,29 +97,32 @@ status_of_unknown_run_is_a_clear_error() {
 	expect_contains "$TMP/st.err" "no state dir" "message says where to run it"
 }
 
-agent_stage_is_refused_until_agents_run() {
+# An agent stage whose model cannot be reached fails its subtasks with the
+# connection error, and the run fails with exit 1 naming it.
+agent_stage_with_unreachable_model_fails_cleanly() {
 	mkdir -p "$TMP/agent/in"
 	echo x >"$TMP/agent/in/a.txt"
 	cat >"$TMP/agent/run.yaml" <<'YAML'
 version: 1
 models:
-  m: {base_url: "http://127.0.0.1:9/v1", api_key: "", model: test}
+  m: {base_url: "http://127.0.0.1:9/v1", api_key: "", model: test, max_retries: 1}
 agents:
   a: {model: m, instructions: "Say hi.", prompt: "Hi {{source}}"}
 stages:
   - id: s
     for_each: {files: "in/*.txt"}
     agent: a
+    retries: 0
     output: out/s.jsonl
 YAML
 	run_shoal "$TMP/ag" validate "$TMP/agent/run.yaml"
 	expect_eq "$RC" 0 "an agent config validates"
 	run_shoal "$TMP/ag" run "$TMP/agent/run.yaml" --state-dir "$TMP/agent/.shoal"
-	expect_eq "$RC" 2 "running it is refused with exit 2"
-	expect_contains "$TMP/ag.err" "cannot run LLM agents yet" "and says why"
+	expect_eq "$RC" 1 "the run fails"
+	expect_contains "$TMP/ag.err" "127.0.0.1 port 9" "and says which server it could not reach"
 }
 
-run_test agent_stage_is_refused_until_agents_run
+run_test agent_stage_with_unreachable_model_fails_cleanly
 run_test every_verb_has_help
 run_test usage_errors_exit_2
 run_test validate_accepts_good_and_rejects_bad

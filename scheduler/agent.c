@@ -1,0 +1,1176 @@
+/* agent.c - where an LLM subagent's loop runs.
+ *
+ * An agent stage's subtask is a conversation here, in the harness, and a
+ * sandbox session on a worker (a SESSION lease, docs/PROTOCOL.md §3.14):
+ *
+ *   lease granted ──▶ agent_start: system + user message, first model turn
+ *   model reply ──▶ on_reply: tool calls?  each is checked (agents/tools.c)
+ *        │            and becomes an op for the session (or an error text);
+ *        │            a final answer is checked against output_schema (one
+ *        │            corrective turn), then the session is closed
+ *        ▼
+ *   op results (POLL/REPORT op_res) ──▶ harness_agent_op_results: tool
+ *        messages, in call order, once every call of the turn is answered;
+ *        then the next model turn
+ *   session's lease result ──▶ harness_agent_result: the subtask's result
+ *        is the conversation's answer (or why it failed)
+ *
+ * The model's API key lives in agents/model.c's client and nowhere else:
+ * a lease carries files, input and env, never a key; op results come back
+ * as text for the model.  Every model request of every conversation goes
+ * through one curl multi handle driven from the harness loop
+ * (harness_agents_wait / harness_agents_perform).
+ *
+ * Threads: all of it runs on the harness thread.
+ */
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "agents/agentsmd.h"
+#include "agents/model.h"
+#include "agents/schema.h"
+#include "agents/skills.h"
+#include "agents/tools.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "scheduler/harness_int.h"
+#include "scheduler/input.h"
+#include "scheduler/template.h"
+
+#define OP_OUTPUT_MAX ((uint64_t)1 << 20) /* bytes of an op's out+err; the
+					   * tool formatter caps it again for
+					   * the model */
+#define OPS_BYTES_PER_WORK ((size_t)8 << 20)
+#define TOOL_RESULT_MAX ((size_t)1 << 20) /* one tool message */
+
+enum convo_state {
+	CV_MODEL = 1,		/* a model request is in flight */
+	CV_TOOLS = 2,		/* waiting for the turn's op results */
+	CV_CLOSING = 3,		/* answered or failed: the session closes */
+};
+
+/* One tool call of the current turn. */
+struct call {
+	char *id;			/* tool_call_id */
+	char *name;
+	struct shoal_tool_args args;
+	uint64_t first_op, last_op;	/* its ops; 0 when none */
+	uint32_t pending;		/* ops not answered yet */
+	char *text;			/* the tool message, once known */
+	char *op_error;			/* a staging write that failed */
+};
+
+struct convo {
+	struct harness *h;
+	uint64_t lease_id;
+	int stage;
+	uint64_t seq;
+	int worker;
+	const struct shoal_agent_def *ag;
+	struct agent_ctx *ctx;
+	json_t *messages;
+	uint32_t turns;			/* model replies so far */
+	uint64_t tok_in, tok_out;
+	uint64_t request;		/* the model request in flight, or 0 */
+	int state;			/* enum convo_state */
+	int forgotten;			/* its lease is gone: free when the
+					 * request's callback runs */
+	int corrected;			/* the corrective turn was used */
+	struct call *calls;
+	size_t ncalls, nleft;
+	char *answer;			/* the subtask's result when done */
+	size_t answer_len;
+	char *error;			/* why it failed, or NULL */
+	int permanent;			/* retrying cannot help (a 4xx, a
+					 * budget): the subtask fails now */
+};
+
+/* What every conversation of one configured agent shares. */
+struct agent_ctx {
+	const struct shoal_agent_def *def;
+	json_t *tools;			/* neutral definitions, or NULL */
+	json_t *schema;			/* output_schema, or NULL */
+	struct shoal_schema *compiled;
+	struct shoal_skills *skills;	/* or NULL */
+};
+
+/* What every subtask of one agent stage shares. */
+struct stage_ctx {
+	struct shoal_template *prompt;
+	char *system;			/* instructions + AGENTS.md + skills */
+};
+
+/* An op waiting for the next WORK to its worker. */
+struct out_op {
+	int worker;
+	struct shoal_wire_op op;
+	char *data;			/* owned: the op's command/data */
+	char *path;			/* owned */
+};
+
+struct agent_rt {
+	struct shoal_models *models;
+	struct agent_ctx *agents;	/* per cfg->agents */
+	struct stage_ctx *stages;	/* per stage; empty for command stages */
+	struct shoal_u64map convos;	/* lease id -> struct convo */
+	struct shoal_u64map ops;	/* op id -> struct convo */
+	uint64_t op_counter;
+	struct out_op *out;
+	size_t nout, cap_out;
+	struct shoal_buf scratch;
+};
+
+static const struct shoal_tool_limits tool_limits = {
+	SHOAL_TOOL_DEFAULT_STREAM_MAX, SHOAL_TOOL_DEFAULT_READ_MAX,
+	SHOAL_TOOL_DEFAULT_LIST_MAX,
+};
+
+/* ---- set-up ----------------------------------------------------------- */
+
+static unsigned tool_mask(const struct shoal_agent_def *a)
+{
+	unsigned mask = 0;
+	size_t i;
+
+	for (i = 0; i < a->ntools; i++)
+		if (a->tools[i].kind > SHOAL_TOOL_MCP &&
+		    a->tools[i].kind != SHOAL_TOOL_SPAWN_SUBAGENTS)
+			mask |= SHOAL_BUILTIN_BIT(a->tools[i].kind);
+	if (a->skills != NULL)
+		mask |= SHOAL_BUILTIN_BIT(SHOAL_BUILTIN_LOAD_SKILL);
+	return mask;
+}
+
+static int open_agent(struct agent_ctx *c, const struct shoal_agent_def *a,
+		      struct shoal_error *err)
+{
+	json_error_t jerr;
+	unsigned mask = tool_mask(a);
+	int rc;
+
+	c->def = a;
+	if (mask != 0 && (c->tools = shoal_tool_definitions(mask)) == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	if (a->output_schema != NULL) {
+		c->schema = json_loads(a->output_schema, 0, &jerr);
+		if (c->schema == NULL)
+			return shoal_error_set(err, SHOAL_ECONFIG, "agent '%s': output_schema: %s",
+					       a->name, jerr.text);
+		rc = shoal_schema_compile(c->schema, &c->compiled, err);
+		if (rc != SHOAL_OK)
+			return shoal_error_prefix(err, "agent '%s': output_schema", a->name);
+	}
+	if (a->skills != NULL) {
+		rc = shoal_skills_scan(a->skills, &c->skills, err);
+		if (rc != SHOAL_OK)
+			return shoal_error_prefix(err, "agent '%s': skills", a->name);
+	}
+	return SHOAL_OK;
+}
+
+/* The system message of a stage's subagents: the agent's instructions,
+ * then what the staged AGENTS.md files say, then the skills. */
+static int stage_system(struct harness *h, const struct stage_rt *s,
+			const struct agent_ctx *ac, char **out, struct shoal_error *err)
+{
+	struct shoal_agentsmd_file *md;
+	struct shoal_buf b;
+	size_t i, n = s->conf->nfiles;
+	int rc = SHOAL_OK;
+
+	(void)h;
+	shoal_buf_init(&b, 0);
+	if (ac->def->instructions != NULL)
+		rc = shoal_buf_puts(&b, ac->def->instructions);
+	md = calloc(n + 1, sizeof(*md));
+	if (md == NULL)
+		rc = SHOAL_ENOMEM;
+	for (i = 0; rc == SHOAL_OK && i < n; i++) {
+		md[i].path = s->files[i].name;
+		md[i].data = s->files[i].data.data;
+		md[i].len = s->files[i].data.len;
+	}
+	if (rc == SHOAL_OK) {
+		size_t before = b.len;
+
+		if (b.len > 0)
+			rc = shoal_buf_puts(&b, "\n\n");
+		if (rc == SHOAL_OK)
+			rc = shoal_agentsmd_instructions(md, n, "", &b, err);
+		if (rc == SHOAL_OK && b.len == before + (before > 0 ? 2 : 0) && b.data) {
+			b.len = before;	/* no AGENTS.md: no separator */
+			b.data[before] = '\0';
+		}
+	}
+	free(md);
+	if (rc == SHOAL_OK && ac->skills != NULL && ac->skills->n > 0) {
+		if (b.len > 0)
+			rc = shoal_buf_puts(&b, "\n\n");
+		if (rc == SHOAL_OK)
+			rc = shoal_skills_prompt_section(ac->skills, &b);
+	}
+	if (rc != SHOAL_OK) {
+		shoal_buf_free(&b);
+		if (err->msg[0] == '\0')
+			shoal_error_set(err, rc, "out of memory");
+		return shoal_error_prefix(err, "stage '%s': instructions", s->conf->id);
+	}
+	*out = b.len > 0 ? shoal_buf_steal(&b, NULL) : NULL;
+	shoal_buf_free(&b);
+	return SHOAL_OK;
+}
+
+static int open_models(struct harness *h, struct agent_rt *rt, struct shoal_error *err)
+{
+	size_t i;
+	int rc = shoal_models_new(&rt->models, err);
+
+	for (i = 0; rc == SHOAL_OK && i < h->cfg->nmodels; i++) {
+		const struct shoal_model_def *d = &h->cfg->models[i];
+		struct shoal_model_conf c;
+
+		memset(&c, 0, sizeof(c));
+		c.name = d->name;
+		c.api = d->api == SHOAL_MODEL_API_RESPONSES ? "responses" : "chat";
+		c.base_url = d->base_url;
+		c.api_key = d->api_key;
+		c.model = d->model;
+		c.max_concurrency = d->max_concurrency;
+		c.requests_per_minute = d->requests_per_minute;
+		c.tokens_per_minute = d->tokens_per_minute;
+		c.timeout_ms = d->timeout_ms;
+		c.max_retries = d->max_retries;
+		rc = shoal_models_add(rt->models, &c, err);
+	}
+	return rc;
+}
+
+int harness_agents_open(struct harness *h, struct shoal_error *err)
+{
+	struct agent_rt *rt;
+	size_t i;
+	int rc = SHOAL_OK, any = 0;
+
+	for (i = 0; i < h->nstages; i++)
+		any |= h->stages[i].conf->agent_index >= 0;
+	if (!any)
+		return SHOAL_OK;
+	rt = calloc(1, sizeof(*rt));
+	if (rt == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	h->agents = rt;
+	shoal_u64map_init(&rt->convos);
+	shoal_u64map_init(&rt->ops);
+	shoal_buf_init(&rt->scratch, TOOL_RESULT_MAX);
+	rt->agents = calloc(h->cfg->nagents + 1, sizeof(*rt->agents));
+	rt->stages = calloc(h->nstages, sizeof(*rt->stages));
+	if (rt->agents == NULL || rt->stages == NULL)
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	rc = open_models(h, rt, err);
+	for (i = 0; rc == SHOAL_OK && i < h->cfg->nagents; i++)
+		rc = open_agent(&rt->agents[i], &h->cfg->agents[i], err);
+	return rc;
+}
+
+/* Builds what a stage's subtasks share, at its first lease (its staged
+ * files are loaded by then). */
+static int stage_ctx(struct harness *h, int stage, struct stage_ctx **out,
+		     struct shoal_error *err)
+{
+	struct stage_rt *s = &h->stages[stage];
+	struct stage_ctx *sc = &h->agents->stages[stage];
+	int rc;
+
+	*out = sc;
+	if (sc->prompt != NULL)
+		return SHOAL_OK;
+	rc = shoal_input_compile_text(s->conf->prompt ? s->conf->prompt : "", &sc->prompt, err);
+	if (rc != SHOAL_OK)
+		return shoal_error_prefix(err, "stage '%s': prompt", s->conf->id);
+	return stage_system(h, s, &h->agents->agents[s->conf->agent_index], &sc->system, err);
+}
+
+/* ---- ops to workers ----------------------------------------------------- */
+
+static struct out_op *new_op(struct agent_rt *rt, const struct convo *cv, int kind,
+			     uint64_t *op_id)
+{
+	struct out_op *o;
+
+	if (harness_grow_array((void **)&rt->out, &rt->cap_out, rt->nout, sizeof(*rt->out)) !=
+	    SHOAL_OK)
+		return NULL;
+	o = &rt->out[rt->nout++];
+	memset(o, 0, sizeof(*o));
+	o->worker = cv->worker;
+	o->op.op_id = ++rt->op_counter;
+	o->op.lease_id = cv->lease_id;
+	o->op.kind = (uint8_t)kind;
+	if (op_id != NULL)
+		*op_id = o->op.op_id;
+	return o;
+}
+
+static void free_out_op(struct out_op *o)
+{
+	free(o->data);
+	free(o->path);
+}
+
+/* Drops the unsent ops of a session. */
+static void drop_ops_of(struct agent_rt *rt, uint64_t lease_id)
+{
+	size_t i, keep = 0;
+
+	for (i = 0; i < rt->nout; i++) {
+		if (rt->out[i].op.lease_id == lease_id)
+			free_out_op(&rt->out[i]);
+		else
+			rt->out[keep++] = rt->out[i];
+	}
+	rt->nout = keep;
+}
+
+int harness_agent_has_ops(const struct harness *h, int worker)
+{
+	size_t i;
+
+	if (h->agents == NULL)
+		return 0;
+	for (i = 0; i < h->agents->nout; i++)
+		if (h->agents->out[i].worker == worker)
+			return 1;
+	return 0;
+}
+
+uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire_op **ops)
+{
+	struct agent_rt *rt = h->agents;
+	size_t i, keep = 0, bytes = 0;
+	uint32_t n = 0;
+
+	*ops = NULL;
+	if (rt == NULL || rt->nout == 0)
+		return 0;
+	*ops = shoal_arena_alloc(&h->arena, rt->nout * sizeof(**ops));
+	if (*ops == NULL)
+		return 0;
+	for (i = 0; i < rt->nout; i++) {
+		struct out_op *o = &rt->out[i];
+		size_t len = o->op.data.len + (o->op.command ? strlen(o->op.command) : 0);
+
+		if (o->worker != worker || (n > 0 && bytes + len > OPS_BYTES_PER_WORK)) {
+			rt->out[keep++] = *o;
+			continue;
+		}
+		/* the bytes move to the arena: the WORK is encoded this turn */
+		(*ops)[n] = o->op;
+		if (o->op.command != NULL)
+			(*ops)[n].command = shoal_arena_strdup(&h->arena, o->op.command);
+		if (o->op.path != NULL)
+			(*ops)[n].path = shoal_arena_strdup(&h->arena, o->op.path);
+		if (o->op.data.len > 0)
+			(*ops)[n].data.data = shoal_arena_memdup(&h->arena, o->op.data.data,
+								 o->op.data.len);
+		bytes += len;
+		n++;
+		free_out_op(o);
+	}
+	rt->nout = keep;
+	return n;
+}
+
+/* ---- conversations ---------------------------------------------------- */
+
+static void free_calls(struct convo *cv)
+{
+	size_t i;
+
+	for (i = 0; i < cv->ncalls; i++) {
+		free(cv->calls[i].id);
+		free(cv->calls[i].name);
+		free(cv->calls[i].text);
+		free(cv->calls[i].op_error);
+		shoal_tool_args_free(&cv->calls[i].args);
+	}
+	free(cv->calls);
+	cv->calls = NULL;
+	cv->ncalls = cv->nleft = 0;
+}
+
+/* Forgets the ops of the current turn that are still out. */
+static void forget_turn_ops(struct agent_rt *rt, struct convo *cv)
+{
+	size_t i;
+	uint64_t op;
+
+	for (i = 0; i < cv->ncalls; i++)
+		for (op = cv->calls[i].first_op; op != 0 && op <= cv->calls[i].last_op; op++)
+			if (shoal_u64map_get(&rt->ops, op) == cv)
+				shoal_u64map_del(&rt->ops, op);
+}
+
+static void free_convo(struct convo *cv)
+{
+	free_calls(cv);
+	json_decref(cv->messages);
+	free(cv->answer);
+	free(cv->error);
+	free(cv);
+}
+
+/* Ends the conversation: closes its session (the lease's result comes
+ * back and settles the subtask). */
+static void close_session(struct harness *h, struct convo *cv)
+{
+	struct agent_rt *rt = h->agents;
+
+	cv->state = CV_CLOSING;
+	forget_turn_ops(rt, cv);
+	if (new_op(rt, cv, SHOAL_OP_CLOSE, NULL) == NULL)
+		shoal_warn("out of memory closing the session of lease %llu",
+			   (unsigned long long)cv->lease_id);
+}
+
+static void fail_convo(struct harness *h, struct convo *cv, int permanent,
+		       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void fail_convo(struct harness *h, struct convo *cv, int permanent,
+		       const char *fmt, ...)
+{
+	char msg[SHOAL_ERRMSG_MAX];
+	va_list ap;
+
+	if (cv->state == CV_CLOSING)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	free(cv->error);
+	cv->error = shoal_strdup(msg);
+	cv->permanent = permanent;
+	close_session(h, cv);
+}
+
+static void on_reply(struct shoal_models *m, const struct shoal_model_reply *r, void *arg);
+
+static void submit_turn(struct harness *h, struct convo *cv)
+{
+	struct shoal_error err = { 0, "" };
+	const char *model = h->cfg->models[cv->ag->model_index].name;
+	int rc;
+
+	rc = shoal_model_submit(h->agents->models, model, cv->messages, cv->ctx->tools,
+				cv->ctx->schema, on_reply, cv, &cv->request, &err);
+	if (rc != SHOAL_OK) {
+		cv->request = 0;
+		fail_convo(h, cv, rc == SHOAL_ETOOBIG, "model request: %s", err.msg);
+		return;
+	}
+	cv->state = CV_MODEL;
+}
+
+static int add_message(json_t *messages, const char *role, const char *text)
+{
+	json_t *msg = json_pack("{s:s, s:s}", "role", role, "content", text ? text : "");
+
+	return msg == NULL || json_array_append_new(messages, msg) != 0 ? SHOAL_ENOMEM
+									 : SHOAL_OK;
+}
+
+int harness_agent_start(struct harness *h, const struct lease_ent *l,
+			const struct shoal_wire_lease *wl, struct shoal_error *err)
+{
+	struct stage_rt *s = &h->stages[l->stage];
+	const struct shoal_item *it = &s->plan.items[l->def.item];
+	struct shoal_input_ctx ctx;
+	struct stage_ctx *sc;
+	struct convo *cv;
+	struct shoal_buf prompt;
+	int rc = stage_ctx(h, l->stage, &sc, err);
+
+	if (rc != SHOAL_OK)
+		return rc;
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.source = it->source;
+	ctx.chunk = l->def.chunk;
+	ctx.line_offset = l->def.line_offset;
+	ctx.byte_offset = l->def.byte_offset;
+	ctx.stage = s->conf->id;
+	ctx.attempt = l->attempt;
+	ctx.chunk_data = wl->input.data;
+	ctx.chunk_len = wl->input.len;
+	if (it->path == NULL) {
+		ctx.record = it->data;
+		ctx.record_len = it->len;
+	}
+	shoal_buf_init(&prompt, 0);
+	rc = shoal_input_render_text(sc->prompt, &ctx, &prompt, err);
+	if (rc != SHOAL_OK) {
+		shoal_buf_free(&prompt);
+		shoal_error_prefix(err, "stage '%s': prompt", s->conf->id);
+		return rc == SHOAL_ENOMEM ? rc : SHOAL_EINVAL;
+	}
+	cv = calloc(1, sizeof(*cv));
+	if (cv == NULL || (cv->messages = json_array()) == NULL) {
+		free(cv);
+		shoal_buf_free(&prompt);
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	cv->h = h;
+	cv->lease_id = l->lease_id;
+	cv->stage = l->stage;
+	cv->seq = l->seq;
+	cv->worker = l->worker;
+	cv->ag = &h->cfg->agents[s->conf->agent_index];
+	cv->ctx = &h->agents->agents[s->conf->agent_index];
+	rc = SHOAL_OK;
+	if (sc->system != NULL)
+		rc = add_message(cv->messages, "system", sc->system);
+	if (rc == SHOAL_OK)
+		rc = add_message(cv->messages, "user", prompt.data ? prompt.data : "");
+	shoal_buf_free(&prompt);
+	if (rc == SHOAL_OK)
+		rc = shoal_u64map_put(&h->agents->convos, cv->lease_id, cv);
+	if (rc != SHOAL_OK) {
+		free_convo(cv);
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	submit_turn(h, cv);
+	return SHOAL_OK;
+}
+
+/* ---- tool calls --------------------------------------------------------- */
+
+/* The ops that stage a loaded skill's files; the call's text is ready. */
+static int skill_ops(struct harness *h, struct convo *cv, struct call *c)
+{
+	struct agent_rt *rt = h->agents;
+	struct shoal_skill_files files;
+	struct shoal_error err = { 0, "" };
+	const struct shoal_skill *sk;
+	size_t i;
+	int rc;
+
+	memset(&files, 0, sizeof(files));
+	rc = shoal_skills_load(cv->ctx->skills, c->args.name, &files, &err);
+	shoal_buf_reset(&rt->scratch);
+	if (rc != SHOAL_OK) {
+		shoal_tool_format_error(&err, &rt->scratch);
+		c->text = shoal_strdup(rt->scratch.data ? rt->scratch.data : "error");
+		return SHOAL_OK;
+	}
+	sk = shoal_skills_find(cv->ctx->skills, c->args.name);
+	rc = shoal_skills_loaded_text(sk, &files, &rt->scratch);
+	c->text = rc == SHOAL_OK ? shoal_strdup(rt->scratch.data) : NULL;
+	for (i = 0; rc == SHOAL_OK && i < files.n; i++) {
+		struct out_op *o = new_op(rt, cv, SHOAL_OP_WRITE, &c->last_op);
+
+		if (o == NULL) {
+			rc = SHOAL_ENOMEM;
+			break;
+		}
+		if (c->first_op == 0)
+			c->first_op = c->last_op;
+		o->path = shoal_strdup(files.v[i].path);
+		o->data = malloc(files.v[i].len + 1);
+		if (o->path == NULL || o->data == NULL) {
+			rc = SHOAL_ENOMEM;
+			break;
+		}
+		memcpy(o->data, files.v[i].data, files.v[i].len);
+		o->op.path = o->path;
+		o->op.data.data = o->data;
+		o->op.data.len = files.v[i].len;
+		o->op.mode = files.v[i].mode;
+		c->pending++;
+	}
+	shoal_skill_files_free(&files);
+	return rc;
+}
+
+/* Turns a checked call into its op (or ops); a call that needs none gets
+ * its text at once. */
+static int call_ops(struct harness *h, struct convo *cv, struct call *c)
+{
+	struct agent_rt *rt = h->agents;
+	const struct shoal_tool_args *a = &c->args;
+	struct out_op *o;
+	int kind;
+
+	switch (a->kind) {
+	case SHOAL_BUILTIN_SHELL: kind = SHOAL_OP_EXEC; break;
+	case SHOAL_BUILTIN_READ_FILE: kind = SHOAL_OP_READ; break;
+	case SHOAL_BUILTIN_WRITE_FILE: kind = SHOAL_OP_WRITE; break;
+	case SHOAL_BUILTIN_LIST_FILES: kind = SHOAL_OP_LIST; break;
+	case SHOAL_BUILTIN_APPLY_PATCH: kind = SHOAL_OP_PATCH; break;
+	case SHOAL_BUILTIN_LOAD_SKILL:
+		return skill_ops(h, cv, c);
+	default:
+		c->text = shoal_strdup("error: this tool is not available to this agent");
+		return c->text ? SHOAL_OK : SHOAL_ENOMEM;
+	}
+	o = new_op(rt, cv, kind, &c->first_op);
+	if (o == NULL)
+		return SHOAL_ENOMEM;
+	c->last_op = c->first_op;
+	c->pending = 1;
+	switch (a->kind) {
+	case SHOAL_BUILTIN_SHELL:
+		o->data = shoal_strdup(a->command);
+		o->op.command = o->data;
+		o->op.timeout_ms = a->timeout_ms;
+		o->op.max_output = OP_OUTPUT_MAX;
+		break;
+	case SHOAL_BUILTIN_WRITE_FILE:
+		o->data = malloc(a->content_len + 1);
+		if (o->data != NULL)
+			memcpy(o->data, a->content, a->content_len);
+		o->op.data.data = o->data;
+		o->op.data.len = a->content_len;
+		break;
+	case SHOAL_BUILTIN_APPLY_PATCH:
+		o->data = malloc(a->patch_len + 1);
+		if (o->data != NULL)
+			memcpy(o->data, a->patch, a->patch_len);
+		o->op.data.data = o->data;
+		o->op.data.len = a->patch_len;
+		break;
+	default:
+		o->op.max_output = OP_OUTPUT_MAX;
+		break;
+	}
+	if (a->path != NULL && (a->kind != SHOAL_BUILTIN_LIST_FILES || a->path[0] != '\0')) {
+		o->path = shoal_strdup(a->path);
+		o->op.path = o->path;
+		if (o->path == NULL)
+			return SHOAL_ENOMEM;
+	}
+	if ((a->kind == SHOAL_BUILTIN_SHELL || a->kind == SHOAL_BUILTIN_WRITE_FILE ||
+	     a->kind == SHOAL_BUILTIN_APPLY_PATCH) && o->data == NULL)
+		return SHOAL_ENOMEM;
+	return SHOAL_OK;
+}
+
+static int register_ops(struct agent_rt *rt, struct convo *cv, const struct call *c)
+{
+	uint64_t op;
+
+	for (op = c->first_op; op != 0 && op <= c->last_op; op++)
+		if (shoal_u64map_put(&rt->ops, op, cv) != SHOAL_OK)
+			return SHOAL_ENOMEM;
+	return SHOAL_OK;
+}
+
+/* Every call of the turn is answered: the tool messages go into the
+ * conversation, in call order, and the next turn starts. */
+static void next_turn(struct harness *h, struct convo *cv)
+{
+	size_t i;
+
+	for (i = 0; i < cv->ncalls; i++) {
+		json_t *msg = json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id",
+					cv->calls[i].id, "content",
+					cv->calls[i].text ? cv->calls[i].text : "error: no result");
+
+		if (msg == NULL || json_array_append_new(cv->messages, msg) != 0) {
+			fail_convo(h, cv, 0, "out of memory");
+			return;
+		}
+	}
+	free_calls(cv);
+	submit_turn(h, cv);
+}
+
+static int start_calls(struct harness *h, struct convo *cv,
+		       const struct shoal_model_reply *r)
+{
+	struct agent_rt *rt = h->agents;
+	size_t i;
+
+	cv->calls = calloc(r->ncalls, sizeof(*cv->calls));
+	if (cv->calls == NULL)
+		return SHOAL_ENOMEM;
+	cv->ncalls = r->ncalls;
+	for (i = 0; i < r->ncalls; i++) {
+		struct call *c = &cv->calls[i];
+		struct shoal_error err = { 0, "" };
+		enum shoal_builtin_tool kind = shoal_tool_kind_of(r->calls[i].name);
+
+		c->id = shoal_strdup(r->calls[i].id ? r->calls[i].id : "");
+		c->name = shoal_strdup(r->calls[i].name ? r->calls[i].name : "");
+		if (c->id == NULL || c->name == NULL)
+			return SHOAL_ENOMEM;
+		if (kind != SHOAL_BUILTIN_NONE && cv->ctx->tools != NULL &&
+		    !(tool_mask(cv->ag) & SHOAL_BUILTIN_BIT(kind))) {
+			shoal_error_set(&err, SHOAL_EINVAL, "the tool '%s' is not available to "
+					"this agent", c->name);
+		} else {
+			shoal_tool_parse(c->name, r->calls[i].arguments, &c->args, &err);
+		}
+		if (err.code != SHOAL_OK) {
+			shoal_buf_reset(&rt->scratch);
+			shoal_tool_format_error(&err, &rt->scratch);
+			c->text = shoal_strdup(rt->scratch.data ? rt->scratch.data : "error");
+			if (c->text == NULL)
+				return SHOAL_ENOMEM;
+			continue;
+		}
+		if (call_ops(h, cv, c) != SHOAL_OK || register_ops(rt, cv, c) != SHOAL_OK)
+			return SHOAL_ENOMEM;
+		if (c->pending > 0)
+			cv->nleft++;
+	}
+	return SHOAL_OK;
+}
+
+/* ---- final answers ------------------------------------------------------ */
+
+/* One JSON value as records for a jsonl merge: an object is one line, an
+ * array of objects one line each; anything else is left as text. */
+static int records_of(const json_t *v, struct shoal_buf *out)
+{
+	size_t i;
+	json_t *e;
+
+	if (json_is_object(v)) {
+		char *s = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII);
+		int rc = s ? shoal_buf_printf(out, "%s\n", s) : SHOAL_ENOMEM;
+
+		free(s);
+		return rc;
+	}
+	json_array_foreach(v, i, e) {
+		if (!json_is_object(e))
+			return SHOAL_EINVAL;
+	}
+	json_array_foreach(v, i, e) {
+		if (records_of(e, out) != SHOAL_OK)
+			return SHOAL_ENOMEM;
+	}
+	return SHOAL_OK;
+}
+
+/* The subtask's result from a final answer (value: parsed, or NULL). */
+static int make_answer(struct convo *cv, const struct stage_rt *s, const char *text,
+		       json_t *value)
+{
+	int strategy = s->conf->merge.strategy;
+	struct shoal_buf b;
+	json_t *parsed = NULL;
+	int rc = SHOAL_OK;
+
+	shoal_buf_init(&b, 0);
+	if (value == NULL && strategy != SHOAL_MERGE_CONCAT)
+		shoal_schema_validate_text(NULL, text, strlen(text), &parsed, NULL);
+	if (value == NULL)
+		value = parsed;
+	if (strategy == SHOAL_MERGE_CONCAT || value == NULL) {
+		size_t n = strlen(text);
+
+		rc = shoal_buf_append(&b, text, n);
+		if (rc == SHOAL_OK && n > 0 && text[n - 1] != '\n' &&
+		    strategy == SHOAL_MERGE_CONCAT)
+			rc = shoal_buf_puts(&b, "\n");
+	} else if (strategy == SHOAL_MERGE_JSON) {
+		char *d = json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+
+		rc = d ? shoal_buf_puts(&b, d) : SHOAL_ENOMEM;
+		free(d);
+	} else {
+		rc = records_of(value, &b);
+		if (rc == SHOAL_EINVAL) {	/* not records: the merge says why */
+			shoal_buf_reset(&b);
+			rc = shoal_buf_puts(&b, text);
+		}
+	}
+	json_decref(parsed);
+	if (rc != SHOAL_OK) {
+		shoal_buf_free(&b);
+		return rc;
+	}
+	cv->answer_len = b.len;
+	cv->answer = shoal_buf_steal(&b, NULL);
+	if (cv->answer == NULL)
+		cv->answer = shoal_strdup("");
+	shoal_buf_free(&b);
+	return cv->answer ? SHOAL_OK : SHOAL_ENOMEM;
+}
+
+static void on_final(struct harness *h, struct convo *cv, const char *text)
+{
+	const struct stage_rt *s = &h->stages[cv->stage];
+	struct shoal_buf errors;
+	json_t *value = NULL;
+	int rc;
+
+	if (cv->ctx->compiled != NULL) {
+		shoal_buf_init(&errors, 16384);
+		rc = shoal_schema_validate_text(cv->ctx->compiled, text, strlen(text), &value,
+						&errors);
+		if (rc != SHOAL_OK && !cv->corrected) {
+			cv->corrected = 1;
+			shoal_buf_printf(&errors, "\nReply again with only the corrected JSON "
+					 "value, nothing else.");
+			if (add_message(cv->messages, "user", "") != SHOAL_OK ||
+			    json_object_set_new(json_array_get(cv->messages,
+							       json_array_size(cv->messages) - 1),
+						"content",
+						json_sprintf("Your final answer does not match the "
+							     "required output schema:\n%s",
+							     errors.data)) != 0) {
+				shoal_buf_free(&errors);
+				fail_convo(h, cv, 0, "out of memory");
+				return;
+			}
+			shoal_buf_free(&errors);
+			submit_turn(h, cv);
+			return;
+		}
+		if (rc != SHOAL_OK) {
+			char first[300];
+			const char *nl = errors.data ? strchr(errors.data, '\n') : NULL;
+
+			snprintf(first, sizeof(first), "%.*s",
+				 nl ? (int)(nl - errors.data) : 200, errors.data ? errors.data : "");
+			shoal_buf_free(&errors);
+			fail_convo(h, cv, 0, "the final answer does not match output_schema, "
+				   "even after a corrective turn: %s", first);
+			return;
+		}
+		shoal_buf_free(&errors);
+	}
+	rc = make_answer(cv, s, text, value);
+	json_decref(value);
+	if (rc != SHOAL_OK) {
+		fail_convo(h, cv, 0, "out of memory");
+		return;
+	}
+	close_session(h, cv);
+}
+
+/* ---- model replies ------------------------------------------------------ */
+
+static void count_usage(struct harness *h, struct convo *cv,
+			const struct shoal_model_reply *r)
+{
+	struct stage_rt *s = &h->stages[cv->stage];
+	struct shoal_error err = { 0, "" };
+
+	cv->tok_in += r->prompt_tokens;
+	cv->tok_out += r->completion_tokens;
+	s->tok_in += r->prompt_tokens;
+	s->tok_out += r->completion_tokens;
+	s->turns++;
+	h->tok_in += r->prompt_tokens;
+	h->tok_out += r->completion_tokens;
+	if (shoal_state_add_usage(h->st, s->conf->id, cv->seq, r->prompt_tokens,
+				  r->completion_tokens, 1, &err) != SHOAL_OK)
+		shoal_warn("%s", err.msg);
+}
+
+/* 1 when a budget stopped the conversation (or the run). */
+static int over_budget(struct harness *h, struct convo *cv)
+{
+	uint64_t mine = cv->tok_in + cv->tok_out, run = h->tok_in + h->tok_out;
+
+	if (h->cfg->budget.max_tokens > 0 && run >= h->cfg->budget.max_tokens) {
+		fail_convo(h, cv, 1, "the run's token budget (budget.max_tokens %llu) is used up",
+			   (unsigned long long)h->cfg->budget.max_tokens);
+		harness_fail_run(h, "the run's token budget (budget.max_tokens %llu) is used up "
+				 "after %llu tokens: stopping", (unsigned long long)h->cfg->budget.max_tokens,
+				 (unsigned long long)run);
+		return 1;
+	}
+	if (cv->ag->budget.max_tokens > 0 && mine >= cv->ag->budget.max_tokens) {
+		fail_convo(h, cv, 1, "agent '%s' used its token budget (budget.max_tokens %llu) "
+			   "without a final answer: %llu tokens", cv->ag->name,
+			   (unsigned long long)cv->ag->budget.max_tokens, (unsigned long long)mine);
+		return 1;
+	}
+	return 0;
+}
+
+static void on_reply(struct shoal_models *m, const struct shoal_model_reply *r, void *arg)
+{
+	struct convo *cv = arg;
+	struct harness *h = cv->h;
+	json_t *msg;
+
+	(void)m;
+	cv->request = 0;
+	if (cv->forgotten) {
+		free_convo(cv);
+		return;
+	}
+	if (r->ok || r->prompt_tokens || r->completion_tokens)
+		count_usage(h, cv, r);
+	if (!r->ok) {
+		fail_convo(h, cv, r->code == SHOAL_EDENIED || r->code == SHOAL_EINVAL,
+			   "%s", r->error ? r->error : "the model request failed");
+		return;
+	}
+	cv->turns++;
+	msg = shoal_model_reply_message(r);
+	if (msg == NULL || json_array_append_new(cv->messages, msg) != 0) {
+		fail_convo(h, cv, 0, "out of memory");
+		return;
+	}
+	if (over_budget(h, cv))
+		return;
+	if (r->ncalls == 0) {
+		on_final(h, cv, r->text ? r->text : "");
+		return;
+	}
+	if (cv->turns >= cv->ag->max_turns) {
+		fail_convo(h, cv, 0, "max_turns (%u) reached without a final answer",
+			   cv->ag->max_turns);
+		return;
+	}
+	if (start_calls(h, cv, r) != SHOAL_OK) {
+		fail_convo(h, cv, 0, "out of memory");
+		return;
+	}
+	cv->state = CV_TOOLS;
+	if (cv->nleft == 0)
+		next_turn(h, cv);
+}
+
+/* ---- op results ------------------------------------------------------- */
+
+static struct call *call_of(struct convo *cv, uint64_t op)
+{
+	size_t i;
+
+	for (i = 0; i < cv->ncalls; i++)
+		if (cv->calls[i].first_op != 0 && op >= cv->calls[i].first_op &&
+		    op <= cv->calls[i].last_op)
+			return &cv->calls[i];
+	return NULL;
+}
+
+/* The tool message of call c from its (last) op's result. */
+static char *format_op_result(struct agent_rt *rt, const struct call *c,
+			      const struct shoal_wire_op_result *r)
+{
+	struct shoal_tool_result tr;
+
+	memset(&tr, 0, sizeof(tr));
+	tr.exit_code = r->exit_code;
+	tr.term_signal = r->term_signal;
+	tr.out = r->out.data;
+	tr.out_len = r->out.len;
+	tr.err_out = r->err.data;
+	tr.err_len = r->err.len;
+	tr.truncated = r->truncated;
+	if (c->args.kind == SHOAL_BUILTIN_SHELL) {
+		/* a command that ran: its exit code and output speak */
+		if (r->status == SHOAL_STATUS_TIMEOUT || r->status == SHOAL_STATUS_LIMIT ||
+		    r->status == SHOAL_STATUS_CANCELLED)
+			tr.status = r->error ? r->error : shoal_wire_status_name(r->status);
+		else if (r->status == SHOAL_STATUS_ERROR) {
+			tr.code = SHOAL_EIO;
+			tr.error = r->error ? r->error : "the command could not run";
+		}
+	} else if (r->status != SHOAL_STATUS_OK) {
+		tr.code = SHOAL_EIO;
+		tr.error = r->error ? r->error : shoal_wire_status_name(r->status);
+	}
+	shoal_buf_reset(&rt->scratch);
+	shoal_tool_format_result(&c->args, &tr, &tool_limits, &rt->scratch);
+	return shoal_strdup(rt->scratch.data ? rt->scratch.data : "");
+}
+
+static void on_op_result(struct harness *h, const struct shoal_wire_op_result *r)
+{
+	struct agent_rt *rt = h->agents;
+	struct convo *cv = shoal_u64map_del(&rt->ops, r->op_id);
+	struct call *c;
+
+	if (cv == NULL || cv->state != CV_TOOLS || (c = call_of(cv, r->op_id)) == NULL)
+		return;		/* a close, or a turn that was given up */
+	if (r->op_id == c->last_op) {
+		if (c->args.kind == SHOAL_BUILTIN_LOAD_SKILL) {
+			if (r->status != SHOAL_STATUS_OK && c->op_error == NULL)
+				c->op_error = shoal_strdup(r->error ? r->error : "write failed");
+		} else {
+			free(c->text);
+			c->text = format_op_result(rt, c, r);
+		}
+	} else if (r->status != SHOAL_STATUS_OK && c->op_error == NULL) {
+		c->op_error = shoal_strdup(r->error ? r->error : "write failed");
+	}
+	if (c->pending > 0 && --c->pending == 0) {
+		if (c->op_error != NULL) {
+			free(c->text);
+			c->text = NULL;
+			shoal_buf_reset(&rt->scratch);
+			shoal_buf_printf(&rt->scratch, "error: the skill's files could not be "
+					 "staged: %s", c->op_error);
+			c->text = shoal_strdup(rt->scratch.data);
+		}
+		if (cv->nleft > 0 && --cv->nleft == 0)
+			next_turn(h, cv);
+	}
+}
+
+void harness_agent_op_results(struct harness *h, int worker, const struct shoal_msg_poll *p)
+{
+	uint32_t i;
+
+	(void)worker;
+	if (h->agents == NULL)
+		return;
+	for (i = 0; i < p->nop_results; i++)
+		on_op_result(h, &p->op_results[i]);
+}
+
+/* ---- the session's end -------------------------------------------------- */
+
+static void forget(struct harness *h, struct convo *cv)
+{
+	struct agent_rt *rt = h->agents;
+
+	shoal_u64map_del(&rt->convos, cv->lease_id);
+	forget_turn_ops(rt, cv);
+	drop_ops_of(rt, cv->lease_id);
+	if (cv->request != 0) {
+		/* its callback frees it, from the next perform */
+		cv->forgotten = 1;
+		shoal_model_cancel(rt->models, cv->request);
+		return;
+	}
+	free_convo(cv);
+}
+
+int harness_agent_result(struct harness *h, const struct shoal_wire_result *r,
+			 struct shoal_wire_result *fixed, char **owned, int *permanent)
+{
+	struct convo *cv;
+	char why[SHOAL_ERRMSG_MAX + 64];
+
+	*owned = NULL;
+	*permanent = 0;
+	if (h->agents == NULL ||
+	    (cv = shoal_u64map_get(&h->agents->convos, r->lease_id)) == NULL)
+		return 0;
+	*fixed = *r;
+	fixed->outputs = NULL;
+	fixed->noutputs = 0;
+	fixed->err.data = NULL;
+	fixed->err.len = 0;
+	if (cv->answer != NULL) {
+		fixed->status = SHOAL_STATUS_OK;
+		fixed->exit_code = 0;
+		fixed->error = NULL;
+		fixed->out.data = cv->answer;
+		fixed->out.len = cv->answer_len;
+		*owned = cv->answer;	/* freed by the caller */
+		cv->answer = NULL;
+	} else {
+		if (cv->error != NULL)
+			snprintf(why, sizeof(why), "%s", cv->error);
+		else
+			snprintf(why, sizeof(why), "the agent's sandbox session ended: %s",
+				 r->error ? r->error : shoal_wire_status_name(r->status));
+		*owned = shoal_strdup(why);
+		fixed->status = cv->error != NULL ? SHOAL_STATUS_FAILED
+			      : r->status == SHOAL_STATUS_OK ? SHOAL_STATUS_ERROR : r->status;
+		fixed->error = *owned;
+		fixed->out.data = NULL;
+		fixed->out.len = 0;
+		*permanent = cv->permanent;
+	}
+	forget(h, cv);
+	return 1;
+}
+
+void harness_agent_forget(struct harness *h, uint64_t lease_id)
+{
+	struct convo *cv;
+
+	if (h->agents != NULL && (cv = shoal_u64map_get(&h->agents->convos, lease_id)) != NULL)
+		forget(h, cv);
+}
+
+int harness_agent_is_session(const struct harness *h, uint64_t lease_id)
+{
+	return h->agents != NULL && shoal_u64map_get(&h->agents->convos, lease_id) != NULL;
+}
+
+/* ---- the loop's side ---------------------------------------------------- */
+
+int harness_agents_wait(struct harness *h, struct pollfd *fds, unsigned n, int timeout_ms)
+{
+	struct curl_waitfd w[4];
+	unsigned i;
+	int rc;
+
+	if (h->agents == NULL || n > 4)
+		return poll(fds, n, timeout_ms);
+	for (i = 0; i < n; i++) {
+		w[i].fd = fds[i].fd;
+		w[i].events = CURL_WAIT_POLLIN;
+		w[i].revents = 0;
+	}
+	rc = shoal_models_wait(h->agents->models, w, n, timeout_ms, NULL);
+	for (i = 0; i < n; i++)
+		fds[i].revents = (w[i].revents & CURL_WAIT_POLLIN) ? POLLIN : 0;
+	return rc;
+}
+
+void harness_agents_perform(struct harness *h)
+{
+	if (h->agents != NULL && shoal_models_perform(h->agents->models) != SHOAL_OK)
+		shoal_warn("the model client failed a turn of its loop");
+}
+
+size_t harness_agents_active(const struct harness *h)
+{
+	return h->agents != NULL ? h->agents->convos.len : 0;
+}
+
+void harness_agents_close(struct harness *h)
+{
+	struct agent_rt *rt = h->agents;
+	size_t i;
+
+	if (rt == NULL)
+		return;
+	for (i = 0; i < rt->convos.cap; i++) {
+		struct convo *cv = rt->convos.vals[i];
+
+		if (rt->convos.keys[i] == 0)
+			continue;
+		if (cv->request != 0)
+			cv->forgotten = 1;	/* freed by the cancel callback */
+		else
+			free_convo(cv);
+	}
+	shoal_models_free(rt->models);	/* runs the pending callbacks */
+	for (i = 0; i < rt->nout; i++)
+		free_out_op(&rt->out[i]);
+	free(rt->out);
+	for (i = 0; i < h->cfg->nagents && rt->agents != NULL; i++) {
+		json_decref(rt->agents[i].tools);
+		json_decref(rt->agents[i].schema);
+		shoal_schema_free(rt->agents[i].compiled);
+		shoal_skills_free(rt->agents[i].skills);
+	}
+	for (i = 0; i < h->nstages && rt->stages != NULL; i++) {
+		shoal_template_free(rt->stages[i].prompt);
+		free(rt->stages[i].system);
+	}
+	free(rt->agents);
+	free(rt->stages);
+	shoal_u64map_free(&rt->convos);
+	shoal_u64map_free(&rt->ops);
+	shoal_buf_free(&rt->scratch);
+	free(rt);
+	h->agents = NULL;
+}
