@@ -90,7 +90,48 @@ flagship_pipeline_reproduces_the_ground_truth_under_gawk() {
 	run_flagship gawk
 }
 
+# flagship-llm.yaml: the first two stages are agents.  The scripted
+# "model" (tests/model_server) calls `sh analyse.sh` with the shell tool and
+# answers with what it printed, so the outputs must equal the truth as
+# those of the command pipeline do: every chunk and span went through a
+# conversation, a sandbox session and the merge.
+flagship_llm_pipeline_reproduces_the_ground_truth() {
+	local d=$TMP/flagship-llm f port="" t pid
+	mkdir -p "$d/llm"
+	for f in spans.awk extract.awk block.awk detect.awk departments.awk flagship-llm.yaml; do
+		cp "$top/configs/encounters/$f" "$d/"
+	done
+	cp "$top/configs/encounters/llm/"*.sh "$d/llm/"
+	cp -R "$CORPUS/data" "$d/data"
+	cat >"$d/script.json" <<'JSON'
+{"default": [{"tool_calls": [{"name": "shell", "arguments": {"command": "sh analyse.sh"}}]},
+             {"text_from_tool": "stdout"}]}
+JSON
+	python3 "$top/tests/model_server/model_server.py" --port 0 --script "$d/script.json" \
+		>"$d/server.out" 2>"$d/server.err" &
+	pid=$!
+	for t in $(seq 1 100); do
+		port=$(awk '/^PORT/ {print $2}' "$d/server.out" 2>/dev/null)
+		[ -n "$port" ] && break
+		sleep 0.05
+	done
+	SHOAL_MODEL_BASE_URL="http://127.0.0.1:$port/v1" OPENAI_API_KEY=test-key \
+		run_shoal "$d/r" run "$d/flagship-llm.yaml" --state-dir "$d/.shoal"
+	kill "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	expect_eq "$RC" 0 "the LLM flagship run succeeds"
+	[ "$RC" -eq 0 ] || sed 's/^/    | /' "$d/r.err" | tail -20 >&2
+	expect_same_file "$d/out/encounters_spans.jsonl" "$CORPUS/truth_spans.jsonl" \
+		"spans from the segmenter agents, joined across chunks"
+	expect_same_file "$d/out/encounters.jsonl" "$CORPUS/truth_details.jsonl" \
+		"each encounter's metadata from the extractor agents"
+	expect_same_file "$d/out/departments.csv" "$CORPUS/truth_departments.csv" \
+		"encounters per department"
+	expect_contains "$d/r.out" "tokens" "the summary counts the model's tokens"
+}
+
 run_test corpus_makes_the_spans_merge_join_across_chunks
+run_test flagship_llm_pipeline_reproduces_the_ground_truth
 for awk in mawk gawk; do
 	if command -v "$awk" >/dev/null; then
 		run_test "flagship_pipeline_reproduces_the_ground_truth_under_$awk"

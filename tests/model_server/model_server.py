@@ -26,6 +26,10 @@ Steps:
       (seconds from now, sent as an HTTP date) and "retry_after_ms" set
       headers; "message" is the error message and "echo_auth": true appends
       the request's Authorization header to it (a careless provider)
+  {"text_from_tool": "stdout"} the final text is the stdout section of the
+                              last tool result in the request ("all": the
+                              whole result): a scripted "model" that answers
+                              with what its tool computed
   {"hang": true}              read the request, never answer
   {"raw_body": "{not json"}   200 with this body
   {"empty_choices": true}     choices [] (responses: output [])
@@ -126,6 +130,30 @@ def conversation_items(api, body):
         if isinstance(items, str):
             items = [{"role": "user", "content": items}]
     return items if isinstance(items, list) else []
+
+
+def last_tool_output(api, body, part):
+    """The last tool result in the request: its whole text ("all"), or the
+    section of a shoal shell result ("stdout": what lies between its
+    "--- stdout ---" line and its "--- stderr" line)."""
+    out = ""
+    for item in conversation_items(api, body):
+        if not isinstance(item, dict):
+            continue
+        if item.get("role") == "tool":
+            out = text_of(item.get("content"))
+        elif item.get("type") == "function_call_output":
+            out = item.get("output") if isinstance(item.get("output"), str) else ""
+    if part == "stdout":
+        if "--- stdout (empty) ---" in out:
+            return ""
+        start = out.find("--- stdout ---\n")
+        end = out.find("\n--- stderr")
+        if start >= 0:
+            out = out[start + len("--- stdout ---\n"):end if end >= 0 else None]
+            if out and not out.endswith("\n"):
+                out += "\n"
+    return out
 
 
 def conv_key(items):
@@ -348,6 +376,8 @@ class Handler(BaseHTTPRequestHandler):
                               prompt_tokens), None
         calls = make_calls(step, conv, idx)
         text = step.get("text")
+        if "text_from_tool" in step:
+            text = last_tool_output(api, body, step["text_from_tool"])
         if action == "text" and text is None:
             text = "ok"
         return 200, build(model, conv, idx, text, calls, prompt_tokens), None
