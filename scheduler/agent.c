@@ -15,6 +15,18 @@
  *   session's lease result ──▶ harness_agent_result: the subtask's result
  *        is the conversation's answer (or why it failed)
  *
+ * Durability (docs/DURABILITY.md "Agents"): every message of the
+ * conversation and every tool result is appended to the subtask's journal
+ * in Redis, and the calls' ops are sent and the next model request made
+ * only after the pipeline carrying it succeeded (harness_agents_flushed).
+ * After the calls of a turn that may change files, a snapshot op brings
+ * the changed files back: stored content-addressed (blob:SHA, written only
+ * when new) with a manifest (snap:STAGE:SEQ).  A later attempt of the
+ * subtask - its worker died, its harness was resumed - rebuilds the
+ * workspace from the manifest, replays the journal, and goes on from the
+ * first step that did not finish: no model reply and no tool result that
+ * was journaled is asked for again.
+ *
  * The model's API key lives in agents/model.c's client and nowhere else:
  * a lease carries files, input and env, never a key; op results come back
  * as text for the model.  Every model request of every conversation goes
@@ -29,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
 #include <jansson.h>
 
 #include "agents/agentsmd.h"
@@ -52,6 +65,8 @@ enum convo_state {
 	CV_MODEL = 1,		/* a model request is in flight */
 	CV_TOOLS = 2,		/* waiting for the turn's op results */
 	CV_CLOSING = 3,		/* answered or failed: the session closes */
+	CV_SUBMIT = 4,		/* the next model request waits for the
+				 * journal to be flushed */
 };
 
 /* One tool call of the current turn. */
@@ -63,6 +78,8 @@ struct call {
 	uint32_t pending;		/* ops not answered yet */
 	char *text;			/* the tool message, once known */
 	char *op_error;			/* a staging write that failed */
+	uint64_t snap_op;		/* the snapshot taken after it, or 0 */
+	int journaled;			/* its result is in the journal */
 };
 
 struct convo {
@@ -88,6 +105,8 @@ struct convo {
 	char *error;			/* why it failed, or NULL */
 	int permanent;			/* retrying cannot help (a 4xx, a
 					 * budget): the subtask fails now */
+	int checkpoint;			/* enum shoal_checkpoint_every */
+	uint32_t attempt;
 };
 
 /* What every conversation of one configured agent shares. */
@@ -122,6 +141,9 @@ struct agent_rt {
 	uint64_t op_counter;
 	struct out_op *out;
 	size_t nout, cap_out;
+	uint64_t *submit;		/* lease ids waiting for a flush to ask
+					 * the model (CV_SUBMIT) */
+	size_t nsubmit, cap_submit;
 	struct shoal_buf scratch;
 };
 
@@ -385,6 +407,125 @@ uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire
 	return n;
 }
 
+/* ---- the journal and snapshots in Redis ---------------------------------- */
+
+static void cv_key(const struct harness *h, const struct convo *cv, const char *what,
+		   char *key, size_t n)
+{
+	shoal_state_key(h->st, key, n, "%s:%s:%llu", what, h->stages[cv->stage].conf->id,
+			(unsigned long long)cv->seq);
+}
+
+/* Appends {kind: v} to the subtask's journal (sent with the next flush). */
+static void journal(struct harness *h, struct convo *cv, const char *kind, json_t *v)
+{
+	struct shoal_error err = { 0, "" };
+	const char *argv[3];
+	char key[256], *txt;
+	json_t *e;
+
+	if (cv->checkpoint == SHOAL_CHECKPOINT_OFF)
+		return;
+	e = json_pack("{s:O}", kind, v);
+	txt = e ? json_dumps(e, JSON_COMPACT) : NULL;
+	json_decref(e);
+	if (txt == NULL) {
+		shoal_warn("out of memory journaling lease %llu", (unsigned long long)cv->lease_id);
+		return;
+	}
+	cv_key(h, cv, "journal", key, sizeof(key));
+	argv[0] = "RPUSH";
+	argv[1] = key;
+	argv[2] = txt;
+	if (shoal_state_queue(h->st, 3, argv, NULL, &err) != SHOAL_OK)
+		shoal_warn("%s", err.msg);
+	free(txt);
+}
+
+static void journal_message(struct harness *h, struct convo *cv, json_t *msg)
+{
+	journal(h, cv, "msg", msg);
+}
+
+static void journal_tool(struct harness *h, struct convo *cv, struct call *c)
+{
+	json_t *t;
+
+	if (c->journaled || c->text == NULL)
+		return;
+	t = json_pack("{s:s, s:s}", "id", c->id, "content", c->text);
+	if (t != NULL)
+		journal(h, cv, "tool", t);
+	json_decref(t);
+	c->journaled = 1;
+}
+
+/* A conversation that failed by its own course (max_turns, a schema, a
+ * budget) starts over on its next attempt: its journal and snapshot go. */
+static void journal_drop(struct harness *h, struct convo *cv)
+{
+	struct shoal_error err = { 0, "" };
+	const char *argv[3] = { "DEL", NULL, NULL };
+	char k1[256], k2[256];
+
+	cv_key(h, cv, "journal", k1, sizeof(k1));
+	cv_key(h, cv, "snap", k2, sizeof(k2));
+	argv[1] = k1;
+	argv[2] = k2;
+	if (shoal_state_queue(h->st, 3, argv, NULL, &err) != SHOAL_OK)
+		shoal_warn("%s", err.msg);
+}
+
+/* Stores a snapshot op's files: new contents as blobs (SET NX: a blob
+ * already stored is not written again), the manifest's entries. */
+static void store_snapshot(struct harness *h, struct convo *cv,
+			   const struct shoal_wire_op_result *r)
+{
+	struct shoal_error err = { 0, "" };
+	char skey[256], bkey[256], hex[65], entry[128];
+	const char *argv[5];
+	size_t lens[5];
+	uint32_t i;
+
+	cv_key(h, cv, "snap", skey, sizeof(skey));
+	for (i = 0; i < r->nfiles; i++) {
+		const struct shoal_wire_snap_file *f = &r->files[i];
+		int rc;
+
+		argv[0] = f->deleted ? "HDEL" : "HSET";
+		argv[1] = skey;
+		argv[2] = f->path;
+		if (f->deleted) {
+			rc = shoal_state_queue(h->st, 3, argv, NULL, &err);
+			if (rc != SHOAL_OK)
+				break;
+			continue;
+		}
+		shoal_hex(f->sha256, 32, hex);
+		shoal_state_key(h->st, bkey, sizeof(bkey), "blob:%s", hex);
+		snprintf(entry, sizeof(entry), "%o %llu %s", f->mode, (unsigned long long)f->size, hex);
+		argv[3] = entry;
+		rc = shoal_state_queue(h->st, 4, argv, NULL, &err);
+		if (rc == SHOAL_OK && f->data.len == f->size) {
+			argv[0] = "SET";
+			argv[1] = bkey;
+			argv[2] = f->data.data ? f->data.data : "";
+			argv[3] = "NX";
+			lens[0] = 3;
+			lens[1] = strlen(bkey);
+			lens[2] = f->data.len;
+			lens[3] = 2;
+			rc = shoal_state_queue(h->st, 4, argv, lens, &err);
+		}
+		if (rc != SHOAL_OK)
+			break;
+		h->snap_bytes += f->data.len;
+	}
+	if (err.code != SHOAL_OK)
+		shoal_warn("%s", err.msg);
+	h->snapshots++;
+}
+
 /* ---- conversations ---------------------------------------------------- */
 
 static void free_calls(struct convo *cv)
@@ -409,10 +550,14 @@ static void forget_turn_ops(struct agent_rt *rt, struct convo *cv)
 	size_t i;
 	uint64_t op;
 
-	for (i = 0; i < cv->ncalls; i++)
+	for (i = 0; i < cv->ncalls; i++) {
 		for (op = cv->calls[i].first_op; op != 0 && op <= cv->calls[i].last_op; op++)
 			if (shoal_u64map_get(&rt->ops, op) == cv)
 				shoal_u64map_del(&rt->ops, op);
+		if (cv->calls[i].snap_op != 0 &&
+		    shoal_u64map_get(&rt->ops, cv->calls[i].snap_op) == cv)
+			shoal_u64map_del(&rt->ops, cv->calls[i].snap_op);
+	}
 }
 
 static void free_convo(struct convo *cv)
@@ -459,7 +604,22 @@ static void fail_convo(struct harness *h, struct convo *cv, int permanent,
 
 static void on_reply(struct shoal_models *m, const struct shoal_model_reply *r, void *arg);
 
+/* The next model request goes out after this turn's flush: what the
+ * conversation holds now is then in the journal. */
 static void submit_turn(struct harness *h, struct convo *cv)
+{
+	struct agent_rt *rt = h->agents;
+
+	if (harness_grow_array((void **)&rt->submit, &rt->cap_submit, rt->nsubmit,
+			       sizeof(*rt->submit)) != SHOAL_OK) {
+		fail_convo(h, cv, 0, "out of memory");
+		return;
+	}
+	rt->submit[rt->nsubmit++] = cv->lease_id;
+	cv->state = CV_SUBMIT;
+}
+
+static void submit_now(struct harness *h, struct convo *cv)
 {
 	struct shoal_error err = { 0, "" };
 	const char *model = h->cfg->models[cv->ag->model_index].name;
@@ -475,16 +635,22 @@ static void submit_turn(struct harness *h, struct convo *cv)
 	cv->state = CV_MODEL;
 }
 
-static int add_message(json_t *messages, const char *role, const char *text)
+static int add_message(struct harness *h, struct convo *cv, const char *role,
+		       const char *text)
 {
 	json_t *msg = json_pack("{s:s, s:s}", "role", role, "content", text ? text : "");
 
-	return msg == NULL || json_array_append_new(messages, msg) != 0 ? SHOAL_ENOMEM
-									 : SHOAL_OK;
+	if (msg == NULL || json_array_append_new(cv->messages, msg) != 0)
+		return SHOAL_ENOMEM;
+	journal_message(h, cv, msg);
+	return SHOAL_OK;
 }
 
+static int resume_from_journal(struct harness *h, struct convo *cv,
+			       struct shoal_wire_lease *wl);
+
 int harness_agent_start(struct harness *h, const struct lease_ent *l,
-			const struct shoal_wire_lease *wl, struct shoal_error *err)
+			struct shoal_wire_lease *wl, struct shoal_error *err)
 {
 	struct stage_rt *s = &h->stages[l->stage];
 	const struct shoal_item *it = &s->plan.items[l->def.item];
@@ -529,15 +695,29 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 	cv->worker = l->worker;
 	cv->ag = &h->cfg->agents[s->conf->agent_index];
 	cv->ctx = &h->agents->agents[s->conf->agent_index];
+	cv->checkpoint = s->conf->checkpoint;
+	cv->attempt = l->attempt;
+	if (shoal_u64map_put(&h->agents->convos, cv->lease_id, cv) != SHOAL_OK) {
+		shoal_buf_free(&prompt);
+		free_convo(cv);
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	/* a later attempt (or a resumed run) goes on from its journal */
+	if ((l->attempt > 1 || h->resume) && cv->checkpoint != SHOAL_CHECKPOINT_OFF) {
+		rc = resume_from_journal(h, cv, wl);
+		if (rc != 0) {
+			shoal_buf_free(&prompt);
+			return rc < 0 ? shoal_error_set(err, SHOAL_ENOMEM, "out of memory") : SHOAL_OK;
+		}
+	}
 	rc = SHOAL_OK;
 	if (sc->system != NULL)
-		rc = add_message(cv->messages, "system", sc->system);
+		rc = add_message(h, cv, "system", sc->system);
 	if (rc == SHOAL_OK)
-		rc = add_message(cv->messages, "user", prompt.data ? prompt.data : "");
+		rc = add_message(h, cv, "user", prompt.data ? prompt.data : "");
 	shoal_buf_free(&prompt);
-	if (rc == SHOAL_OK)
-		rc = shoal_u64map_put(&h->agents->convos, cv->lease_id, cv);
 	if (rc != SHOAL_OK) {
+		shoal_u64map_del(&h->agents->convos, cv->lease_id);
 		free_convo(cv);
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
 	}
@@ -687,6 +867,59 @@ static void next_turn(struct harness *h, struct convo *cv)
 	submit_turn(h, cv);
 }
 
+static int changes_files(const struct call *c)
+{
+	return c->args.kind == SHOAL_BUILTIN_SHELL || c->args.kind == SHOAL_BUILTIN_WRITE_FILE ||
+	       c->args.kind == SHOAL_BUILTIN_APPLY_PATCH ||
+	       c->args.kind == SHOAL_BUILTIN_LOAD_SKILL;
+}
+
+/* A snapshot op after call c's ops: c is done once it is stored. */
+static int snapshot_after(struct harness *h, struct convo *cv, struct call *c)
+{
+	struct out_op *o = new_op(h->agents, cv, SHOAL_OP_SNAPSHOT, &c->snap_op);
+
+	if (o == NULL || shoal_u64map_put(&h->agents->ops, c->snap_op, cv) != SHOAL_OK)
+		return SHOAL_ENOMEM;
+	c->pending++;
+	return SHOAL_OK;
+}
+
+/* Sends a checked call's ops; with checkpoint tool_call, a snapshot
+ * follows each call that may change files. */
+static int begin_call(struct harness *h, struct convo *cv, struct call *c)
+{
+	if (call_ops(h, cv, c) != SHOAL_OK || register_ops(h->agents, cv, c) != SHOAL_OK)
+		return SHOAL_ENOMEM;
+	if (c->pending > 0 && cv->checkpoint == SHOAL_CHECKPOINT_TOOL_CALL && changes_files(c) &&
+	    snapshot_after(h, cv, c) != SHOAL_OK)
+		return SHOAL_ENOMEM;
+	if (c->pending > 0)
+		cv->nleft++;
+	else
+		journal_tool(h, cv, c);
+	return SHOAL_OK;
+}
+
+/* With checkpoint turn, one snapshot after the turn's last call (they run
+ * in order), if any call may have changed files. */
+static int snapshot_turn(struct harness *h, struct convo *cv)
+{
+	struct call *last = NULL;
+	int changed = 0;
+	size_t i;
+
+	if (cv->checkpoint != SHOAL_CHECKPOINT_TURN)
+		return SHOAL_OK;
+	for (i = 0; i < cv->ncalls; i++) {
+		if (cv->calls[i].pending > 0 && !cv->calls[i].journaled) {
+			last = &cv->calls[i];
+			changed |= changes_files(last);
+		}
+	}
+	return last != NULL && changed ? snapshot_after(h, cv, last) : SHOAL_OK;
+}
+
 static int start_calls(struct harness *h, struct convo *cv,
 		       const struct shoal_model_reply *r)
 {
@@ -719,14 +952,13 @@ static int start_calls(struct harness *h, struct convo *cv,
 			c->text = shoal_strdup(rt->scratch.data ? rt->scratch.data : "error");
 			if (c->text == NULL)
 				return SHOAL_ENOMEM;
+			journal_tool(h, cv, c);
 			continue;
 		}
-		if (call_ops(h, cv, c) != SHOAL_OK || register_ops(rt, cv, c) != SHOAL_OK)
+		if (begin_call(h, cv, c) != SHOAL_OK)
 			return SHOAL_ENOMEM;
-		if (c->pending > 0)
-			cv->nleft++;
 	}
-	return SHOAL_OK;
+	return snapshot_turn(h, cv);
 }
 
 /* ---- final answers ------------------------------------------------------ */
@@ -817,13 +1049,10 @@ static void on_final(struct harness *h, struct convo *cv, const char *text)
 			cv->corrected = 1;
 			shoal_buf_printf(&errors, "\nReply again with only the corrected JSON "
 					 "value, nothing else.");
-			if (add_message(cv->messages, "user", "") != SHOAL_OK ||
-			    json_object_set_new(json_array_get(cv->messages,
-							       json_array_size(cv->messages) - 1),
-						"content",
-						json_sprintf("Your final answer does not match the "
-							     "required output schema:\n%s",
-							     errors.data)) != 0) {
+			shoal_buf_reset(&h->agents->scratch);
+			shoal_buf_printf(&h->agents->scratch, "Your final answer does not match "
+					 "the required output schema:\n%s", errors.data);
+			if (add_message(h, cv, "user", h->agents->scratch.data) != SHOAL_OK) {
 				shoal_buf_free(&errors);
 				fail_convo(h, cv, 0, "out of memory");
 				return;
@@ -839,6 +1068,7 @@ static void on_final(struct harness *h, struct convo *cv, const char *text)
 			snprintf(first, sizeof(first), "%.*s",
 				 nl ? (int)(nl - errors.data) : 200, errors.data ? errors.data : "");
 			shoal_buf_free(&errors);
+			journal_drop(h, cv);
 			fail_convo(h, cv, 0, "the final answer does not match output_schema, "
 				   "even after a corrective turn: %s", first);
 			return;
@@ -888,6 +1118,7 @@ static int over_budget(struct harness *h, struct convo *cv)
 		return 1;
 	}
 	if (cv->ag->budget.max_tokens > 0 && mine >= cv->ag->budget.max_tokens) {
+		journal_drop(h, cv);
 		fail_convo(h, cv, 1, "agent '%s' used its token budget (budget.max_tokens %llu) "
 			   "without a final answer: %llu tokens", cv->ag->name,
 			   (unsigned long long)cv->ag->budget.max_tokens, (unsigned long long)mine);
@@ -921,6 +1152,7 @@ static void on_reply(struct shoal_models *m, const struct shoal_model_reply *r, 
 		fail_convo(h, cv, 0, "out of memory");
 		return;
 	}
+	journal_message(h, cv, msg);
 	if (over_budget(h, cv))
 		return;
 	if (r->ncalls == 0) {
@@ -928,6 +1160,7 @@ static void on_reply(struct shoal_models *m, const struct shoal_model_reply *r, 
 		return;
 	}
 	if (cv->turns >= cv->ag->max_turns) {
+		journal_drop(h, cv);
 		fail_convo(h, cv, 0, "max_turns (%u) reached without a final answer",
 			   cv->ag->max_turns);
 		return;
@@ -948,8 +1181,8 @@ static struct call *call_of(struct convo *cv, uint64_t op)
 	size_t i;
 
 	for (i = 0; i < cv->ncalls; i++)
-		if (cv->calls[i].first_op != 0 && op >= cv->calls[i].first_op &&
-		    op <= cv->calls[i].last_op)
+		if ((cv->calls[i].first_op != 0 && op >= cv->calls[i].first_op &&
+		     op <= cv->calls[i].last_op) || op == cv->calls[i].snap_op)
 			return &cv->calls[i];
 	return NULL;
 }
@@ -994,7 +1227,15 @@ static void on_op_result(struct harness *h, const struct shoal_wire_op_result *r
 
 	if (cv == NULL || cv->state != CV_TOOLS || (c = call_of(cv, r->op_id)) == NULL)
 		return;		/* a close, or a turn that was given up */
-	if (r->op_id == c->last_op) {
+	if (r->op_id == c->snap_op) {
+		if (r->status == SHOAL_STATUS_OK)
+			store_snapshot(h, cv, r);
+		else
+			shoal_warn("subtask %s/%llu: the workspace snapshot failed (%s): a "
+				   "later attempt starts from the previous one",
+				   h->stages[cv->stage].conf->id, (unsigned long long)cv->seq,
+				   r->error ? r->error : shoal_wire_status_name(r->status));
+	} else if (r->op_id == c->last_op) {
 		if (c->args.kind == SHOAL_BUILTIN_LOAD_SKILL) {
 			if (r->status != SHOAL_STATUS_OK && c->op_error == NULL)
 				c->op_error = shoal_strdup(r->error ? r->error : "write failed");
@@ -1014,6 +1255,7 @@ static void on_op_result(struct harness *h, const struct shoal_wire_op_result *r
 					 "staged: %s", c->op_error);
 			c->text = shoal_strdup(rt->scratch.data);
 		}
+		journal_tool(h, cv, c);
 		if (cv->nleft > 0 && --cv->nleft == 0)
 			next_turn(h, cv);
 	}
@@ -1156,6 +1398,7 @@ void harness_agents_close(struct harness *h)
 	for (i = 0; i < rt->nout; i++)
 		free_out_op(&rt->out[i]);
 	free(rt->out);
+	free(rt->submit);
 	for (i = 0; i < h->cfg->nagents && rt->agents != NULL; i++) {
 		json_decref(rt->agents[i].tools);
 		json_decref(rt->agents[i].schema);
@@ -1173,4 +1416,258 @@ void harness_agents_close(struct harness *h)
 	shoal_buf_free(&rt->scratch);
 	free(rt);
 	h->agents = NULL;
+}
+
+/* ---- after a flush ---------------------------------------------------- */
+
+void harness_agents_flushed(struct harness *h)
+{
+	struct agent_rt *rt = h->agents;
+	size_t i, n;
+
+	if (rt == NULL)
+		return;
+	n = rt->nsubmit;
+	rt->nsubmit = 0;
+	for (i = 0; i < n; i++) {
+		struct convo *cv = shoal_u64map_get(&rt->convos, rt->submit[i]);
+
+		if (cv != NULL && cv->state == CV_SUBMIT && cv->request == 0)
+			submit_now(h, cv);
+	}
+	/* the new transfers start at the next perform: do not sleep first */
+	if (n > 0)
+		shoal_models_wakeup(rt->models);
+}
+
+/* ---- rehydration -------------------------------------------------------- */
+
+/* The workspace of the last snapshot, into the lease's files (a file the
+ * stage stages anyway is replaced by the snapshot's; the input is the
+ * lease's own).  Returns the number of files, or -1. */
+static long snapshot_files(struct harness *h, struct convo *cv, struct shoal_wire_lease *wl)
+{
+	struct shoal_error err = { 0, "" };
+	struct shoal_wire_file *files;
+	char skey[256], bkey[256];
+	const char *argv[2];
+	redisReply *m = NULL, *b;
+	size_t i;
+	uint32_t n = 0, j;
+
+	cv_key(h, cv, "snap", skey, sizeof(skey));
+	argv[0] = "HGETALL";
+	argv[1] = skey;
+	if (shoal_state_command(h->st, (void **)&m, &err, 2, argv) != SHOAL_OK)
+		return -1;
+	if (m->type != REDIS_REPLY_ARRAY || m->elements == 0) {
+		freeReplyObject(m);
+		return 0;
+	}
+	files = shoal_arena_alloc(&h->arena, (wl->nfiles + m->elements / 2) * sizeof(*files));
+	if (files == NULL) {
+		freeReplyObject(m);
+		return -1;
+	}
+	for (i = 0; i + 1 < m->elements; i += 2) {
+		const char *path = m->element[i]->str, *val = m->element[i + 1]->str;
+		unsigned mode = 0644;
+		unsigned long long size = 0;
+		char hex[65] = "";
+
+		if (strcmp(path, "input") == 0 ||
+		    sscanf(val, "%o %llu %64s", &mode, &size, hex) != 3)
+			continue;
+		shoal_state_key(h->st, bkey, sizeof(bkey), "blob:%s", hex);
+		argv[0] = "GET";
+		argv[1] = bkey;
+		if (shoal_state_command(h->st, (void **)&b, &err, 2, argv) != SHOAL_OK)
+			break;
+		if (b->type == REDIS_REPLY_STRING && (unsigned long long)b->len == size) {
+			files[n].name = shoal_arena_strdup(&h->arena, path);
+			files[n].data.data = shoal_arena_memdup(&h->arena, b->str, b->len);
+			files[n].data.len = b->len;
+			files[n].mode = mode & 0777;
+			if (files[n].name != NULL && files[n].data.data != NULL)
+				n++;
+		} else {
+			shoal_warn("subtask %s/%llu: the snapshot's blob of %s is missing",
+				   h->stages[cv->stage].conf->id, (unsigned long long)cv->seq, path);
+		}
+		freeReplyObject(b);
+	}
+	freeReplyObject(m);
+	/* the stage's staged files, unless the snapshot has a newer one */
+	for (j = 0; j < wl->nfiles; j++) {
+		uint32_t k;
+
+		for (k = 0; k < n && strcmp(files[k].name, wl->files[j].name) != 0; k++)
+			;
+		if (k == n && n < wl->nfiles + m->elements / 2)
+			files[n++] = wl->files[j];
+	}
+	wl->files = files;
+	wl->nfiles = n;
+	return n;
+}
+
+/* The tool results of the journal's last turn, into cv->calls. */
+static int resume_calls(struct harness *h, struct convo *cv, json_t *assistant,
+			json_t *results)
+{
+	json_t *calls = json_object_get(assistant, "tool_calls"), *tc;
+	size_t i;
+
+	cv->calls = calloc(json_array_size(calls) + 1, sizeof(*cv->calls));
+	if (cv->calls == NULL)
+		return SHOAL_ENOMEM;
+	cv->ncalls = json_array_size(calls);
+	json_array_foreach(calls, i, tc) {
+		struct call *c = &cv->calls[i];
+		json_t *fn = json_object_get(tc, "function");
+		const char *id = json_string_value(json_object_get(tc, "id"));
+		const char *name = json_string_value(json_object_get(fn, "name"));
+		const char *args = json_string_value(json_object_get(fn, "arguments"));
+		const char *done = json_string_value(json_object_get(results, id ? id : ""));
+		struct shoal_error err = { 0, "" };
+
+		c->id = shoal_strdup(id ? id : "");
+		c->name = shoal_strdup(name ? name : "");
+		if (c->id == NULL || c->name == NULL)
+			return SHOAL_ENOMEM;
+		if (done != NULL) {	/* finished before: not run again */
+			c->text = shoal_strdup(done);
+			c->journaled = 1;
+			if (c->text == NULL)
+				return SHOAL_ENOMEM;
+			continue;
+		}
+		if (shoal_tool_parse(c->name, args ? args : "{}", &c->args, &err) != SHOAL_OK) {
+			shoal_buf_reset(&h->agents->scratch);
+			shoal_tool_format_error(&err, &h->agents->scratch);
+			c->text = shoal_strdup(h->agents->scratch.data ? h->agents->scratch.data
+								: "error");
+			journal_tool(h, cv, c);
+			continue;
+		}
+		if (begin_call(h, cv, c) != SHOAL_OK)
+			return SHOAL_ENOMEM;
+	}
+	return snapshot_turn(h, cv);
+}
+
+/* Appends the tool messages of assistant's calls, in call order. */
+static int append_results(json_t *messages, json_t *assistant, json_t *results)
+{
+	json_t *tc;
+	size_t i;
+
+	json_array_foreach(json_object_get(assistant, "tool_calls"), i, tc) {
+		const char *id = json_string_value(json_object_get(tc, "id"));
+		const char *text = json_string_value(json_object_get(results, id ? id : ""));
+		json_t *msg = json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id",
+					id ? id : "", "content", text ? text : "error: no result");
+
+		if (msg == NULL || json_array_append_new(messages, msg) != 0)
+			return SHOAL_ENOMEM;
+	}
+	return SHOAL_OK;
+}
+
+/* Continues a subtask from its journal: 1 when it had one, 0 when it has
+ * none (start afresh), -1 when memory ran out. */
+static int resume_from_journal(struct harness *h, struct convo *cv,
+			       struct shoal_wire_lease *wl)
+{
+	struct shoal_error err = { 0, "" };
+	char key[256], tkey[256];
+	const char *argv[5];
+	redisReply *r = NULL, *t = NULL;
+	json_t *results = json_object(), *last = NULL;
+	long nfiles = 0;
+	size_t i;
+	int rc = SHOAL_OK;
+
+	cv_key(h, cv, "journal", key, sizeof(key));
+	argv[0] = "LRANGE";
+	argv[1] = key;
+	argv[2] = "0";
+	argv[3] = "-1";
+	if (results == NULL)
+		return -1;
+	if (shoal_state_command(h->st, (void **)&r, &err, 4, argv) != SHOAL_OK ||
+	    r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+		if (err.code != SHOAL_OK)
+			shoal_warn("subtask %s/%llu: cannot read its journal (%s): starting over",
+				   h->stages[cv->stage].conf->id, (unsigned long long)cv->seq,
+				   err.msg);
+		freeReplyObject(r);
+		json_decref(results);
+		return 0;
+	}
+	for (i = 0; i < r->elements && rc == SHOAL_OK; i++) {
+		json_t *e = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
+		json_t *msg = json_object_get(e, "msg"), *tool = json_object_get(e, "tool");
+		const char *role = json_string_value(json_object_get(msg, "role"));
+
+		if (tool != NULL) {
+			json_object_set(results, json_string_value(json_object_get(tool, "id"))
+					? json_string_value(json_object_get(tool, "id")) : "",
+					json_object_get(tool, "content"));
+		} else if (role != NULL) {
+			/* a message after an assistant's calls: their results first */
+			if (last != NULL && json_object_get(last, "tool_calls") != NULL)
+				rc = append_results(cv->messages, last, results);
+			if (strcmp(role, "assistant") == 0)
+				cv->turns++;
+			else if (strcmp(role, "user") == 0 && last != NULL)
+				cv->corrected = 1;
+			if (rc == SHOAL_OK && json_array_append(cv->messages, msg) != 0)
+				rc = SHOAL_ENOMEM;
+			last = strcmp(role, "assistant") == 0 ? msg : NULL;
+		}
+		json_decref(e);	/* msg lives on in cv->messages */
+	}
+	freeReplyObject(r);
+	if (rc == SHOAL_OK)
+		nfiles = snapshot_files(h, cv, wl);
+	cv_key(h, cv, "task", tkey, sizeof(tkey));
+	argv[0] = "HMGET";
+	argv[1] = tkey;
+	argv[2] = "tok_in";
+	argv[3] = "tok_out";
+	if (shoal_state_command(h->st, (void **)&t, &err, 4, argv) == SHOAL_OK &&
+	    t->type == REDIS_REPLY_ARRAY && t->elements == 2) {
+		cv->tok_in = t->element[0]->str ? strtoull(t->element[0]->str, NULL, 10) : 0;
+		cv->tok_out = t->element[1]->str ? strtoull(t->element[1]->str, NULL, 10) : 0;
+	}
+	freeReplyObject(t);
+	shoal_info("subtask %s/%llu: attempt %u goes on from its journal: %zu messages, "
+		   "%ld files", h->stages[cv->stage].conf->id, (unsigned long long)cv->seq,
+		   cv->attempt, json_array_size(cv->messages), nfiles < 0 ? 0 : nfiles);
+	last = json_array_get(cv->messages, json_array_size(cv->messages) - 1);
+	if (rc != SHOAL_OK || nfiles < 0) {
+		json_decref(results);
+		return -1;
+	}
+	if (json_array_size(cv->messages) == 0) {
+		json_decref(results);
+		return 0;
+	}
+	if (strcmp(json_string_value(json_object_get(last, "role")) ?
+		   json_string_value(json_object_get(last, "role")) : "", "assistant") != 0) {
+		submit_turn(h, cv);		/* the model's reply was not in */
+	} else if (json_object_get(last, "tool_calls") != NULL) {
+		cv->state = CV_TOOLS;
+		rc = resume_calls(h, cv, last, results);
+		if (rc == SHOAL_OK && cv->nleft == 0)
+			next_turn(h, cv);
+	} else {
+		const char *text = json_string_value(json_object_get(last, "content"));
+
+		cv->state = CV_TOOLS;
+		on_final(h, cv, text ? text : "");
+	}
+	json_decref(results);
+	return rc == SHOAL_OK ? 1 : -1;
 }

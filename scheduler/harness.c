@@ -1199,6 +1199,7 @@ static int flush(struct harness *h, struct shoal_error *err)
 	if (rc != SHOAL_OK)
 		return rc;
 	send_replies(h);
+	harness_agents_flushed(h);	/* journaled: the model may be asked */
 	for (i = 0; i < h->neffects; i++)
 		apply_effect(h, &h->effects[i]);
 	h->neffects = 0;

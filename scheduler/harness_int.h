@@ -159,6 +159,8 @@ struct harness {
 	size_t nreplies, cap_replies;
 	struct agent_rt *agents;	/* agent stages' loop (agent.c), or NULL */
 	uint64_t tok_in, tok_out;	/* model tokens of the whole run */
+	uint64_t snapshots, snap_bytes;	/* agent workspace snapshots stored,
+					 * and their new bytes (blobs) */
 	struct shoal_arena arena;	/* lease bytes of this turn */
 	struct shoal_buf enc;
 	struct shoal_buf input;		/* a lease's chunk */
@@ -200,7 +202,9 @@ int harness_agents_open(struct harness *h, struct shoal_error *err);
 void harness_agents_close(struct harness *h);
 /* Starts the conversation of a session lease that was just built. */
 int harness_agent_start(struct harness *h, const struct lease_ent *l,
-			const struct shoal_wire_lease *wl, struct shoal_error *err);
+			struct shoal_wire_lease *wl, struct shoal_error *err);
+/* After a flush: the model requests that waited for it go out. */
+void harness_agents_flushed(struct harness *h);
 int harness_agent_has_ops(const struct harness *h, int worker);
 /* Moves worker's queued ops into *ops (memory in h->arena). */
 uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire_op **ops);

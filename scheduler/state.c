@@ -511,6 +511,19 @@ int shoal_state_add_usage(struct shoal_state *st, const char *stage, uint64_t se
 	return SHOAL_OK;
 }
 
+int shoal_state_queue(struct shoal_state *st, int argc, const char *const *argv,
+		      const size_t *lens, struct shoal_error *err)
+{
+	int i, rc = begin_cmd(st);
+
+	for (i = 0; i < argc && rc == SHOAL_OK; i++)
+		rc = push_arg(st, argv[i], lens != NULL ? lens[i] : strlen(argv[i]));
+	if (rc != SHOAL_OK)
+		return shoal_error_set(err, rc, "out of memory queueing %s", argv[0]);
+	end_cmd(st);
+	return SHOAL_OK;
+}
+
 static int send_cmd(struct shoal_state *st, const struct queued_cmd *c,
 		    const char **argv, size_t *lens)
 {

@@ -110,6 +110,11 @@ int shoal_state_add_usage(struct shoal_state *st, const char *stage, uint64_t se
 			  uint64_t tokens_in, uint64_t tokens_out, uint32_t turns,
 			  struct shoal_error *err);
 
+/* Queues one command (binary-safe: lens may be NULL for C strings) for
+ * the next flush; its reply is only checked for an error. */
+int shoal_state_queue(struct shoal_state *st, int argc, const char *const *argv,
+		      const size_t *lens, struct shoal_error *err);
+
 /* Drops every queued batch without sending it. */
 void shoal_state_discard(struct shoal_state *st);
 

@@ -182,7 +182,7 @@ api_key_never_reaches_a_sandbox_redis_or_logs() {
 	mkdir -p "$d"
 	start_server "$d" '{
 	  "spy": [
-	    {"tool_calls": [{"name": "shell", "arguments": {"command": "env; cat /proc/*/environ 2>/dev/null | tr \"\\0\" \"\\n\"; grep -rs sk-shoal / --exclude-dir=proc --exclude-dir=sys -l 2>/dev/null | head; echo END"}}]},
+	    {"tool_calls": [{"name": "shell", "arguments": {"command": "env; cat /proc/*/environ 2>/dev/null | tr \"\\0\" \"\\n\"; grep -rsl \"sk-shoal-test-[0-9]*-do-not-leak\" / --exclude-dir=proc --exclude-dir=sys 2>/dev/null | head; echo END"}}]},
 	    {"text": "{\"ok\": true}"}
 	  ]
 	}' || return
@@ -192,13 +192,13 @@ api_key_never_reaches_a_sandbox_redis_or_logs() {
 	tool_messages "$d" spy 1 >"$d/t1"
 	expect_contains "$d/t1" "END" "the spying command ran"
 	expect_contains "$d/t1" "SHOAL_STAGE" "the sandbox's env was listed"
-	if grep -q "sk-shoal" "$d/t1"; then
-		fail "the key reached the sandbox: $(grep -o 'sk-shoal[^\\]*' "$d/t1" | head -2)"
+	if grep -qF -- "$KEY" "$d/t1"; then
+		fail "the key reached the sandbox"
 	fi
-	if rcli --scan --pattern '*' | while read -r k; do rcli dump "$k"; done | grep -aq "sk-shoal"; then
+	if rcli --scan --pattern '*' | while read -r k; do rcli dump "$k"; done | grep -aqF -- "$KEY"; then
 		fail "the key is in Redis"
 	fi
-	if grep -rq "sk-shoal" "$d/r.err" "$d/r.out"; then
+	if grep -rqF -- "$KEY" "$d/r.err" "$d/r.out"; then
 		fail "the key is in shoal's output"
 	fi
 	# the harness did send it, to the model server only

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# test_agent_faults.sh - an agent's conversation survives the loss of its
+# worker and of its harness: the journal in Redis replays what was done,
+# the workspace comes back from its last snapshot, and only the step in
+# flight is done again.  Real harness, workers, sandboxes and Redis; the
+# scripted model server stands in for the provider.
+. "$(dirname "$0")/../integration/lib.sh"
+
+MODEL_SERVER=$(cd "$(dirname "$0")/../model_server" && pwd)/model_server.py
+SERVER_PID=""
+HPID=""
+GATES=$(mktemp -d /var/tmp/shoal-agent-gates.XXXXXX)	# sandboxes bind no /tmp path
+chmod 755 "$GATES"
+
+stop_all() {
+	[ -n "$HPID" ] && kill -9 "$HPID" 2>/dev/null
+	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
+	pkill -9 -f "shoal worker --connect ipc://$TMP" 2>/dev/null
+	rm -rf "$GATES"
+}
+trap 'stop_all; cleanup' EXIT
+
+# start_server DIR SCRIPT_FILE: sets PORT.
+start_server() {
+	local d=$1 t
+	python3 "$MODEL_SERVER" --port 0 --script "$2" --log "$d/requests.log" \
+		>"$d/server.out" 2>"$d/server.err" &
+	SERVER_PID=$!
+	for t in $(seq 1 100); do
+		PORT=$(awk '/^PORT/ {print $2}' "$d/server.out" 2>/dev/null)
+		[ -n "$PORT" ] && return 0
+		sleep 0.05
+	done
+	fail "the model server did not start"
+	return 1
+}
+
+# script_long FILE TURNS HOLD [SLOW]: a conversation "long" of TURNS model turns:
+# turn k <= TURNS - 2 runs `echo turn k >> log.txt`, turn TURNS - 1 runs
+# `cat log.txt`, and the last answers with what that printed; turn HOLD's
+# command first waits while $GATES/hold exists.
+script_long() {
+	python3 - "$1" "$2" "$3" "$GATES" "${4:-0}" <<'PY'
+import json, sys
+path, turns, hold, gates = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+slow = int(sys.argv[5])
+steps = []
+for k in range(1, turns):
+    cmd = "echo turn %d >> log.txt" % k if k < turns - 1 else "cat log.txt"
+    if k == hold:
+        cmd = "while [ -e %s/hold ]; do sleep 0.05; done; %s" % (gates, cmd)
+    steps.append({"tool_calls": [{"name": "shell", "arguments": {"command": cmd}}]})
+steps.append({"text_from_tool": "stdout"})
+if slow:
+    steps[slow - 1]["latency_ms"] = 3000	# the model thinks long at turn SLOW
+json.dump({"long": steps}, open(path, "w"))
+PY
+}
+
+make_job() {
+	local d=$1 turns=$2
+	mkdir -p "$d/in"
+	echo "[conv:long]" >"$d/in/items.txt"
+	cat >"$d/run.yaml" <<YAML
+version: 1
+name: agent-faults
+pool: {max_workers: 1, min_workers: 1}
+timeouts: {heartbeat: 2s}
+sandbox: {readonly_paths: ["$GATES"]}
+models:
+  fake: {base_url: "http://127.0.0.1:$PORT/v1", api_key: "k", model: m, timeout: 10s}
+agents:
+  long:
+    model: fake
+    instructions: "Work in turns."
+    prompt: "{{input}}"
+    tools: [shell]
+    max_turns: $((turns + 2))
+stages:
+  - id: work
+    for_each: {files: "in/items.txt"}
+    agent: long
+    retries: 3
+    merge: {strategy: concat}
+    output: out/log.txt
+YAML
+}
+
+requests() {
+	[ -f "$1/requests.log" ] && wc -l <"$1/requests.log" || echo 0
+}
+
+# wait_requests DIR N: until the server has seen N requests (30 s at most).
+wait_requests() {
+	local t
+	for t in $(seq 1 300); do
+		[ "$(requests "$1")" -ge "$2" ] && return 0
+		sleep 0.1
+	done
+	fail "waited 30 s for request $2 (saw $(requests "$1"))"
+	return 1
+}
+
+expect_log() {
+	local d=$1 turns=$2 k
+	for k in $(seq 1 $((turns - 2))); do
+		[ "$(grep -c "^turn $k\$" "$d/out/log.txt")" = 1 ] ||
+			fail "turn $k's line is in the final log once: $(tr '\n' ' ' <"$d/out/log.txt")"
+	done
+}
+
+# The issue's scenario: a 20-turn agent whose worker is killed during turn
+# 19 (its tool call is running) finishes with no model call and no
+# finished tool call made again; the workspace of turns 1-18 comes back.
+worker_killed_at_turn_19_of_20_redoes_one_step() {
+	local d=$TMP/turn19 wpid
+	mkdir -p "$d"
+	script_long "$d/script.json" 20 19
+	start_server "$d" "$d/script.json" || return
+	make_job "$d" 20
+	touch "$GATES/hold"
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+		>"$d/r.out" 2>"$d/r.err" &
+	HPID=$!
+	wait_requests "$d" 19 || return	# turn 19's reply is in: its call runs
+	sleep 0.5
+	wpid=$(pgrep -f "shoal worker --connect ipc://$d/.shoal" | head -1)
+	[ -n "$wpid" ] || { fail "no worker to kill"; return; }
+	kill -9 "$wpid"
+	sleep 0.5
+	rm -f "$GATES/hold"
+	wait "$HPID"
+	expect_eq "$?" 0 "exit code ($(tail -3 "$d/r.err"))"
+	HPID=""
+	expect_eq "$(requests "$d")" 20 "model requests: 20 turns, none asked twice"
+	expect_contains "$d/r.err" "goes on from its journal" "the second attempt replays the journal"
+	expect_log "$d" 20
+	expect_eq "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$(head -1 "$d/r.out")}:task:work:0" attempt)" 2 "attempts"
+}
+
+# The worker is killed while turn 19's model request is in flight: the
+# request is given up with the session, asked again by the next attempt,
+# and that is the one extra model call of the whole conversation.
+worker_killed_during_model_call_19_of_20_costs_one_call() {
+	local d=$TMP/call19 wpid
+	mkdir -p "$d"
+	script_long "$d/script.json" 20 0 19
+	start_server "$d" "$d/script.json" || return
+	make_job "$d" 20
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+		>"$d/r.out" 2>"$d/r.err" &
+	HPID=$!
+	wait_requests "$d" 19 || return	# turn 19's request is on its way
+	wpid=$(pgrep -f "shoal worker --connect ipc://$d/.shoal" | head -1)
+	[ -n "$wpid" ] || { fail "no worker to kill"; return; }
+	kill -9 "$wpid"
+	wait "$HPID"
+	expect_eq "$?" 0 "exit code ($(tail -3 "$d/r.err"))"
+	HPID=""
+	expect_eq "$(requests "$d")" 21 "model requests: 20 turns and turn 19 once more"
+	expect_log "$d" 20
+}
+
+# The harness is killed during a tool call; `shoal resume` goes on from the
+# journal: the model is asked at most once more than the turns it takes.
+harness_killed_mid_conversation_resumes_from_the_journal() {
+	local d=$TMP/harness run
+	mkdir -p "$d"
+	script_long "$d/script.json" 8 5
+	start_server "$d" "$d/script.json" || return
+	make_job "$d" 8
+	touch "$GATES/hold"
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+		>"$d/r.out" 2>"$d/r.err" &
+	HPID=$!
+	wait_requests "$d" 5 || return
+	sleep 0.5
+	kill -9 "$HPID"
+	wait "$HPID" 2>/dev/null
+	HPID=""
+	pkill -9 -f "shoal worker --connect ipc://$d/.shoal"
+	run=$(head -1 "$d/r.out")
+	rm -f "$GATES/hold"
+	run_shoal "$d/r2" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "resume exit code ($(tail -3 "$d/r2.err"))"
+	expect_contains "$d/r2.err" "goes on from its journal" "the resumed run replays the journal"
+	expect_eq "$(requests "$d")" 8 "model requests: 8 turns, none asked twice"
+	expect_log "$d" 8
+}
+
+start_redis
+run_test worker_killed_at_turn_19_of_20_redoes_one_step
+run_test worker_killed_during_model_call_19_of_20_costs_one_call
+run_test harness_killed_mid_conversation_resumes_from_the_journal
+finish
