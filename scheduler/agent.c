@@ -1372,6 +1372,21 @@ void harness_agents_perform(struct harness *h)
 		shoal_warn("the model client failed a turn of its loop");
 }
 
+void harness_agents_stats(const struct harness *h, uint64_t *requests, uint64_t *retries,
+			  uint64_t *rate_limited)
+{
+	struct shoal_model_stats st;
+	size_t i;
+
+	*requests = *retries = *rate_limited = 0;
+	for (i = 0; h->agents != NULL && i < h->cfg->nmodels; i++) {
+		shoal_models_stats(h->agents->models, h->cfg->models[i].name, &st);
+		*requests += st.attempts;
+		*retries += st.retries;
+		*rate_limited += st.http_429;
+	}
+}
+
 size_t harness_agents_active(const struct harness *h)
 {
 	return h->agents != NULL ? h->agents->convos.len : 0;

@@ -223,6 +223,9 @@ int harness_agents_wait(struct harness *h, struct pollfd *fds, unsigned n, int t
 /* Model transfers and callbacks: call once per loop turn. */
 void harness_agents_perform(struct harness *h);
 size_t harness_agents_active(const struct harness *h);
+/* Model requests, retries and 429s of every model, for /metrics. */
+void harness_agents_stats(const struct harness *h, uint64_t *requests, uint64_t *retries,
+			  uint64_t *rate_limited);
 
 /* poolctl.c */
 int harness_pool_open(struct harness *h, struct shoal_error *err);

@@ -195,6 +195,10 @@ static void publish_metrics(struct harness *h)
 		if (h->workers[i].slots > h->workers[i].nleases)
 			snap.slots_free += h->workers[i].slots - h->workers[i].nleases;
 	}
+	harness_agents_stats(h, &snap.model_requests, &snap.model_retries,
+			     &snap.model_rate_limited);
+	snap.model_input_tokens = h->tok_in;
+	snap.model_output_tokens = h->tok_out;
 	shoal_metrics_publish(h->metrics, &snap);
 }
 
