@@ -671,7 +671,7 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 	ctx.attempt = l->attempt;
 	ctx.chunk_data = wl->input.data;
 	ctx.chunk_len = wl->input.len;
-	if (it->path == NULL) {
+	if (it->path == NULL && !s->conf->reduce) {	/* a record of for_each: {stage} */
 		ctx.record = it->data;
 		ctx.record_len = it->len;
 	}

@@ -423,7 +423,7 @@ static int render_input(struct harness *h, struct stage_rt *s, struct shoal_wire
 	ctx.attempt = l->attempt;
 	ctx.chunk_data = h->input.data;
 	ctx.chunk_len = h->input.len;
-	if (it->path == NULL) {
+	if (it->path == NULL && !s->conf->reduce) {	/* a record of for_each: {stage} */
 		ctx.record = it->data;
 		ctx.record_len = it->len;
 	}

@@ -384,6 +384,31 @@ responses_api() {
 	grep -q 'via-responses' "$d/requests.log" || fail "the tool result went back"
 }
 
+# A pipeline: an agent stage fans out, a reduce stage's agent reads every
+# record (its input) and writes the report.
+agent_reducer_reads_the_merged_records() {
+	local d=$TMP/reduce
+	mkdir -p "$d"
+	start_server "$d" '{
+	  "r1": [{"text": "{\"item\": 1}"}],
+	  "r2": [{"text": "{\"item\": 2}"}],
+	  "review": [{"tool_calls": [{"name": "shell", "arguments": {"command": "printf \"items: %s\\n\" $(wc -l < input)"}}]},
+	             {"text_from_tool": "stdout"}]
+	}' || return
+	make_job "$d" "r1 r2"
+	cat >>"$d/run.yaml" <<'YAML'
+  - id: report
+    needs: [work]
+    reduce: {agent: reviewer}
+    merge: {strategy: concat}
+    output: out/report.md
+YAML
+	sed -i 's|^stages:|  reviewer:\n    model: fake\n    instructions: "Review."\n    prompt: "[conv:review] review {{input}}"\n    tools: [shell]\nstages:|' "$d/run.yaml"
+	run_job "$d"
+	expect_eq "$RC" 0 "exit code ($(tail -3 "$d/r.err"))"
+	expect_eq "$(cat "$d/out/report.md" 2>/dev/null)" "items: 2" "the reviewer's report"
+}
+
 start_redis
 run_test tool_loop_runs_in_the_sandbox_and_merges_the_answer
 run_test api_key_never_reaches_a_sandbox_redis_or_logs
@@ -394,5 +419,6 @@ run_test output_schema_gets_one_corrective_turn
 run_test limits_stop_a_conversation
 run_test agentsmd_and_skills
 run_test responses_api
+run_test agent_reducer_reads_the_merged_records
 stop_server
 finish
