@@ -55,7 +55,8 @@
 
 enum job_state { JOB_RUNNING, JOB_DRAINED, JOB_FINISHED };
 
-enum session_op { OP_NONE, OP_OPEN, OP_EXEC, OP_WRITE, OP_READ, OP_LIST, OP_REMOVE };
+enum session_op { OP_NONE, OP_OPEN, OP_EXEC, OP_WRITE, OP_READ, OP_LIST, OP_REMOVE,
+		  OP_SPAWN };
 
 /* Why the worker killed the init; the first reason wins. */
 enum kill_reason { KILL_NONE, KILL_CANCEL, KILL_TIMEOUT, KILL_OUTPUT, KILL_PROTO };
@@ -102,6 +103,8 @@ struct shoal_sandbox_job {
 	struct shoal_buf tx;	/* frames to send: [u32 length][frame]... */
 	size_t tx_off;
 	int tx_waiting;		/* EPOLLOUT is armed */
+	int spawn_fds[SB_SPAWN_FDS];	/* a SPAWN's pipes until taken; -1 */
+	int got_spawned;
 };
 
 /* ---- host probing (once) ---- */
@@ -838,6 +841,7 @@ static struct shoal_sandbox_job *job_new(const struct shoal_sandbox_spec *s)
 		return NULL;
 	}
 	job->pidfd = job->sock = job->epfd = -1;
+	job->spawn_fds[0] = job->spawn_fds[1] = job->spawn_fds[2] = -1;
 	job->native = s->limits.backend == SHOAL_SANDBOX_NATIVE;
 	job->lim = s->limits;
 	job->lim.rootfs = NULL;
@@ -858,10 +862,23 @@ static struct shoal_sandbox_job *job_new(const struct shoal_sandbox_spec *s)
 	return job;
 }
 
+static void close_spawned(struct shoal_sandbox_job *job)
+{
+	int i;
+
+	for (i = 0; i < SB_SPAWN_FDS; i++) {
+		if (job->spawn_fds[i] >= 0)
+			close(job->spawn_fds[i]);
+		job->spawn_fds[i] = -1;
+	}
+	job->got_spawned = 0;
+}
+
 static void job_release(struct shoal_sandbox_job *job)
 {
 	size_t i;
 
+	close_spawned(job);
 	if (job->cg.ndirs > 0)
 		sb_cgroup_destroy(&job->cg);
 	if (job->tmpdir != NULL) {
@@ -1145,6 +1162,8 @@ static int on_frame(struct shoal_sandbox_job *job, const char *f, size_t n)
 			return proto_error(job, "MODE outside a read");
 		job->outcome.mode = h.arg & 07777;
 		return 0;
+	case SB_F_SPAWNED:
+		return proto_error(job, "SPAWNED without its pipes");
 	case SB_F_OPDONE:
 		if (!job->session || job->op == OP_NONE)
 			return proto_error(job, "OPDONE without an operation");
@@ -1156,20 +1175,103 @@ static int on_frame(struct shoal_sandbox_job *job, const char *f, size_t n)
 	}
 }
 
+/* A SPAWNED frame and the descriptors that came with it (all closed
+ * unless they are exactly what a SPAWN's answer holds: three pipes). */
+static int on_spawned(struct shoal_sandbox_job *job, const char *f, size_t n,
+		      int *fds, size_t nfds)
+{
+	struct sb_hdr h;
+	struct stat st;
+	const char *bad = NULL;
+	size_t i;
+
+	memcpy(&h, f, sizeof(h));
+	if (h.type != SB_F_SPAWNED || n != sizeof(h) + sizeof(uint32_t))
+		bad = "descriptors outside a SPAWNED frame";
+	else if (job->op != OP_SPAWN || job->got_spawned)
+		bad = "SPAWNED outside a spawn";
+	else if (nfds != SB_SPAWN_FDS)
+		bad = "SPAWNED without its three pipes";
+	for (i = 0; bad == NULL && i < nfds; i++)
+		if (fstat(fds[i], &st) != 0 || !S_ISFIFO(st.st_mode) ||
+		    fcntl(fds[i], F_SETFL, O_NONBLOCK) != 0)
+			bad = "SPAWNED with a descriptor that is not a pipe";
+	if (bad != NULL) {
+		for (i = 0; i < nfds; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+		return proto_error(job, bad);
+	}
+	for (i = 0; i < nfds; i++)
+		job->spawn_fds[i] = fds[i];
+	memcpy(&job->workload_pid, f + sizeof(h), sizeof(uint32_t));
+	job->got_spawned = 1;
+	return 0;
+}
+
+/* One frame from the socket, and the descriptors it carries (only a
+ * SPAWNED frame may): > 0 its length, 0 at EOF, < 0 with errno. */
+static ssize_t recv_frame(struct shoal_sandbox_job *job, int *fds,
+			  size_t *nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * (SB_SPAWN_FDS + 1))];
+		struct cmsghdr align;
+	} ctl;
+	struct iovec iov = { job->frame, SB_FRAME_MAX };
+	struct msghdr m;
+	struct cmsghdr *c;
+	ssize_t n;
+
+	memset(&m, 0, sizeof(m));
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = ctl.buf;
+	m.msg_controllen = sizeof(ctl.buf);
+	*nfds = 0;
+	n = recvmsg(job->sock, &m, MSG_TRUNC | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return n;
+	for (c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+		size_t k, cnt;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (k = 0; k < cnt && *nfds <= SB_SPAWN_FDS; k++)
+			memcpy(&fds[(*nfds)++], CMSG_DATA(c) + k * sizeof(int),
+			       sizeof(int));
+	}
+	if ((m.msg_flags & MSG_CTRUNC) != 0 && *nfds == 0)
+		fds[(*nfds)++] = -1;	/* descriptors were dropped: refused */
+	return n;
+}
+
 /* Reads what is there; moves to DRAINED at EOF. */
 static void read_frames(struct shoal_sandbox_job *job)
 {
 	int i;
 
 	for (i = 0; i < FRAMES_PER_STEP && job->state == JOB_RUNNING; i++) {
-		ssize_t n = recv(job->sock, job->frame, SB_FRAME_MAX, MSG_TRUNC);
+		int fds[SB_SPAWN_FDS + 1];
+		size_t nfds;
+		ssize_t n = recv_frame(job, fds, &nfds);
 
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			return;
-		if (n > SB_FRAME_MAX) {
-			(void)proto_error(job, "oversized frame");
+		if (n > SB_FRAME_MAX || (nfds > 0 && (n < (ssize_t)sizeof(struct sb_hdr) ||
+						      job->killed == KILL_PROTO))) {
+			while (nfds > 0)
+				if (fds[--nfds] >= 0)
+					close(fds[nfds]);
+			(void)proto_error(job, n > SB_FRAME_MAX ? "oversized frame"
+					  : "unexpected descriptors");
+			continue;
+		}
+		if (n > 0 && nfds > 0) {
+			(void)on_spawned(job, job->frame, (size_t)n, fds, nfds);
 			continue;
 		}
 		if (n > 0) {
@@ -1466,15 +1568,20 @@ static int try_finish(struct shoal_sandbox_job *job)
  * A session is a job whose init, after staging the workspace, serves
  * operations instead of running one command: EXEC (a command, run to its
  * end; every process it started dies when it exits), WRITE, READ, LIST
- * and REMOVE of workspace files.  One operation at a time: step returns 1
- * when it has finished, and the outcome is its result until the next one
- * starts (a READ's also has the file's mode, from SB_F_MODE).  A timeout,
+ * and REMOVE of workspace files, and SPAWN (added: a process that stays,
+ * an MCP stdio server; its pipes come back with the SPAWNED frame, as
+ * SCM_RIGHTS, and are checked to be pipes before they are kept).  One
+ * operation at a time: step returns 1 when it has finished, and the
+ * outcome is its result until the next one starts (a READ's also has the
+ * file's mode, from SB_F_MODE).  A timeout,
  * the output cap or a cancel kill the command (SB_C_KILL), not the
  * sandbox; an init that does not answer within KILL_GRACE_MS is killed, and
  * the session is over (FINISHED: further operations fail with ECLOSED).
  *
- *   OPEN ──OPDONE──▶ idle ──exec/write/read/list/remove──▶ busy ──OPDONE──▶ idle
- *     └──────── the init exits or is killed ────────┴──▶ FINISHED
+ *   OPEN ──OPDONE──▶ idle ──exec/write/read/list/remove/spawn──▶ busy
+ *     │               ▲                                          │
+ *     │               └───────────────── OPDONE ─────────────────┘
+ *     └──────── the init exits or is killed (any state) ──▶ FINISHED
  */
 #define KILL_GRACE_MS 2000
 
@@ -1547,7 +1654,7 @@ static void kill_command(struct shoal_sandbox_job *job, enum kill_reason why)
 static void finish_op(struct shoal_sandbox_job *job)
 {
 	static const char *const verbs[] = { "", "open", "exec", "write", "read",
-					     "list", "remove" };
+					     "list", "remove", "spawn" };
 	struct shoal_sandbox_outcome *oc = &job->outcome;
 	enum session_op op = job->op;
 	char num[32];
@@ -1556,6 +1663,13 @@ static void finish_op(struct shoal_sandbox_job *job)
 	job->deadline_ms = INT64_MAX;
 	if (op == OP_EXEC) {
 		build_outcome(job, NULL);
+	} else if (op == OP_SPAWN && job->got_fail) {
+		outcome_from_fail(job);
+	} else if (op == OP_SPAWN && !job->got_spawned) {
+		oc->status = SHOAL_STATUS_ERROR;
+		snprintf(oc->reason, sizeof(oc->reason),
+			 "cannot start %s: the sandbox refused (%s)", job->argv0,
+			 strerror(job->op_errno ? (int)job->op_errno : EINVAL));
 	} else if (job->op_errno != 0) {
 		oc->status = SHOAL_STATUS_ERROR;
 		oc->op_errno = (int)job->op_errno;
@@ -1624,6 +1738,7 @@ static int begin_op(struct shoal_sandbox_job *job, enum session_op op,
 	oc->mode = 0;
 	oc->op_errno = 0;
 	job->got_exit = job->got_fail = job->outputs_over = 0;
+	close_spawned(job);	/* a previous spawn's, never taken */
 	job->fail_what[0] = '\0';
 	job->killed = KILL_NONE;
 	job->op_errno = 0;
@@ -1673,13 +1788,13 @@ int shoal_sandbox_session_open(const struct shoal_sandbox_spec *spec,
 	return SHOAL_OK;
 }
 
-int shoal_sandbox_session_exec(struct shoal_sandbox_job *job,
-			       const char *const *argv, size_t argc,
-			       uint64_t timeout_ms, struct shoal_error *err)
+/* argv (and, for a SPAWN, env: KEY=VALUE) as one payload: the strings,
+ * each NUL-terminated; *buf is the caller's to free. */
+static int pack_argv(const char *const *argv, size_t argc,
+		     const char *const *env, size_t nenv, char **buf,
+		     size_t *len, struct shoal_error *err)
 {
 	size_t i, total = 0;
-	char *buf;
-	int rc;
 
 	if (argc == 0 || argc > SB_EXEC_ARGC_MAX || argv == NULL || argv[0] == NULL ||
 	    argv[0][0] == '\0')
@@ -1692,35 +1807,100 @@ int shoal_sandbox_session_exec(struct shoal_sandbox_job *job,
 					       "sandbox: argv[%zu] is NULL", i);
 		total += strlen(argv[i]) + 1;
 	}
+	for (i = 0; i < nenv; i++) {
+		if (env[i] == NULL || env[i][0] == '=' || strchr(env[i], '=') == NULL)
+			return shoal_error_set(err, SHOAL_EINVAL, "sandbox: env "
+					       "entry %zu is not KEY=VALUE", i);
+		total += strlen(env[i]) + 1;
+	}
 	if (total > SB_PAYLOAD_MAX)
 		return shoal_error_set(err, SHOAL_ETOOBIG,
 				       "sandbox: the command is %zu bytes, over %d",
 				       total, SB_PAYLOAD_MAX);
-	rc = begin_op(job, OP_EXEC, NULL, err);
-	if (rc != SHOAL_OK)
-		return rc;
-	buf = malloc(total);
-	if (buf == NULL) {
-		job->op = OP_NONE;
+	*buf = malloc(total);
+	if (*buf == NULL)
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
-	}
-	for (i = 0, total = 0; i < argc; i++) {
-		size_t n = strlen(argv[i]) + 1;
+	for (i = 0, total = 0; i < argc + nenv; i++) {
+		const char *a = i < argc ? argv[i] : env[i - argc];
+		size_t n = strlen(a) + 1;
 
-		memcpy(buf + total, argv[i], n);
+		memcpy(*buf + total, a, n);
 		total += n;
 	}
-	rc = tx_queue(job, SB_C_EXEC, (uint32_t)argc, buf, total);
+	*len = total;
+	return SHOAL_OK;
+}
+
+/* Starts an EXEC or a SPAWN of argv. */
+static int argv_op(struct shoal_sandbox_job *job, enum session_op op,
+		   uint32_t type, const char *const *argv, size_t argc,
+		   const char *const *env, size_t nenv, struct shoal_error *err)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int rc = pack_argv(argv, argc, env, nenv, &buf, &len, err);
+
+	if (rc == SHOAL_OK)
+		rc = begin_op(job, op, NULL, err);
+	if (rc != SHOAL_OK) {
+		free(buf);
+		return rc;
+	}
+	rc = tx_queue(job, type, (uint32_t)argc, buf, len);
 	free(buf);
 	if (rc != SHOAL_OK) {
 		job->op = OP_NONE;
 		return shoal_error_set(err, rc, "sandbox: queueing the command");
 	}
 	shoal_strlcpy(job->argv0, argv[0], sizeof(job->argv0));
+	return SHOAL_OK;
+}
+
+int shoal_sandbox_session_exec(struct shoal_sandbox_job *job,
+			       const char *const *argv, size_t argc,
+			       uint64_t timeout_ms, struct shoal_error *err)
+{
+	int rc = argv_op(job, OP_EXEC, SB_C_EXEC, argv, argc, NULL, 0, err);
+
+	if (rc != SHOAL_OK)
+		return rc;
 	job->op_timeout_ms = timeout_ms ? timeout_ms : job->lim.timeout_ms;
 	if (job->op_timeout_ms > 0)
 		job->deadline_ms = shoal_now_ms() + (int64_t)job->op_timeout_ms;
 	tx_flush(job);
+	return SHOAL_OK;
+}
+
+int shoal_sandbox_session_spawn(struct shoal_sandbox_job *job,
+				const char *const *argv, size_t argc,
+				const char *const *env, size_t nenv,
+				struct shoal_error *err)
+{
+	int rc = argv_op(job, OP_SPAWN, SB_C_SPAWN, argv, argc, env, nenv, err);
+
+	if (rc != SHOAL_OK)
+		return rc;
+	/* the init answers at once (the exec is synchronous); one that
+	 * does not ends the session, as a KILL without answer does */
+	job->deadline_ms = shoal_now_ms() + KILL_GRACE_MS * 5;
+	tx_flush(job);
+	return SHOAL_OK;
+}
+
+int shoal_sandbox_session_take_spawned(struct shoal_sandbox_job *job,
+				       int fds[3], int *pid)
+{
+	int i;
+
+	if (!job->got_spawned)
+		return SHOAL_ENOTFOUND;
+	for (i = 0; i < SB_SPAWN_FDS; i++) {
+		fds[i] = job->spawn_fds[i];
+		job->spawn_fds[i] = -1;
+	}
+	if (pid != NULL)
+		*pid = (int)job->workload_pid;
+	job->got_spawned = 0;
 	return SHOAL_OK;
 }
 

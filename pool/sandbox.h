@@ -1,5 +1,5 @@
 /* sandbox.h - what the sandbox promises.  Every way of running workload code
- * (commands now; agent tools and MCP stdio servers later) goes through here.
+ * (commands, agent tools and MCP stdio servers) goes through here.
  *
  * A job is one sandbox running one command: a fresh set of namespaces (user,
  * mount, pid, net, ipc, uts, cgroup), a tmpfs root with the host's system
@@ -198,7 +198,8 @@ void shoal_sandbox_job_free(struct shoal_sandbox_job *job);
  *     shoal_sandbox_job_free(s)               ends the sandbox
  *
  * exec runs a command to its end (stdin is /dev/null; every process it
- * started is killed when it exits, so nothing runs between operations);
+ * started is killed when it exits, so nothing runs between operations
+ * but what spawn started, below);
  * its outcome is a job's.  A timeout (timeout_ms, 0: limits.timeout_ms),
  * the output cap or shoal_sandbox_job_kill end the command, not the
  * session.  write creates or replaces a file (and its folders); read puts
@@ -230,6 +231,26 @@ int shoal_sandbox_session_list(struct shoal_sandbox_job *s, const char *path,
 int shoal_sandbox_session_remove(struct shoal_sandbox_job *s, const char *path,
 				 struct shoal_error *err);
 int shoal_sandbox_session_ended(const struct shoal_sandbox_job *s);
+
+/* Added: a long-lived process in a session (an MCP stdio server).  spawn
+ * starts argv like exec does (the workspace as its folder, the session's
+ * environment with env's "KEY=VALUE" entries added or replacing, the
+ * session's rlimits, cgroup limits shared with everything else in the
+ * sandbox; argv and env together at most 32 KiB) but does not wait for it: step returns 1 as soon as it has
+ * started (status OK) or could not (ERROR, "command not found: node").
+ * Then take_spawned hands over, once, its stdin's write end and its
+ * stdout's and stderr's read ends (fds[0..2], non-blocking and
+ * close-on-exec; the caller closes them) and its pid inside the sandbox;
+ * pipes not taken before the next operation are closed.  The process
+ * leads its own session and is spared when a command ends (the commands'
+ * processes are still all killed); it ends when it exits, or with the
+ * sandbox.  At most 16 run in one session at once. */
+int shoal_sandbox_session_spawn(struct shoal_sandbox_job *s,
+				const char *const *argv, size_t argc,
+				const char *const *env, size_t nenv,
+				struct shoal_error *err);
+int shoal_sandbox_session_take_spawned(struct shoal_sandbox_job *s,
+				       int fds[3], int *pid);
 
 /* Added: reaps the inits of freed jobs that have exited since, removing
  * their cgroups (and backend-none workspaces).  Every start and free does

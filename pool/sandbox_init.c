@@ -11,8 +11,8 @@
  *   system (sandbox_mounts.c) ──▶ stage /workspace ──▶ drop every
  *   capability, NO_NEW_PRIVS, seccomp (inherited by all it starts) ──▶
  *     job:     run the command ──▶ collect `outputs` ──▶ DONE ──▶ exit
- *     session: serve operations (EXEC, WRITE, READ, LIST) until the
- *              worker closes the socket
+ *     session: serve operations (EXEC, WRITE, READ, LIST, REMOVE,
+ *              SPAWN) until the worker closes the socket
  *
  * Running a command: spawn the workload, relay its stdout/stderr as
  * frames, reap every child; when the workload exits, kill what is left,
@@ -21,7 +21,13 @@
  * Any failure before the workload runs is reported as SB_F_FAIL and the
  * init exits; the worker turns it into SHOAL_STATUS_ERROR.  The worker
  * enforces a job's timeout and output cap by killing the init, which
- * kills the whole pid namespace (a session's, by asking for SB_C_KILL). */
+ * kills the whole pid namespace (a session's, by asking for SB_C_KILL).
+ *
+ * A session may also keep processes across operations: SPAWN starts one
+ * (an MCP stdio server) and hands its pipes to the worker.  Each leads
+ * its own session (setsid), which no other process can join, so when a
+ * command ends "everything else dies" becomes "everything outside the
+ * spawned processes' sessions dies" (kill_rest). */
 #include "pool/sandbox_int.h"
 
 #include <dirent.h>
@@ -106,8 +112,46 @@ int sb_send_frame(int sock, uint32_t type, uint32_t arg, const void *p,
 	}
 }
 
-static _Noreturn void fail_exit(int sock, uint32_t kind, int err,
-				const char *what)
+/* One frame carrying descriptors (SCM_RIGHTS). */
+static void send_frame_fds(int sock, uint32_t type, uint32_t arg,
+			   const void *p, size_t n, const int *fds, size_t nfds)
+{
+	static union {
+		char buf[CMSG_SPACE(sizeof(int) * SB_SPAWN_FDS)];
+		struct cmsghdr align;
+	} ctl;
+	struct sb_hdr h;
+	struct iovec iov[2];
+	struct msghdr m;
+	struct cmsghdr *c;
+
+	h.type = type;
+	h.arg = arg;
+	iov[0].iov_base = &h;
+	iov[0].iov_len = sizeof(h);
+	iov[1].iov_base = (void *)p;
+	iov[1].iov_len = n;
+	memset(&m, 0, sizeof(m));
+	memset(&ctl, 0, sizeof(ctl));
+	m.msg_iov = iov;
+	m.msg_iovlen = n > 0 ? 2 : 1;
+	m.msg_control = ctl.buf;
+	m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	c = CMSG_FIRSTHDR(&m);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+	for (;;) {
+		if (sendmsg(sock, &m, MSG_NOSIGNAL) >= 0)
+			return;
+		if (errno != EINTR)
+			_exit(3);	/* the worker is gone */
+	}
+}
+
+/* A FAIL frame: what failed (kind, errno) and what was being done. */
+static void send_fail(int sock, uint32_t kind, int err, const char *what)
 {
 	char buf[sizeof(struct sb_fail) + 512];
 	struct sb_fail f;
@@ -118,6 +162,12 @@ static _Noreturn void fail_exit(int sock, uint32_t kind, int err,
 	memcpy(buf, &f, sizeof(f));
 	memcpy(buf + sizeof(f), what, n);
 	sb_send_frame(sock, SB_F_FAIL, 0, buf, sizeof(f) + n);
+}
+
+static _Noreturn void fail_exit(int sock, uint32_t kind, int err,
+				const char *what)
+{
+	send_fail(sock, kind, err, what);
 	sb_send_frame(sock, SB_F_DONE, 0, NULL, 0);
 	_exit(1);
 }
@@ -494,6 +544,108 @@ fail:
 	_exit(127);
 }
 
+/* ---- spawned processes (sessions) ----
+ *
+ * The session ids of the processes SPAWN started (each is its session's
+ * leader, so its pid is its session id).  A process can only ever join a
+ * session by creating it, so no command's process can hide in one. */
+static pid_t kept[SB_SPAWN_MAX];
+static int nkept;
+
+static void forget_kept(pid_t pid)
+{
+	int i;
+
+	for (i = 0; i < nkept; i++)
+		if (kept[i] == pid) {
+			kept[i] = kept[--nkept];
+			return;
+		}
+}
+
+static int is_kept(pid_t sid)
+{
+	int i;
+
+	for (i = 0; i < nkept; i++)
+		if (kept[i] == sid)
+			return 1;
+	return 0;
+}
+
+/* Reads the state and session id of pid from /proc/PID/stat; 0 or -1. */
+static int proc_state(pid_t pid, char *state, pid_t *sid)
+{
+	static const char digits[] = "0123456789";
+	char path[32], buf[1024], *p;
+	long v[3];
+	ssize_t n;
+	int fd, i, k = 0;
+
+	memcpy(path, "/proc/", 6);
+	for (i = 1000000000; i > 1 && pid / i == 0; i /= 10)
+		;
+	for (k = 6; i >= 1; i /= 10)
+		path[k++] = digits[(pid / i) % 10];
+	memcpy(path + k, "/stat", 6);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');	/* the name may hold anything but ")" last */
+	if (p == NULL || p[1] != ' ' || p[2] == '\0')
+		return -1;
+	*state = p[2];
+	p += 3;
+	for (i = 0; i < 3; i++) {	/* ppid, pgrp, session */
+		char *end;
+
+		v[i] = strtol(p, &end, 10);
+		if (end == p)
+			return -1;
+		p = end;
+	}
+	*sid = (pid_t)v[2];
+	return 0;
+}
+
+/* SIGKILLs every process of the pid namespace that is neither us, nor a
+ * zombie, nor in a kept session; returns how many were alive. */
+static int kill_unkept(void)
+{
+	static char dents[8192] __attribute__((aligned(8)));
+	int fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC), alive = 0;
+	long n;
+
+	if (fd < 0)
+		return 0;
+	while ((n = syscall(SYS_getdents64, fd, dents, sizeof(dents))) > 0) {
+		long off = 0;
+
+		while (off < n) {
+			const struct dirent64 *d = (const void *)(dents + off);
+			char *end, state;
+			long pid = strtol(d->d_name, &end, 10);
+			pid_t sid;
+
+			off += d->d_reclen;
+			if (*end != '\0' || end == d->d_name || pid <= 1)
+				continue;
+			if (proc_state((pid_t)pid, &state, &sid) != 0 ||
+			    state == 'Z' || state == 'X' || is_kept(sid))
+				continue;
+			(void)kill((pid_t)pid, SIGKILL);
+			alive++;
+		}
+	}
+	close(fd);
+	return alive;
+}
+
 /* ---- relaying and reaping ---- */
 
 struct relay {
@@ -534,6 +686,7 @@ static void reap(struct relay *r, int block)
 			continue;
 		if (p <= 0)
 			return;
+		forget_kept(p);
 		if (p == r->main_pid && !r->main_done) {
 			r->main_done = 1;
 			r->wstatus = st;
@@ -544,13 +697,16 @@ static void reap(struct relay *r, int block)
 }
 
 /* The workload has exited: nothing else in the sandbox may outlive it
- * (or write to the workspace while outputs are collected). */
+ * (or write to the workspace while outputs are collected), except what
+ * SPAWN started. */
 static void kill_rest(const struct sb_launch *l, pid_t main_pid)
 {
-	if (l->native)
+	if (!l->native)
+		(void)kill(-main_pid, SIGKILL);	/* its process group */
+	else if (nkept == 0)
 		(void)kill(-1, SIGKILL);	/* pid 1: everyone but us */
 	else
-		(void)kill(-main_pid, SIGKILL);	/* its process group */
+		(void)kill_unkept();
 }
 
 /* A session's command while its command runs: only KILL is expected.
@@ -563,6 +719,33 @@ static int take_kill(struct relay *r)
 	if (n == 0)
 		_exit(0);	/* the worker is gone */
 	return n >= (ssize_t)sizeof(h) && h.type == SB_C_KILL;
+}
+
+/* After a command: every process of the sandbox but the kept ones is
+ * dead and reaped, so that nothing writes once EXIT is reported.  With
+ * kept processes the init cannot wait for "no children left"; it kills
+ * and reaps until no other process is alive (bounded: one stuck in the
+ * kernel is left to the session's end). */
+static void reap_rest(const struct sb_launch *l, struct relay *r)
+{
+	int64_t give_up = mono_us() + 10000000;
+
+	if (!l->native || nkept == 0) {
+		reap(r, l->native);
+		return;
+	}
+	for (;;) {
+		struct pollfd p = { r->sigfd, POLLIN, 0 };
+		struct signalfd_siginfo si;
+
+		reap(r, 0);
+		if (kill_unkept() == 0 || mono_us() > give_up)
+			break;
+		(void)poll(&p, 1, 10);
+		while (read(r->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+			;
+	}
+	reap(r, 0);
 }
 
 static void relay_loop(const struct sb_launch *l, struct relay *r)
@@ -715,24 +898,19 @@ static int run_command(const struct sb_launch *l, int sock, int sigfd,
 	r.watch_sock = session;
 	r.main_pid = spawn_workload(l, &r, use_input, &kind, &err);
 	if (r.main_pid < 0) {
-		char buf[sizeof(struct sb_fail) + 256];
-		struct sb_fail f = { kind, err };
 		const char *what = kind == SB_FAIL_EXEC ? l->argv[0]
 				   : "prepare the workload (stdio, rlimits)";
-		size_t n = strnlen(what, 255);
 
 		if (!session)
 			fail_exit(sock, kind, err, what);
 		reap(&r, 0);
-		memcpy(buf, &f, sizeof(f));
-		memcpy(buf + sizeof(f), what, n);
-		sb_send_frame(sock, SB_F_FAIL, 0, buf, sizeof(f) + n);
+		send_fail(sock, kind, err, what);
 		return -1;
 	}
 	wpid = (uint32_t)r.main_pid;
 	sb_send_frame(sock, SB_F_READY, 0, &wpid, sizeof(wpid));
 	relay_loop(l, &r);
-	reap(&r, l->native);	/* everything, so that nothing writes */
+	reap_rest(l, &r);	/* everything, so that nothing writes */
 	report_exit(l, &r);
 	return 0;
 }
@@ -772,8 +950,9 @@ static void join_cgroups(const struct sb_launch *l, int sock)
 static char cmd_buf[SB_FRAME_MAX + 1];
 static char *exec_argv[SB_EXEC_ARGC_MAX + 1];
 
-/* Splits an EXEC payload into exec_argv; 0 or -1. */
-static int parse_exec(char *p, size_t n, uint32_t argc)
+/* Splits the first argc strings of an EXEC or SPAWN payload into
+ * exec_argv; *used is the bytes they took.  0 or -1. */
+static int parse_args(char *p, size_t n, uint32_t argc, size_t *used)
 {
 	size_t off = 0;
 	uint32_t i;
@@ -787,7 +966,169 @@ static int parse_exec(char *p, size_t n, uint32_t argc)
 		off += strlen(p + off) + 1;
 	}
 	exec_argv[argc] = NULL;
-	return off == n ? 0 : -1;
+	*used = off;
+	return 0;
+}
+
+static int parse_exec(char *p, size_t n, uint32_t argc)
+{
+	size_t used = 0;
+
+	return parse_args(p, n, argc, &used) == 0 && used == n ? 0 : -1;
+}
+
+/* A SPAWN's environment: the session's, with the KEY=VALUE strings after
+ * the arguments (p[0..n)) added or replacing the same names. */
+static char *spawn_envp[SB_SPAWN_ENV_MAX + 1];
+
+static int same_name(const char *a, const char *b)
+{
+	size_t k = strcspn(a, "=");
+
+	return strncmp(a, b, k + 1) == 0;
+}
+
+static int build_spawn_env(const struct sb_launch *l, char *p, size_t n,
+			   const char **path)
+{
+	size_t i, k = 0, off;
+
+	for (i = 0; l->envp[i] != NULL; i++) {
+		int replaced = 0;
+
+		for (off = 0; off < n && !replaced; off += strlen(p + off) + 1)
+			replaced = same_name(l->envp[i], p + off);
+		if (replaced)
+			continue;
+		if (k == SB_SPAWN_ENV_MAX)
+			return -1;
+		spawn_envp[k++] = l->envp[i];
+	}
+	for (off = 0; off < n; off += strlen(p + off) + 1) {
+		if (strchr(p + off, '=') == NULL || p[off] == '=' || k == SB_SPAWN_ENV_MAX)
+			return -1;
+		spawn_envp[k++] = p + off;
+	}
+	spawn_envp[k] = NULL;
+	*path = l->path;
+	for (i = 0; i < k; i++)
+		if (strncmp(spawn_envp[i], "PATH=", 5) == 0)
+			*path = spawn_envp[i] + 5;
+	return 0;
+}
+
+/* SPAWN: starts exec_argv as a kept process (an MCP stdio server) and
+ * hands the worker its stdin's write end and its stdout's and stderr's
+ * read ends.  Like a command it runs in the workspace with the session's
+ * environment (plus the SPAWN's own variables) and rlimits, in its own
+ * session (setsid), but it outlives the operation: it ends when it
+ * exits, or with the sandbox. */
+static void spawn_kept(const struct sb_launch *l, int sock)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	int give[SB_SPAWN_FDS], e = 0, i;
+	uint32_t kind = SB_FAIL_SETUP, wpid;
+	const char *what = "start the server (pipes)";
+	struct wl_args w;
+	pid_t pid = -1;
+
+	memset(&w, 0, sizeof(w));
+	w.l = l;
+	if (nkept >= SB_SPAWN_MAX) {
+		e = EAGAIN;
+		what = "start another server: a session runs at most 16";
+		goto fail;
+	}
+	if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0 ||
+	    pipe2(errp, O_CLOEXEC) != 0) {
+		e = errno;
+		goto fail;
+	}
+	w.in_fd = in[0];
+	w.out_fd = out[1];
+	w.err_fd = errp[1];
+	pid = clone(workload_main, wl_stack + sizeof(wl_stack),
+		    CLONE_VM | CLONE_VFORK | SIGCHLD, &w);
+	e = errno;
+	if (pid > 0 && w.exec_errno != 0) {
+		kind = w.exec_errno > 0 ? SB_FAIL_EXEC : SB_FAIL_SETUP;
+		e = w.exec_errno > 0 ? w.exec_errno : -w.exec_errno;
+		what = kind == SB_FAIL_EXEC ? l->argv[0]
+		       : "prepare the server (stdio, rlimits)";
+		pid = -1;	/* it has exited; reaped with the others */
+	}
+	if (pid < 0)
+		goto fail;
+	kept[nkept++] = pid;
+	wpid = (uint32_t)pid;
+	give[0] = in[1];
+	give[1] = out[0];
+	give[2] = errp[0];
+	send_frame_fds(sock, SB_F_SPAWNED, 0, &wpid, sizeof(wpid), give,
+		       SB_SPAWN_FDS);
+	for (i = 0; i < 2; i++) {
+		close(in[i]);
+		close(out[i]);
+		close(errp[i]);
+	}
+	return;
+fail:
+	for (i = 0; i < 2; i++) {
+		if (in[i] >= 0)
+			close(in[i]);
+		if (out[i] >= 0)
+			close(out[i]);
+		if (errp[i] >= 0)
+			close(errp[i]);
+	}
+	send_fail(sock, kind, e, what);
+}
+
+static void serve_spawn(const struct sb_launch *cmd, int sock, char *p,
+			size_t pn, uint32_t argc)
+{
+	struct sb_launch l = *cmd;
+	size_t used = 0;
+	int bad = parse_args(p, pn, argc, &used) != 0 ||
+		  build_spawn_env(cmd, p + used, pn - used, &l.path) != 0;
+
+	l.envp = spawn_envp;
+	if (!bad)
+		spawn_kept(&l, sock);
+	sb_send_frame(sock, SB_F_OPDONE, bad ? EINVAL : 0, NULL, 0);
+}
+
+/* Between operations: reaps what exited (a kept process that died). */
+static void reap_between_ops(int sigfd)
+{
+	struct signalfd_siginfo si;
+	pid_t p;
+	int st;
+
+	while (read(sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		;
+	while ((p = waitpid(-1, &st, WNOHANG)) > 0)
+		forget_kept(p);
+}
+
+/* Waits for the next operation; reaps exited processes meanwhile. */
+static ssize_t next_op(int sock, int sigfd)
+{
+	for (;;) {
+		struct pollfd p[2] = { { sock, POLLIN, 0 }, { sigfd, POLLIN, 0 } };
+		ssize_t n;
+
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			_exit(2);
+		if (p[1].revents != 0)
+			reap_between_ops(sigfd);
+		if (p[0].revents == 0)
+			continue;
+		n = recv(sock, cmd_buf, SB_FRAME_MAX, MSG_DONTWAIT);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		return n;
+	}
 }
 
 static _Noreturn void serve_session(const struct sb_launch *l, int sock,
@@ -802,12 +1143,10 @@ static _Noreturn void serve_session(const struct sb_launch *l, int sock,
 	sb_send_frame(sock, SB_F_OPDONE, 0, NULL, 0);	/* ready */
 	for (;;) {
 		struct sb_hdr h;
-		ssize_t n = recv(sock, cmd_buf, SB_FRAME_MAX, 0);
+		ssize_t n = next_op(sock, sigfd);
 		size_t pn;
 		char *p = cmd_buf + sizeof(h);
 
-		if (n < 0 && errno == EINTR)
-			continue;
 		if (n <= 0)
 			_exit(0);	/* the worker closed the session */
 		if ((size_t)n < sizeof(h))
@@ -820,6 +1159,9 @@ static _Noreturn void serve_session(const struct sb_launch *l, int sock,
 			if (parse_exec(p, pn, h.arg) == 0)
 				(void)run_command(&cmd, sock, sigfd, 0, 1);
 			sb_send_frame(sock, SB_F_OPDONE, 0, NULL, 0);
+			break;
+		case SB_C_SPAWN:
+			serve_spawn(&cmd, sock, p, pn, h.arg);
 			break;
 		case SB_C_WRITE:
 			sb_session_write(ws, sock, p, h.arg);

@@ -12,7 +12,12 @@
  *          │    the seccomp filter, runs the workload, relays its output,
  *          │    reaps, collects `outputs`, reports over a SOCK_SEQPACKET
  *          │    socketpair, exits.  Killing it kills the pid namespace.
- *          └─ workload  pid 2 (vfork of the init): rlimits, execve.
+ *          ├─ workload  pid 2 (vfork of the init): rlimits, execve.
+ *          └─ spawned   a session's long-lived processes (MCP stdio
+ *                       servers, SB_C_SPAWN), each leading its own
+ *                       session (setsid), its pipes owned by the worker;
+ *                       they outlive the operations that a command's
+ *                       processes do not.
  *
  * Everything the init needs is in struct sb_launch, built by the worker
  * before clone: the child gets a copy-on-write snapshot, so it never
@@ -53,6 +58,10 @@ enum sb_frame {
 	SB_F_OPDONE = 10, /* session: the operation ended; arg = its errno */
 	SB_F_MODE = 11,	/* session READ (added): arg = the file's permission
 			 * bits, before its OUT frames */
+	SB_F_SPAWNED = 12, /* session SPAWN (added): u32 pid of the server;
+			    * carries (SCM_RIGHTS) exactly SB_SPAWN_FDS
+			    * descriptors: its stdin's write end, its
+			    * stdout's and its stderr's read ends */
 };
 
 /* Frames, worker -> init. */
@@ -70,7 +79,20 @@ enum sb_cmd {
 	SB_C_LIST = 8,	/* payload: path ("" = workspace).  Answer: OUT
 			 * lines "TYPE SIZE PATH\n", TYPE in f d l o */
 	SB_C_REMOVE = 9, /* added: payload: path.  Unlinks a non-folder */
+	SB_C_SPAWN = 10, /* added: arg = argc; payload: the arguments as
+			  * EXEC's, then KEY=VALUE strings (NUL-terminated)
+			  * added to the session's environment or replacing
+			  * its variables.  Starts a long-lived process (an
+			  * MCP stdio server) in the session, which outlives
+			  * the operation.  Answer: SPAWNED or FAIL, then
+			  * OPDONE (arg EINVAL: a malformed payload) */
 };
+
+/* A session's spawned processes (SB_C_SPAWN): at most this many at once,
+ * and the descriptors each one's SPAWNED frame carries. */
+#define SB_SPAWN_MAX 16
+#define SB_SPAWN_FDS 3
+#define SB_SPAWN_ENV_MAX 4096	/* variables a spawned process gets */
 
 struct sb_hdr {
 	uint32_t type;	/* enum sb_frame / enum sb_cmd */

@@ -1,5 +1,6 @@
-/* worker.c - the worker loop: one thread polls the dialer's wake fd and
- * every running sandbox job's and session's fd.
+/* worker.c - the worker loop: one thread polls the dialer's wake fd, every
+ * running sandbox job's and session's fd, and the pipes of the sessions'
+ * MCP stdio servers (worker_mcp.c).
  *
  *   start -> HELLO (ctl) -> WELCOME -> loop:
  *     free slots, sessions or results, no POLL out -> send POLL {free, results}
@@ -36,6 +37,7 @@
 #include "common/util.h"
 #include "pool/patch.h"
 #include "pool/sandbox.h"
+#include "pool/worker_mcp.h"
 #include "transport/endpoint.h"
 #include "transport/wire.h"
 
@@ -139,6 +141,10 @@ struct session {
 	struct snap_run snap;	/* cur is a snapshot */
 	struct snap_entry *prev;	/* the previous snapshot, by path */
 	size_t nprev;
+	uint64_t timeout_ms;	/* the lease's sandbox.timeout_ms: an op's
+				 * default */
+	struct wmcp *mcp;	/* its MCP stdio servers (worker_mcp.c), or
+				 * NULL before the first mcp op */
 };
 
 struct worker {
@@ -570,11 +576,13 @@ static void cancel_lease(struct worker *w, uint64_t lease_id)
  * | lease -> OPENING            | start_session                      |
  * | OPENING -> IDLE             | step_session (the sandbox is ready) |
  * | IDLE -> BUSY                | start_op (exec, read, write, list, |
- * |                             | snapshot: one sandbox operation)   |
+ * |                             | snapshot: one sandbox operation;   |
+ * |                             | mcp: start_mcp)                    |
  * | IDLE -> IDLE                | start_op (patch runs synchronously;|
  * |                             | refused ops answer at once)        |
- * | BUSY -> IDLE                | op_finished                        |
- * | BUSY -> BUSY                | snap_step (the next file's read)   |
+ * | BUSY -> IDLE                | op_finished; mcp_done              |
+ * | BUSY -> BUSY                | snap_step (the next file's read);  |
+ * |                             | mcp_step (spawned, then talking)   |
  * | any -> ended                | end_session                        |
  *
  * Invariants:
@@ -586,8 +594,13 @@ static void cancel_lease(struct worker *w, uint64_t lease_id)
  *  3. prev is the last snapshot that succeeded; a failed snapshot leaves
  *     it as it was, so the next one again reports every change since.
  *  4. Nothing runs in the sandbox between ops (the sandbox kills what a
- *     command left behind), so a snapshot's listing stays true while its
- *     files are read.
+ *     command left behind) but the session's MCP stdio servers, so a
+ *     snapshot's listing stays true while its files are read unless a
+ *     server writes meanwhile (it answers ops only, so only if it keeps
+ *     working after answering).
+ *  5. mcp holds the session's MCP servers (worker_mcp.c); it is freed
+ *     first when the session ends, since an mcp op in flight borrows
+ *     cur.
  */
 
 static struct session *find_session(struct worker *w, uint64_t lease_id)
@@ -650,6 +663,7 @@ static int start_session(struct worker *w, const struct shoal_wire_lease *l)
 	s->active_ms = shoal_now_ms();
 	s->idle_ms = l->idle_ms ? clamp_ms(l->idle_ms) : SESSION_IDLE_DEFAULT_MS;
 	s->life_ms = clamp_ms(l->life_ms);
+	s->timeout_ms = l->sandbox.timeout_ms;
 	w->nsessions++;
 	return SHOAL_OK;
 }
@@ -701,6 +715,9 @@ static void end_session(struct worker *w, struct session *s, int status,
 							 : SHOAL_STATUS_ERROR;
 	char reason[SHOAL_ERRMSG_MAX];
 
+	/* first: an mcp op in flight borrows cur, which goes below */
+	wmcp_free(s->mcp);
+	s->mcp = NULL;
 	snprintf(reason, sizeof(reason), "the session ended: %s",
 		 why != NULL ? why : "closed");
 	if (s->state == SESS_BUSY) {
@@ -745,26 +762,38 @@ static char *put_str(char **at, const char *s)
 	return p;
 }
 
-/* Deep-copies src into dst, in one block. */
+/* Deep-copies src into dst, in one block: the env pairs and the argv
+ * pointers first (aligned), then the strings and the data. */
 static int op_copy(struct op *dst, const struct shoal_wire_op *src)
 {
-	size_t i, strs = 0;
+	size_t i, strs = 0, kvs, ptrs;
 	char *mem, *at;
 
 	strs += src->command != NULL ? strlen(src->command) + 1 : 0;
 	strs += src->path != NULL ? strlen(src->path) + 1 : 0;
+	strs += src->server != NULL ? strlen(src->server) + 1 : 0;
 	for (i = 0; i < src->argc; i++)
 		strs += strlen(src->argv[i]) + 1;
-	mem = malloc(src->argc * sizeof(char *) + strs + src->data.len + 1);
+	for (i = 0; i < src->nenv; i++)
+		strs += strlen(src->env[i].key) + strlen(src->env[i].value) + 2;
+	kvs = src->nenv * sizeof(struct shoal_wire_kv);
+	ptrs = kvs + src->argc * sizeof(char *);
+	mem = malloc(ptrs + strs + src->data.len + 1);
 	if (mem == NULL)
 		return SHOAL_ENOMEM;
 	dst->w = *src;
-	dst->w.argv = (const char **)(void *)mem;
-	at = mem + src->argc * sizeof(char *);
+	dst->w.env = (struct shoal_wire_kv *)(void *)mem;
+	dst->w.argv = (const char **)(void *)(mem + kvs);
+	at = mem + ptrs;
+	for (i = 0; i < src->nenv; i++) {
+		dst->w.env[i].key = put_str(&at, src->env[i].key);
+		dst->w.env[i].value = put_str(&at, src->env[i].value);
+	}
 	for (i = 0; i < src->argc; i++)
 		dst->w.argv[i] = put_str(&at, src->argv[i]);
 	dst->w.command = src->command != NULL ? put_str(&at, src->command) : NULL;
 	dst->w.path = src->path != NULL ? put_str(&at, src->path) : NULL;
+	dst->w.server = src->server != NULL ? put_str(&at, src->server) : NULL;
 	if (src->data.len > 0)
 		memcpy(at, src->data.data, src->data.len);
 	at[src->data.len] = '\0';
@@ -1332,6 +1361,96 @@ static void run_patch(struct worker *w, struct session *s)
 		end_session(w, s, SHOAL_STATUS_ERROR, err.msg);
 }
 
+/* ---- sessions: mcp ----
+ *
+ * An mcp op talks to one of the session's MCP stdio servers
+ * (worker_mcp.c): the first op naming a server starts it inside the
+ * sandbox (one spawn operation, the session BUSY meanwhile), then the op
+ * writes its data to the server's stdin and waits, BUSY, for the server's
+ * answers on its stdout.  The sandbox itself is idle then: its step
+ * returns 1 on every call, which is not the op's end; the op ends when
+ * wmcp says so.  Between ops the servers keep running, and their pipes
+ * are read (wmcp_step) whatever the session does. */
+
+/* The mcp op in cur has its outcome: its op result. */
+static void mcp_done(struct worker *w, struct session *s)
+{
+	struct wmcp_result r;
+	struct op_done *d;
+
+	wmcp_take_result(s->mcp, &r);
+	d = opd_add(w, s->cur.w.op_id, s->lease_id);
+	if (d == NULL) {
+		shoal_warn("out of memory answering op %llu",
+			   (unsigned long long)s->cur.w.op_id);
+		wmcp_result_free(&r);
+		op_release(w, s);
+		return;
+	}
+	d->out = r.out;
+	d->err = r.err;
+	d->error = r.error;
+	d->r.status = (uint8_t)r.status;
+	d->r.out.data = r.out;
+	d->r.out.len = r.out_len;
+	d->r.err.data = r.err;
+	d->r.err.len = r.err_len;
+	d->r.truncated = (uint8_t)(r.truncated != 0);
+	d->r.error = r.error;
+	d->r.run_us = (uint64_t)(shoal_now_us() - s->cur_start_us);
+	op_release(w, s);
+}
+
+/* Acts on what wmcp asked for: start the server, or answer the op. */
+static void mcp_advance(struct worker *w, struct session *s, enum wmcp_step st)
+{
+	struct shoal_error err = { 0, "" };
+	int rc;
+
+	if (st == WMCP_SPAWN) {
+		rc = wmcp_spawn(s->mcp, s->job, &err);
+		if (rc == SHOAL_OK)
+			return;		/* BUSY until the spawn's step */
+		(void)wmcp_abort(s->mcp, status_of(rc), err.msg);
+		mcp_done(w, s);
+		if (rc == SHOAL_ECLOSED)
+			session_died(w, s);
+		return;
+	}
+	if (st == WMCP_DONE)
+		mcp_done(w, s);
+}
+
+static void start_mcp(struct worker *w, struct session *s)
+{
+	if (s->mcp == NULL)
+		s->mcp = wmcp_new();
+	if (s->mcp == NULL) {
+		op_error(w, s, SHOAL_STATUS_ERROR, "worker out of memory");
+		return;
+	}
+	mcp_advance(w, s, wmcp_begin(s->mcp, &s->cur.w, s->timeout_ms, shoal_now_ms()));
+}
+
+/* A step of the mcp op in cur; sandbox_done: the session's step returned
+ * 1 (which ends a spawn, and means nothing while the op talks). */
+static void mcp_step(struct worker *w, struct session *s, int sandbox_done,
+		     int64_t now)
+{
+	if (wmcp_spawning(s->mcp)) {
+		(void)wmcp_step(s->mcp, now);	/* the other servers */
+		if (sandbox_done)
+			mcp_advance(w, s, wmcp_spawned(s->mcp, s->job, now));
+		return;
+	}
+	mcp_advance(w, s, wmcp_step(s->mcp, now));
+}
+
+static int busy_with_mcp(const struct session *s)
+{
+	return s->state == SESS_BUSY && s->cur.w.kind == SHOAL_OP_MCP;
+}
+
 /* ---- sessions: running ops ---- */
 
 static int start_exec(struct session *s, struct shoal_error *err)
@@ -1387,6 +1506,10 @@ static void start_op(struct worker *w, struct session *s)
 	}
 	if (s->cur.w.kind == SHOAL_OP_PATCH) {
 		run_patch(w, s);
+		return;
+	}
+	if (s->cur.w.kind == SHOAL_OP_MCP) {
+		start_mcp(w, s);
 		return;
 	}
 	rc = start_sandbox_op(s, &err);
@@ -1449,9 +1572,13 @@ static void step_session(struct worker *w, struct session *s, int64_t now)
 	if (rc == 1 && s->state == SESS_OPENING) {
 		s->state = SESS_IDLE;
 		s->active_ms = now;
+	} else if (busy_with_mcp(s)) {
+		mcp_step(w, s, rc == 1, now);
 	} else if (rc == 1 && s->state == SESS_BUSY) {
 		op_finished(w, s);
 	}
+	if (s->mcp != NULL && !busy_with_mcp(s))
+		(void)wmcp_step(s->mcp, now);	/* keep the servers' pipes drained */
 	while (s->state == SESS_IDLE && s->qlen > 0 && !w->draining)
 		start_op(w, s);
 	if (s->state != SESS_FREE)
@@ -1476,6 +1603,8 @@ static int64_t session_deadline(const struct session *s)
 		d = s->opened_us / 1000 + (int64_t)s->life_ms;
 	if (s->state == SESS_IDLE && s->active_ms + (int64_t)s->idle_ms < d)
 		d = s->active_ms + (int64_t)s->idle_ms;
+	if (busy_with_mcp(s) && wmcp_deadline(s->mcp) < d)
+		d = wmcp_deadline(s->mcp);
 	return d;
 }
 
@@ -1545,6 +1674,7 @@ static int send_hello(struct worker *w, struct shoal_error *err)
 	m.u.hello.host = host;
 	m.u.hello.token = w->opts->token;
 	m.u.hello.sessions = 1;
+	m.u.hello.mcp = 1;
 	return send_msg(w, SHOAL_CHAN_CTL, &m, 10000, err);
 }
 
@@ -1790,9 +1920,23 @@ static int poll_timeout(struct worker *w, int64_t now)
 	return until - now > 1000 ? 1000 : (int)(until - now);
 }
 
+/* How many descriptors wait_events polls. */
+static size_t count_fds(const struct worker *w)
+{
+	size_t n = 1;
+	uint32_t i;
+
+	for (i = 0; i < w->opts->slots; i++) {
+		n += w->run[i].job != NULL;
+		if (w->sess[i].state != SESS_FREE)
+			n += 1 + (w->sess[i].mcp != NULL ? wmcp_nfds(w->sess[i].mcp) : 0);
+	}
+	return n;
+}
+
 static void wait_events(struct worker *w)
 {
-	struct pollfd *fds = calloc(2 * (size_t)w->opts->slots + 1, sizeof(*fds));
+	struct pollfd *fds = calloc(count_fds(w), sizeof(*fds));
 	int64_t now = shoal_now_ms();
 	nfds_t n = 1;
 	uint32_t i;
@@ -1804,14 +1948,18 @@ static void wait_events(struct worker *w)
 	fds[0].fd = shoal_dialer_fd(w->dialer);
 	fds[0].events = POLLIN;
 	for (i = 0; i < w->opts->slots; i++) {
+		const struct session *s = &w->sess[i];
+
 		if (w->run[i].job != NULL) {
 			fds[n].fd = shoal_sandbox_job_fd(w->run[i].job);
 			fds[n++].events = POLLIN;
 		}
-		if (w->sess[i].state != SESS_FREE) {
-			fds[n].fd = shoal_sandbox_job_fd(w->sess[i].job);
-			fds[n++].events = POLLIN;
-		}
+		if (s->state == SESS_FREE)
+			continue;
+		fds[n].fd = shoal_sandbox_job_fd(s->job);
+		fds[n++].events = POLLIN;
+		if (s->mcp != NULL)
+			n += wmcp_pollfds(s->mcp, fds + n);
 	}
 	poll(fds, n, poll_timeout(w, now));
 	free(fds);
@@ -1963,7 +2111,18 @@ int shoal_worker_run(const struct shoal_worker_opts *opts, struct shoal_error *e
 		shoal_warn("%s", w.sandbox_err);
 		shoal_error_clear(err);
 	}
-	rc = shoal_dialer_open(opts->connect_url, WORKER_MAX_MSG, &w.dialer, err);
+	if (strncmp(opts->connect_url, "tls+tcp://", 10) == 0) {
+		struct shoal_tls_opts tls;
+
+		memset(&tls, 0, sizeof(tls));
+		tls.ca_file = opts->tls_ca;
+		tls.cert_file = opts->tls_cert;
+		tls.key_file = opts->tls_key;
+		rc = shoal_dialer_open_tls(opts->connect_url, WORKER_MAX_MSG, &tls,
+					   opts->tls_server_name, &w.dialer, err);
+	} else {
+		rc = shoal_dialer_open(opts->connect_url, WORKER_MAX_MSG, &w.dialer, err);
+	}
 	if (rc != SHOAL_OK) {
 		free(w.run);
 		free(w.sess);

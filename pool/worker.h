@@ -16,6 +16,13 @@ struct shoal_worker_opts {
 	uint32_t slots;			/* concurrent leases (>= 1) */
 	const char *token;		/* shared token or NULL */
 	int64_t hello_timeout_ms;	/* give up when no harness answers */
+	/* tls+tcp:// only: the CA the harness's certificate must chain to
+	 * (required), our certificate and key for mutual TLS (optional), and
+	 * the name to check it against (NULL: the URL's host). */
+	const char *tls_ca;
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tls_server_name;
 };
 
 /* Runs until the harness drains or rejects the worker, or SIGTERM (which

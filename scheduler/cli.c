@@ -90,10 +90,17 @@ static const char STATUS_USAGE[] =
 
 static const char WORKER_USAGE[] =
 	"usage: shoal worker --connect URL [--slots N] [--token-file F]\n"
+	"                    [--tls-ca F [--tls-cert F --tls-key F] [--tls-server-name N]]\n"
 	"\n"
-	"A worker process: dials the harness at URL (ipc://... or tcp://host:port),\n"
-	"runs leased subtasks in sandboxes, N at a time (default 1), and returns\n"
-	"their results.  SIGTERM drains it: running work finishes, then it exits.\n";
+	"A worker process: dials the harness at URL (ipc://..., tcp://host:port or\n"
+	"tls+tcp://host:port), runs leased subtasks in sandboxes, N at a time\n"
+	"(default 1), and returns their results.  SIGTERM drains it: running work\n"
+	"finishes, then it exits.\n"
+	"  --token-file F       the pool's shared token (pool.auth.token_file)\n"
+	"  --tls-ca F           tls+tcp: the CA that signed the harness's certificate\n"
+	"  --tls-cert F, --tls-key F  tls+tcp: this worker's certificate (mutual TLS)\n"
+	"  --tls-server-name N  the name the harness's certificate must carry\n"
+	"                       (default: the URL's host)\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -579,6 +586,10 @@ static int cmd_worker(int argc, char **argv)
 		{ "connect", required_argument, NULL, 'c' },
 		{ "slots", required_argument, NULL, 'n' },
 		{ "token-file", required_argument, NULL, 't' },
+		{ "tls-ca", required_argument, NULL, 'A' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
+		{ "tls-server-name", required_argument, NULL, 'S' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct shoal_error err = { 0, "" };
@@ -600,11 +611,27 @@ static int cmd_worker(int argc, char **argv)
 			return usage_error(WORKER_USAGE, "--slots takes a number from 1 to 4096, not '%s'", optarg);
 		else if (c == 't' && read_token(optarg, &token) != 0)
 			return SHOAL_EXIT_USAGE;
+		else if (c == 'A')
+			o.tls_ca = optarg;
+		else if (c == 'C')
+			o.tls_cert = optarg;
+		else if (c == 'K')
+			o.tls_key = optarg;
+		else if (c == 'S')
+			o.tls_server_name = optarg;
 		else if (c == '?')
 			return usage_error(WORKER_USAGE, "%s", "unknown option");
 	}
 	if (o.connect_url == NULL)
 		return usage_error(WORKER_USAGE, "%s", "worker needs --connect URL");
+	if (strncmp(o.connect_url, "tls+tcp://", 10) == 0 && o.tls_ca == NULL)
+		return usage_error(WORKER_USAGE, "%s", "--connect tls+tcp://... needs --tls-ca FILE: "
+				   "the CA that signed the harness's certificate");
+	if (strncmp(o.connect_url, "tls+tcp://", 10) != 0 &&
+	    (o.tls_ca || o.tls_cert || o.tls_key || o.tls_server_name))
+		return usage_error(WORKER_USAGE, "%s", "--tls-* options need a tls+tcp:// URL");
+	if ((o.tls_cert == NULL) != (o.tls_key == NULL))
+		return usage_error(WORKER_USAGE, "%s", "--tls-cert and --tls-key go together");
 	o.token = token;
 	shoal_log_setup(SHOAL_LOG_INFO, 0, "shoal worker");
 	rc = shoal_worker_run(&o, &err);

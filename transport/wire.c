@@ -175,6 +175,23 @@ static const struct field result_fields[] = {
 static const struct schema result_schema =
 	SCHEMA("result", struct shoal_wire_result, result_fields, NULL);
 
+/* An mcp op's server name: 1 to 64 of [A-Za-z0-9_-]. */
+static int mcp_server_ok(const char *name)
+{
+	size_t i, n = name != NULL ? strlen(name) : 0;
+
+	if (n == 0 || n > 64)
+		return 0;
+	for (i = 0; i < n; i++) {
+		char c = name[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
 /* Session ops (added).  What an op needs beyond its required keys depends
  * on its kind; op_check says so on encode and decode alike. */
 static const char *op_check(const void *s)
@@ -198,6 +215,13 @@ static const char *op_check(const void *s)
 		if (o->data.len == 0)
 			return "a patch op needs the patch text in data";
 		return NULL;
+	case SHOAL_OP_MCP:
+		if (!has_argv || o->data.len == 0)
+			return "an mcp op needs argv and data";
+		if (!mcp_server_ok(o->server))
+			return "an mcp op's server must be 1 to 64 of "
+			       "[A-Za-z0-9_-]";
+		return NULL;
 	default:
 		return NULL;
 	}
@@ -217,6 +241,8 @@ static const struct field op_fields[] = {
 	F_INT("mode", FT_U32, OPT, struct shoal_wire_op, mode, 0, MODE_MAX),
 	F_INT("max_files", FT_U32, OPT, struct shoal_wire_op, max_files,
 	      0, UINT32_MAX),
+	F("server", FT_STR, OPT, struct shoal_wire_op, server),
+	F_ARR("env", FT_ENV, OPT, struct shoal_wire_op, env, nenv),
 };
 static const struct schema op_schema =
 	SCHEMA("op", struct shoal_wire_op, op_fields, op_check);
@@ -279,6 +305,7 @@ static const struct field hello_fields[] = {
 	F("host", FT_STR, OPT, struct shoal_msg_hello, host),
 	F("token", FT_STR, OPT, struct shoal_msg_hello, token),
 	F_INT("sess", FT_BOOL, OPT, struct shoal_msg_hello, sessions, 0, 1),
+	F_INT("mcp", FT_BOOL, OPT, struct shoal_msg_hello, mcp, 0, 1),
 };
 
 static const struct field welcome_fields[] = {
@@ -1899,6 +1926,7 @@ const char *shoal_wire_op_name(int kind)
 		[SHOAL_OP_PATCH] = "patch",
 		[SHOAL_OP_SNAPSHOT] = "snapshot",
 		[SHOAL_OP_CLOSE] = "close",
+		[SHOAL_OP_MCP] = "mcp",
 	};
 
 	if (kind < SHOAL_OP_EXEC || kind > SHOAL_OP_KIND_MAX)

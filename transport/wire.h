@@ -24,6 +24,9 @@
  * calls), one at a time per session; each op's outcome rides in the next
  * POLL/REPORT's op_results[].  The lease's result comes when the session
  * ends (op `close`, the sandbox died, cancel).  docs/PROTOCOL.md §3.14.
+ * An `mcp` op (added, SHOAL_OP_MCP) talks to an MCP stdio server that the
+ * session runs in its sandbox (docs/MCP.md); only a worker whose HELLO
+ * says `mcp` gets one.
  *
  * Decoding is strict and bounded: every array length, string and byte field
  * is checked against struct shoal_wire_limits before anything is allocated;
@@ -78,7 +81,12 @@ enum shoal_op_kind {
 				 * the summary in out */
 	SHOAL_OP_SNAPSHOT = 6,	/* files changed since the previous snapshot */
 	SHOAL_OP_CLOSE = 7,	/* end the session: its lease's result follows */
-	SHOAL_OP_KIND_MAX = 7,
+	SHOAL_OP_MCP = 8,	/* added: write data (JSON-RPC lines) to the
+				 * session's MCP stdio server `server`
+				 * (started from argv on first use); out is
+				 * what it printed until every request in
+				 * data was answered */
+	SHOAL_OP_KIND_MAX = 8,
 };
 
 enum shoal_task_status {
@@ -175,6 +183,12 @@ struct shoal_wire_op {
 					 * patch text */
 	uint32_t mode;		/* write: permission bits, 0 = 0644 */
 	uint32_t max_files;	/* snapshot: the file cap; 0 = the default */
+	const char *server;	/* added, mcp: the server's name in the
+				 * session, 1-64 of [A-Za-z0-9_-]; argv is
+				 * its command, data the messages */
+	struct shoal_wire_kv *env;	/* added, mcp: variables the server gets
+					 * on top of the session's */
+	uint32_t nenv;
 };
 
 /* Added: a workspace file in a snapshot op's result: changed (or new)
@@ -239,6 +253,8 @@ struct shoal_msg_hello {
 	const char *token;	/* NULL when none */
 	uint8_t sessions;	/* added: 1 = serves SESSION leases and ops;
 				 * send neither to a worker without it */
+	uint8_t mcp;		/* added: 1 = serves op kind SHOAL_OP_MCP;
+				 * send no mcp op to a worker without it */
 };
 
 struct shoal_msg_welcome {
@@ -360,7 +376,7 @@ int shoal_wire_msg_equal(const struct shoal_msg *a, const struct shoal_msg *b);
 const char *shoal_wire_type_name(int type);
 /* "ok", "failed", "timeout", "limit", "error", "cancelled"; "unknown". */
 const char *shoal_wire_status_name(int status);
-/* "exec", "read", "write", "list", "patch", "snapshot", "close";
+/* "exec", "read", "write", "list", "patch", "snapshot", "close", "mcp";
  * "unknown". */
 const char *shoal_wire_op_name(int kind);
 /* "auth", "version", "hello", "shutdown"; "unknown". */

@@ -1241,6 +1241,9 @@ static void default_limits_are_the_documented_ones(void)
 /* ---- Sessions: ops and op results (added) ----------------------------- */
 
 static const char *op_argv_full[] = { "ls", "-la", "" };
+static const char *op_mcp_argv[] = { "node", "/opt/mcp/fs.js", "/workspace" };
+static struct shoal_wire_kv op_mcp_env[] = { { "LOG_LEVEL", "debug" },
+					     { "EMPTY", "" } };
 
 /* One op of each kind, every field that kind takes set. */
 static struct shoal_wire_op ops_full[SHOAL_OP_KIND_MAX];
@@ -1269,6 +1272,15 @@ static void fill_ops(void)
 		"*** Begin Patch\n*** Delete File: a\n*** End Patch\n", 49 };
 	ops_full[5].max_files = 100;
 	ops_full[5].max_output = 1 << 20;
+	ops_full[7].server = "fs";
+	ops_full[7].argv = op_mcp_argv;
+	ops_full[7].argc = 3;
+	ops_full[7].data = (struct shoal_wire_bytes){
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n", 47 };
+	ops_full[7].timeout_ms = 30000;
+	ops_full[7].max_output = 1 << 20;
+	ops_full[7].env = op_mcp_env;
+	ops_full[7].nenv = 2;
 }
 
 static void make_ops(struct shoal_msg *m)
@@ -1351,6 +1363,16 @@ static void work_with_every_op_kind_roundtrips(void)
 	CHECK_EQ_INT(o[5].max_files, 100);
 	CHECK_EQ_INT(o[6].kind, SHOAL_OP_CLOSE);
 	CHECK(o[6].path == NULL && o[6].data.len == 0);
+	CHECK_EQ_INT(o[7].kind, SHOAL_OP_MCP);
+	CHECK_STR(o[7].server, "fs");
+	CHECK(o[7].argc == 3 && o[7].command == NULL);
+	CHECK_STR(o[7].argc == 3 ? o[7].argv[2] : NULL, "/workspace");
+	CHECK(bytes_are(o[7].data, ops_full[7].data.data, 47));
+	CHECK_EQ_INT(o[7].timeout_ms, 30000);
+	CHECK_EQ_INT(o[7].nenv, 2);
+	CHECK_STR(o[7].nenv == 2 ? o[7].env[0].key : NULL, "LOG_LEVEL");
+	CHECK_STR(o[7].nenv == 2 ? o[7].env[1].value : NULL, "");
+	CHECK(o[0].server == NULL && o[6].server == NULL && o[0].nenv == 0);
 	CHECK(out->u.work.leases == NULL && out->u.work.nleases == 0);
 	shoal_wire_msg_free(out);
 
@@ -1445,7 +1467,13 @@ static void session_lease_and_hello_flag_roundtrip(void)
 	shoal_wire_msg_free(out);
 	make_hello(&in);
 	out = roundtrip(&in);
-	CHECK(out != NULL && out->u.hello.sessions == 0);
+	CHECK(out != NULL && out->u.hello.sessions == 0 && out->u.hello.mcp == 0);
+	shoal_wire_msg_free(out);
+	make_hello(&in);
+	in.u.hello.sessions = 1;
+	in.u.hello.mcp = 1;
+	out = roundtrip(&in);
+	CHECK(out != NULL && out->u.hello.sessions == 1 && out->u.hello.mcp == 1);
 	shoal_wire_msg_free(out);
 }
 
@@ -1562,6 +1590,55 @@ static void encode_refuses_ops_that_decode_would_refuse(void)
 	shoal_buf_free(&b);
 }
 
+/* An mcp op names its server (a plain name), the server's command and
+ * the messages to write; the sender finds out first when one is missing. */
+static void encode_refuses_mcp_ops_without_server_argv_or_data(void)
+{
+	static const char *const want[] = {
+		"an mcp op needs argv and data",
+		"an mcp op needs argv and data",
+		"an mcp op's server must be 1 to 64 of [A-Za-z0-9_-]",
+		"an mcp op's server must be 1 to 64 of [A-Za-z0-9_-]",
+		"an mcp op's server must be 1 to 64 of [A-Za-z0-9_-]",
+		"an mcp op's server must be 1 to 64 of [A-Za-z0-9_-]",
+	};
+	static const char long_name[] =
+		"a234567890123456789012345678901234567890123456789012345678901234x";
+	struct shoal_wire_op op;
+	struct shoal_error err;
+	struct shoal_msg in;
+	struct shoal_buf b;
+	size_t i;
+
+	shoal_buf_init(&b, 0);
+	for (i = 0; i < SHOAL_ARRAY_LEN(want); i++) {
+		make_ops(&in);
+		op = ops_full[SHOAL_OP_MCP - 1];
+		in.u.work.ops = &op;
+		in.u.work.nops = 1;
+		switch (i) {
+		case 0: op.argv = NULL; op.argc = 0; break;
+		case 1: op.data.len = 0; break;
+		case 2: op.server = NULL; break;
+		case 3: op.server = ""; break;
+		case 4: op.server = "fs.local"; break;
+		case 5: op.server = long_name; break;
+		}
+		shoal_error_clear(&err);
+		CHECK_EQ_INT(shoal_wire_encode(&in, &b, &err), SHOAL_EINVAL);
+		CHECK(strstr(err.msg, want[i]) != NULL);
+		CHECK_EQ_INT(b.len, 0);
+	}
+	/* 64 characters are fine */
+	make_ops(&in);
+	op = ops_full[SHOAL_OP_MCP - 1];
+	op.server = "a234567890123456789012345678901234567890123456789012345678901234";
+	in.u.work.ops = &op;
+	in.u.work.nops = 1;
+	CHECK_EQ_INT(encode(&in, &b), SHOAL_OK);
+	shoal_buf_free(&b);
+}
+
 /* Snapshot entries are the deepest maps of the catalog: level 6, as deep
  * as a lease's files. */
 static void snapshot_files_sit_at_level_six(void)
@@ -1662,6 +1739,7 @@ static void op_names_cover_every_kind(void)
 	CHECK_STR(shoal_wire_op_name(SHOAL_OP_PATCH), "patch");
 	CHECK_STR(shoal_wire_op_name(SHOAL_OP_SNAPSHOT), "snapshot");
 	CHECK_STR(shoal_wire_op_name(SHOAL_OP_CLOSE), "close");
+	CHECK_STR(shoal_wire_op_name(SHOAL_OP_MCP), "mcp");
 	CHECK_STR(shoal_wire_op_name(0), "unknown");
 	CHECK_STR(shoal_wire_op_name(SHOAL_OP_KIND_MAX + 1), "unknown");
 }
@@ -1750,6 +1828,7 @@ int main(int argc, char **argv)
 	RUN(session_lease_and_hello_flag_roundtrip);
 	RUN(session_keys_cost_nothing_when_unused);
 	RUN(encode_refuses_ops_that_decode_would_refuse);
+	RUN(encode_refuses_mcp_ops_without_server_argv_or_data);
 	RUN(snapshot_files_sit_at_level_six);
 	RUN(every_truncation_of_session_messages_is_rejected);
 	RUN(mutated_session_messages_fail_cleanly_or_roundtrip);
