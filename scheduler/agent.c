@@ -51,6 +51,7 @@
 #include "agents/tools.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "scheduler/agent_int.h"
 #include "scheduler/harness_int.h"
 #include "scheduler/input.h"
 #include "scheduler/template.h"
@@ -60,92 +61,6 @@
 					   * the model */
 #define OPS_BYTES_PER_WORK ((size_t)8 << 20)
 #define TOOL_RESULT_MAX ((size_t)1 << 20) /* one tool message */
-
-enum convo_state {
-	CV_MODEL = 1,		/* a model request is in flight */
-	CV_TOOLS = 2,		/* waiting for the turn's op results */
-	CV_CLOSING = 3,		/* answered or failed: the session closes */
-	CV_SUBMIT = 4,		/* the next model request waits for the
-				 * journal to be flushed */
-};
-
-/* One tool call of the current turn. */
-struct call {
-	char *id;			/* tool_call_id */
-	char *name;
-	struct shoal_tool_args args;
-	uint64_t first_op, last_op;	/* its ops; 0 when none */
-	uint32_t pending;		/* ops not answered yet */
-	char *text;			/* the tool message, once known */
-	char *op_error;			/* a staging write that failed */
-	uint64_t snap_op;		/* the snapshot taken after it, or 0 */
-	int journaled;			/* its result is in the journal */
-};
-
-struct convo {
-	struct harness *h;
-	uint64_t lease_id;
-	int stage;
-	uint64_t seq;
-	int worker;
-	const struct shoal_agent_def *ag;
-	struct agent_ctx *ctx;
-	json_t *messages;
-	uint32_t turns;			/* model replies so far */
-	uint64_t tok_in, tok_out;
-	uint64_t request;		/* the model request in flight, or 0 */
-	int state;			/* enum convo_state */
-	int forgotten;			/* its lease is gone: free when the
-					 * request's callback runs */
-	int corrected;			/* the corrective turn was used */
-	struct call *calls;
-	size_t ncalls, nleft;
-	char *answer;			/* the subtask's result when done */
-	size_t answer_len;
-	char *error;			/* why it failed, or NULL */
-	int permanent;			/* retrying cannot help (a 4xx, a
-					 * budget): the subtask fails now */
-	int checkpoint;			/* enum shoal_checkpoint_every */
-	uint32_t attempt;
-};
-
-/* What every conversation of one configured agent shares. */
-struct agent_ctx {
-	const struct shoal_agent_def *def;
-	json_t *tools;			/* neutral definitions, or NULL */
-	json_t *schema;			/* output_schema, or NULL */
-	struct shoal_schema *compiled;
-	struct shoal_skills *skills;	/* or NULL */
-};
-
-/* What every subtask of one agent stage shares. */
-struct stage_ctx {
-	struct shoal_template *prompt;
-	char *system;			/* instructions + AGENTS.md + skills */
-};
-
-/* An op waiting for the next WORK to its worker. */
-struct out_op {
-	int worker;
-	struct shoal_wire_op op;
-	char *data;			/* owned: the op's command/data */
-	char *path;			/* owned */
-};
-
-struct agent_rt {
-	struct shoal_models *models;
-	struct agent_ctx *agents;	/* per cfg->agents */
-	struct stage_ctx *stages;	/* per stage; empty for command stages */
-	struct shoal_u64map convos;	/* lease id -> struct convo */
-	struct shoal_u64map ops;	/* op id -> struct convo */
-	uint64_t op_counter;
-	struct out_op *out;
-	size_t nout, cap_out;
-	uint64_t *submit;		/* lease ids waiting for a flush to ask
-					 * the model (CV_SUBMIT) */
-	size_t nsubmit, cap_submit;
-	struct shoal_buf scratch;
-};
 
 static const struct shoal_tool_limits tool_limits = {
 	SHOAL_TOOL_DEFAULT_STREAM_MAX, SHOAL_TOOL_DEFAULT_READ_MAX,
@@ -168,16 +83,31 @@ static unsigned tool_mask(const struct shoal_agent_def *a)
 	return mask;
 }
 
-static int open_agent(struct agent_ctx *c, const struct shoal_agent_def *a,
-		      struct shoal_error *err)
+static int open_agent(struct harness *h, int index, struct agent_ctx *c,
+		      const struct shoal_agent_def *a, struct shoal_error *err)
 {
 	json_error_t jerr;
 	unsigned mask = tool_mask(a);
+	json_t *remote = mcp_remote_defs(h, index);
+	size_t i;
 	int rc;
 
 	c->def = a;
 	if (mask != 0 && (c->tools = shoal_tool_definitions(mask)) == NULL)
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	if (remote != NULL) {
+		if (c->tools == NULL)
+			c->tools = json_array();
+		if (c->tools == NULL || json_array_extend(c->tools, remote) != 0) {
+			json_decref(remote);
+			return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+		}
+		json_decref(remote);
+	}
+	for (i = 0; i < a->ntools; i++)
+		if (a->tools[i].kind == SHOAL_TOOL_MCP &&
+		    h->cfg->mcp_servers[a->tools[i].mcp_server].transport == SHOAL_MCP_STDIO)
+			c->uses_stdio_mcp = 1;
 	if (a->output_schema != NULL) {
 		c->schema = json_loads(a->output_schema, 0, &jerr);
 		if (c->schema == NULL)
@@ -294,8 +224,10 @@ int harness_agents_open(struct harness *h, struct shoal_error *err)
 	if (rt->agents == NULL || rt->stages == NULL)
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
 	rc = open_models(h, rt, err);
+	if (rc == SHOAL_OK)
+		rc = mcp_open(h, err);
 	for (i = 0; rc == SHOAL_OK && i < h->cfg->nagents; i++)
-		rc = open_agent(&rt->agents[i], &h->cfg->agents[i], err);
+		rc = open_agent(h, (int)i, &rt->agents[i], &h->cfg->agents[i], err);
 	return rc;
 }
 
@@ -319,8 +251,8 @@ static int stage_ctx(struct harness *h, int stage, struct stage_ctx **out,
 
 /* ---- ops to workers ----------------------------------------------------- */
 
-static struct out_op *new_op(struct agent_rt *rt, const struct convo *cv, int kind,
-			     uint64_t *op_id)
+struct out_op *agent_new_op(struct agent_rt *rt, const struct convo *cv, int kind,
+			    uint64_t *op_id)
 {
 	struct out_op *o;
 
@@ -342,6 +274,7 @@ static void free_out_op(struct out_op *o)
 {
 	free(o->data);
 	free(o->path);
+	free(o->env);
 }
 
 /* Drops the unsent ops of a session. */
@@ -399,6 +332,9 @@ uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire
 		if (o->op.data.len > 0)
 			(*ops)[n].data.data = shoal_arena_memdup(&h->arena, o->op.data.data,
 								 o->op.data.len);
+		if (o->op.nenv > 0)
+			(*ops)[n].env = shoal_arena_memdup(&h->arena, o->op.env,
+							   o->op.nenv * sizeof(*o->op.env));
 		bytes += len;
 		n++;
 		free_out_op(o);
@@ -562,6 +498,8 @@ static void forget_turn_ops(struct agent_rt *rt, struct convo *cv)
 
 static void free_convo(struct convo *cv)
 {
+	mcp_convo_free(cv->h, cv);
+	json_decref(cv->tools);
 	free_calls(cv);
 	json_decref(cv->messages);
 	free(cv->answer);
@@ -577,7 +515,7 @@ static void close_session(struct harness *h, struct convo *cv)
 
 	cv->state = CV_CLOSING;
 	forget_turn_ops(rt, cv);
-	if (new_op(rt, cv, SHOAL_OP_CLOSE, NULL) == NULL)
+	if (agent_new_op(rt, cv, SHOAL_OP_CLOSE, NULL) == NULL)
 		shoal_warn("out of memory closing the session of lease %llu",
 			   (unsigned long long)cv->lease_id);
 }
@@ -625,7 +563,12 @@ static void submit_now(struct harness *h, struct convo *cv)
 	const char *model = h->cfg->models[cv->ag->model_index].name;
 	int rc;
 
-	rc = shoal_model_submit(h->agents->models, model, cv->messages, cv->ctx->tools,
+	if (cv->lists_left > 0) {	/* agent_tools_ready() submits it */
+		cv->state = CV_SUBMIT;
+		return;
+	}
+	rc = shoal_model_submit(h->agents->models, model, cv->messages,
+				cv->tools != NULL ? cv->tools : cv->ctx->tools,
 				cv->ctx->schema, on_reply, cv, &cv->request, &err);
 	if (rc != SHOAL_OK) {
 		cv->request = 0;
@@ -697,10 +640,18 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 	cv->ctx = &h->agents->agents[s->conf->agent_index];
 	cv->checkpoint = s->conf->checkpoint;
 	cv->attempt = l->attempt;
-	if (shoal_u64map_put(&h->agents->convos, cv->lease_id, cv) != SHOAL_OK) {
+	if (shoal_u64map_put(&h->agents->convos, cv->lease_id, cv) != SHOAL_OK ||
+	    mcp_lease_paths(h, cv->ag, wl) != SHOAL_OK) {
+		shoal_u64map_del(&h->agents->convos, cv->lease_id);
 		shoal_buf_free(&prompt);
 		free_convo(cv);
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	/* its stdio MCP servers list their tools (in its sandbox) before the
+	 * model is first asked; a failure has failed the conversation */
+	if (mcp_convo_begin(h, cv) < 0) {
+		shoal_buf_free(&prompt);
+		return SHOAL_OK;
 	}
 	/* a later attempt (or a resumed run) goes on from its journal */
 	if ((l->attempt > 1 || h->resume) && cv->checkpoint != SHOAL_CHECKPOINT_OFF) {
@@ -749,7 +700,7 @@ static int skill_ops(struct harness *h, struct convo *cv, struct call *c)
 	rc = shoal_skills_loaded_text(sk, &files, &rt->scratch);
 	c->text = rc == SHOAL_OK ? shoal_strdup(rt->scratch.data) : NULL;
 	for (i = 0; rc == SHOAL_OK && i < files.n; i++) {
-		struct out_op *o = new_op(rt, cv, SHOAL_OP_WRITE, &c->last_op);
+		struct out_op *o = agent_new_op(rt, cv, SHOAL_OP_WRITE, &c->last_op);
 
 		if (o == NULL) {
 			rc = SHOAL_ENOMEM;
@@ -795,7 +746,7 @@ static int call_ops(struct harness *h, struct convo *cv, struct call *c)
 		c->text = shoal_strdup("error: this tool is not available to this agent");
 		return c->text ? SHOAL_OK : SHOAL_ENOMEM;
 	}
-	o = new_op(rt, cv, kind, &c->first_op);
+	o = agent_new_op(rt, cv, kind, &c->first_op);
 	if (o == NULL)
 		return SHOAL_ENOMEM;
 	c->last_op = c->first_op;
@@ -877,7 +828,7 @@ static int changes_files(const struct call *c)
 /* A snapshot op after call c's ops: c is done once it is stored. */
 static int snapshot_after(struct harness *h, struct convo *cv, struct call *c)
 {
-	struct out_op *o = new_op(h->agents, cv, SHOAL_OP_SNAPSHOT, &c->snap_op);
+	struct out_op *o = agent_new_op(h->agents, cv, SHOAL_OP_SNAPSHOT, &c->snap_op);
 
 	if (o == NULL || shoal_u64map_put(&h->agents->ops, c->snap_op, cv) != SHOAL_OK)
 		return SHOAL_ENOMEM;
@@ -939,6 +890,14 @@ static int start_calls(struct harness *h, struct convo *cv,
 		c->name = shoal_strdup(r->calls[i].name ? r->calls[i].name : "");
 		if (c->id == NULL || c->name == NULL)
 			return SHOAL_ENOMEM;
+		c->mcp_server = -1;
+		if (kind == SHOAL_BUILTIN_NONE && mcp_call(h, cv, c, r->calls[i].arguments)) {
+			if (c->pending > 0)
+				cv->nleft++;
+			else
+				journal_tool(h, cv, c);
+			continue;
+		}
 		if (kind != SHOAL_BUILTIN_NONE && cv->ctx->tools != NULL &&
 		    !(tool_mask(cv->ag) & SHOAL_BUILTIN_BIT(kind))) {
 			shoal_error_set(&err, SHOAL_EINVAL, "the tool '%s' is not available to "
@@ -1225,6 +1184,8 @@ static void on_op_result(struct harness *h, const struct shoal_wire_op_result *r
 	struct convo *cv = shoal_u64map_del(&rt->ops, r->op_id);
 	struct call *c;
 
+	if (cv != NULL && cv->state != CV_CLOSING && mcp_op_result(h, cv, r))
+		return;
 	if (cv == NULL || cv->state != CV_TOOLS || (c = call_of(cv, r->op_id)) == NULL)
 		return;		/* a close, or a turn that was given up */
 	if (r->op_id == c->snap_op) {
@@ -1255,10 +1216,26 @@ static void on_op_result(struct harness *h, const struct shoal_wire_op_result *r
 					 "staged: %s", c->op_error);
 			c->text = shoal_strdup(rt->scratch.data);
 		}
-		journal_tool(h, cv, c);
-		if (cv->nleft > 0 && --cv->nleft == 0)
-			next_turn(h, cv);
+		agent_call_done(h, cv, c);
 	}
+}
+
+void agent_call_done(struct harness *h, struct convo *cv, struct call *c)
+{
+	journal_tool(h, cv, c);
+	if (cv->state == CV_TOOLS && cv->nleft > 0 && --cv->nleft == 0)
+		next_turn(h, cv);
+}
+
+void agent_tools_ready(struct harness *h, struct convo *cv)
+{
+	if (cv->state == CV_SUBMIT || cv->state == 0)
+		submit_turn(h, cv);
+}
+
+void agent_fail(struct harness *h, struct convo *cv, const char *why)
+{
+	fail_convo(h, cv, 0, "%s", why);
 }
 
 void harness_agent_op_results(struct harness *h, int worker, const struct shoal_msg_poll *p)
@@ -1340,6 +1317,13 @@ void harness_agent_forget(struct harness *h, uint64_t lease_id)
 		forget(h, cv);
 }
 
+int harness_agent_needs_mcp(const struct harness *h, int stage)
+{
+	int a = h->stages[stage].conf->agent_index;
+
+	return h->agents != NULL && a >= 0 && h->agents->agents[a].uses_stdio_mcp;
+}
+
 int harness_agent_is_session(const struct harness *h, uint64_t lease_id)
 {
 	return h->agents != NULL && shoal_u64map_get(&h->agents->convos, lease_id) != NULL;
@@ -1349,27 +1333,39 @@ int harness_agent_is_session(const struct harness *h, uint64_t lease_id)
 
 int harness_agents_wait(struct harness *h, struct pollfd *fds, unsigned n, int timeout_ms)
 {
-	struct curl_waitfd w[4];
-	unsigned i;
+	struct agent_rt *rt = h->agents;
+	unsigned i, extra;
 	int rc;
 
-	if (h->agents == NULL || n > 4)
+	if (rt == NULL || n > 4)
 		return poll(fds, n, timeout_ms);
 	for (i = 0; i < n; i++) {
-		w[i].fd = fds[i].fd;
-		w[i].events = CURL_WAIT_POLLIN;
-		w[i].revents = 0;
+		rt->waitfds[i].fd = fds[i].fd;
+		rt->waitfds[i].events = CURL_WAIT_POLLIN;
+		rt->waitfds[i].revents = 0;
 	}
-	rc = shoal_models_wait(h->agents->models, w, n, timeout_ms, NULL);
+	/* the MCP servers' HTTP sockets too: mcp_perform reads their revents */
+	extra = mcp_wait_fds(h, rt->waitfds + n, MCP_WAITFDS_MAX);
+	rt->nwaitfds = n + extra;
+	rt->nnng = n;
+	rc = shoal_models_wait(rt->models, rt->waitfds, n + extra, mcp_wait_ms(h, timeout_ms),
+			       NULL);
 	for (i = 0; i < n; i++)
-		fds[i].revents = (w[i].revents & CURL_WAIT_POLLIN) ? POLLIN : 0;
+		fds[i].revents = (rt->waitfds[i].revents & CURL_WAIT_POLLIN) ? POLLIN : 0;
 	return rc;
 }
 
 void harness_agents_perform(struct harness *h)
 {
-	if (h->agents != NULL && shoal_models_perform(h->agents->models) != SHOAL_OK)
+	struct agent_rt *rt = h->agents;
+
+	if (rt == NULL)
+		return;
+	if (shoal_models_perform(rt->models) != SHOAL_OK)
 		shoal_warn("the model client failed a turn of its loop");
+	mcp_perform(h, rt->waitfds + rt->nnng, rt->nwaitfds > rt->nnng ?
+		    rt->nwaitfds - rt->nnng : 0);
+	rt->nwaitfds = rt->nnng = 0;
 }
 
 void harness_agents_stats(const struct harness *h, uint64_t *requests, uint64_t *retries,
@@ -1410,6 +1406,7 @@ void harness_agents_close(struct harness *h)
 			free_convo(cv);
 	}
 	shoal_models_free(rt->models);	/* runs the pending callbacks */
+	mcp_close(h);
 	for (i = 0; i < rt->nout; i++)
 		free_out_op(&rt->out[i]);
 	free(rt->out);
@@ -1555,6 +1552,15 @@ static int resume_calls(struct harness *h, struct convo *cv, json_t *assistant,
 			c->journaled = 1;
 			if (c->text == NULL)
 				return SHOAL_ENOMEM;
+			continue;
+		}
+		c->mcp_server = -1;
+		if (shoal_tool_kind_of(c->name) == SHOAL_BUILTIN_NONE &&
+		    mcp_call(h, cv, c, args ? args : "{}")) {
+			if (c->pending > 0)
+				cv->nleft++;
+			else
+				journal_tool(h, cv, c);
 			continue;
 		}
 		if (shoal_tool_parse(c->name, args ? args : "{}", &c->args, &err) != SHOAL_OK) {

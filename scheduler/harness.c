@@ -130,6 +130,7 @@ static int add_worker(struct harness *h, uint32_t pipe, const struct shoal_msg_h
 	w->pid = (long)m->pid;
 	shoal_strlcpy(w->host, m->host ? m->host : "", sizeof(w->host));
 	w->sessions = m->sessions;
+	w->mcp = m->mcp;
 	w->local = is_local_worker(h, (pid_t)m->pid);
 	return (int)h->nworkers++;
 }
@@ -616,7 +617,8 @@ static uint32_t stage_room(const struct harness *h, const struct stage_rt *s, in
 	uint32_t cap = h->cfg->slots_per_worker;
 
 	if (s->conf->agent_index >= 0)
-		return w->sessions ? want : 0;
+		return w->sessions && (w->mcp || !harness_agent_needs_mcp(h, (int)(s - h->stages)))
+		       ? want : 0;
 	if (h->agents == NULL || !w->local)
 		return want;
 	return w->ncommands >= cap ? 0 : cap - w->ncommands < want ? cap - w->ncommands : want;

@@ -99,6 +99,8 @@ struct worker_ent {
 	long pid;			/* from HELLO */
 	char host[64];
 	int sessions;			/* serves SESSION leases (agents) */
+	int mcp;			/* serves mcp ops (stdio MCP servers) */
+	uint32_t ops_out;		/* session ops sent, not yet answered */
 	int local;			/* a worker of our own pool */
 	uint32_t ncommands;		/* its leases that are not sessions */
 };
@@ -218,6 +220,8 @@ int harness_agent_result(struct harness *h, const struct shoal_wire_result *r,
 /* The lease is gone without a result (expired, worker lost, unsent). */
 void harness_agent_forget(struct harness *h, uint64_t lease_id);
 int harness_agent_is_session(const struct harness *h, uint64_t lease_id);
+/* 1 when stage's agent has a stdio MCP server (its worker must serve mcp). */
+int harness_agent_needs_mcp(const struct harness *h, int stage);
 /* poll(), but also driving the model requests' transfers. */
 int harness_agents_wait(struct harness *h, struct pollfd *fds, unsigned n, int timeout_ms);
 /* Model transfers and callbacks: call once per loop turn. */

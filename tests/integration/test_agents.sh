@@ -409,6 +409,55 @@ YAML
 	expect_eq "$(cat "$d/out/report.md" 2>/dev/null)" "items: 2" "the reviewer's report"
 }
 
+# MCP tools end to end: a stdio server (server-filesystem) runs in the
+# agent's sandbox and sees only /workspace; a Streamable HTTP server
+# (server-everything) is called from the harness.  Skipped without node or
+# the servers (tests/mcp/install_servers.sh installs them).
+mcp_tools_from_stdio_and_http_servers() {
+	local d=$TMP/mcp mods ev_pid hport t
+	mods=$(cd "$(dirname "$0")/../mcp" && pwd)/node_modules
+	if ! command -v node >/dev/null || [ ! -d "$mods/@modelcontextprotocol/server-filesystem" ]; then
+		echo "  (skipped: node or the MCP test servers are missing)"
+		return
+	fi
+	mkdir -p "$d"
+	hport=$((30000 + RANDOM % 20000))
+	PORT=$hport node "$mods/@modelcontextprotocol/server-everything/dist/index.js" streamableHttp \
+		>"$d/everything.out" 2>&1 &
+	ev_pid=$!
+	for t in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$hport") 2>/dev/null && break
+		sleep 0.1
+	done
+	start_server "$d" '{
+	  "mcp": [{"tool_calls": [{"name": "fs__list_directory", "arguments": {"path": "/workspace"}},
+	                          {"name": "fs__read_text_file", "arguments": {"path": "/etc/hostname"}},
+	                          {"name": "ev__echo", "arguments": {"message": "hello from the harness"}}]},
+	          {"text": "{\"mcp\": true}"}]
+	}' || { kill "$ev_pid"; return; }
+	make_job "$d" "mcp"
+	sed -i "s|^agents:|mcp_servers:\n  fs:\n    transport: stdio\n    command: [node, $mods/@modelcontextprotocol/server-filesystem/dist/index.js, /workspace]\n    readonly_paths: [$mods]\n  ev:\n    transport: http\n    url: http://127.0.0.1:$hport/mcp\n    headers: {X-Test: mcp-secret-$$}\nagents:|" "$d/run.yaml"
+	sed -i 's|    tools: \[shell, read_file, write_file, list_files, apply_patch\]|    tools: [shell, "mcp:fs/*", "mcp:ev/echo"]|' "$d/run.yaml"
+	run_job "$d"
+	kill "$ev_pid" 2>/dev/null
+	wait "$ev_pid" 2>/dev/null
+	expect_eq "$RC" 0 "exit code ($(tail -3 "$d/r.err"))"
+	python3 - "$d/requests.log" <<'PY' || fail "the model was offered the servers' tools"
+import json, sys
+e = json.loads(open(sys.argv[1]).readline())
+names = [t["function"]["name"] for t in e["body"]["tools"]]
+assert "fs__list_directory" in names and "ev__echo" in names, names
+assert "ev__add" not in names, "only the allowed tools of ev"
+PY
+	tool_messages "$d" mcp 1 >"$d/t1"
+	expect_contains "$d/t1" "input" "list_directory of /workspace (in the sandbox) shows the input"
+	expect_contains "$d/t1" "denied" "a path outside /workspace is refused"
+	expect_contains "$d/t1" "hello from the harness" "the HTTP server's echo"
+	if grep -rq "mcp-secret-$$" "$d/r.err" "$d/t1"; then
+		fail "the HTTP server's header value leaked"
+	fi
+}
+
 start_redis
 run_test tool_loop_runs_in_the_sandbox_and_merges_the_answer
 run_test api_key_never_reaches_a_sandbox_redis_or_logs
@@ -420,5 +469,6 @@ run_test limits_stop_a_conversation
 run_test agentsmd_and_skills
 run_test responses_api
 run_test agent_reducer_reads_the_merged_records
+run_test mcp_tools_from_stdio_and_http_servers
 stop_server
 finish
