@@ -763,7 +763,7 @@ void shoal_mcp_client_feed_message(struct shoal_mcp_client *c,
 	if (i == len)
 		return;		/* a blank line */
 	if (len > c->line_max) {
-		char what[64];
+		char what[80];
 
 		snprintf(what, sizeof(what), "a message of %zu bytes, over %zu", len,
 			 c->line_max);

@@ -191,9 +191,14 @@ void shoal_autoscale_tick(struct shoal_autoscale *a,
 	if (a->crashes > 0 && in->now_ms - a->last_crash_ms >= SHOAL_AUTOSCALE_HEALTHY_MS)
 		a->crashes = 0;
 	track_backlog(a, &l, in);
-	pressure = under_pressure(a, &l, in);
 	take_census(&c, in, &l);
+	pressure = under_pressure(a, &l, in);
 	out->wanted = clamp(target_of(&c, &l, in, pressure), &l);
+	/* Work and no worker at all to take it: one starts at once, since no
+	 * connected worker can take the backlog within a round trip; the rest
+	 * of the ramp still waits for scale_up_after. */
+	if (in->backlog > 0 && c.active == 0 && out->wanted == 0)
+		out->wanted = clamp(1, &l);
 	if (in->backlog > 0 && !pressure)
 		out->wake_ms = a->backlog_since_ms + l.up_after;
 	if (in->backlog == 0)

@@ -61,6 +61,8 @@
 					   * the model */
 #define OPS_BYTES_PER_WORK ((size_t)8 << 20)
 #define TOOL_RESULT_MAX ((size_t)1 << 20) /* one tool message */
+#define OPS_OUT_MAX 960		/* ops a worker holds at once, below its
+				 * own WORKER_OPS_MAX (1024) */
 
 static const struct shoal_tool_limits tool_limits = {
 	SHOAL_TOOL_DEFAULT_STREAM_MAX, SHOAL_TOOL_DEFAULT_READ_MAX,
@@ -319,7 +321,10 @@ uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire
 		struct out_op *o = &rt->out[i];
 		size_t len = o->op.data.len + (o->op.command ? strlen(o->op.command) : 0);
 
-		if (o->worker != worker || (n > 0 && bytes + len > OPS_BYTES_PER_WORK)) {
+		/* a worker holds at most WORKER_OPS_MAX ops and undelivered
+		 * results (pool/worker.c): past that it refuses them */
+		if (o->worker != worker || (n > 0 && bytes + len > OPS_BYTES_PER_WORK) ||
+		    h->workers[worker].ops_out + n >= OPS_OUT_MAX) {
 			rt->out[keep++] = *o;
 			continue;
 		}
@@ -340,6 +345,7 @@ uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire
 		free_out_op(o);
 	}
 	rt->nout = keep;
+	h->workers[worker].ops_out += n;
 	return n;
 }
 
@@ -515,7 +521,8 @@ static void close_session(struct harness *h, struct convo *cv)
 
 	cv->state = CV_CLOSING;
 	forget_turn_ops(rt, cv);
-	if (agent_new_op(rt, cv, SHOAL_OP_CLOSE, NULL) == NULL)
+	if (agent_new_op(rt, cv, SHOAL_OP_CLOSE, &cv->close_op) == NULL ||
+	    shoal_u64map_put(&rt->ops, cv->close_op, cv) != SHOAL_OK)
 		shoal_warn("out of memory closing the session of lease %llu",
 			   (unsigned long long)cv->lease_id);
 }
@@ -1186,6 +1193,13 @@ static void on_op_result(struct harness *h, const struct shoal_wire_op_result *r
 
 	if (cv != NULL && cv->state != CV_CLOSING && mcp_op_result(h, cv, r))
 		return;
+	if (cv != NULL && cv->state == CV_CLOSING && r->op_id == cv->close_op) {
+		/* a close the worker could not queue: ask again (else the
+		 * session, and its subtask, would wait for its idle limit) */
+		if (r->status != SHOAL_STATUS_OK && r->error != NULL && strstr(r->error, "full"))
+			close_session(h, cv);
+		return;
+	}
 	if (cv == NULL || cv->state != CV_TOOLS || (c = call_of(cv, r->op_id)) == NULL)
 		return;		/* a close, or a turn that was given up */
 	if (r->op_id == c->snap_op) {
@@ -1242,9 +1256,10 @@ void harness_agent_op_results(struct harness *h, int worker, const struct shoal_
 {
 	uint32_t i;
 
-	(void)worker;
 	if (h->agents == NULL)
 		return;
+	h->workers[worker].ops_out = h->workers[worker].ops_out > p->nop_results ?
+				     h->workers[worker].ops_out - p->nop_results : 0;
 	for (i = 0; i < p->nop_results; i++)
 		on_op_result(h, &p->op_results[i]);
 }
@@ -1258,6 +1273,8 @@ static void forget(struct harness *h, struct convo *cv)
 	shoal_u64map_del(&rt->convos, cv->lease_id);
 	forget_turn_ops(rt, cv);
 	drop_ops_of(rt, cv->lease_id);
+	if (cv->close_op != 0 && shoal_u64map_get(&rt->ops, cv->close_op) == cv)
+		shoal_u64map_del(&rt->ops, cv->close_op);
 	if (cv->request != 0) {
 		/* its callback frees it, from the next perform */
 		cv->forgotten = 1;

@@ -80,6 +80,7 @@ struct convo {
 					 * budget): the subtask fails now */
 	int checkpoint;			/* enum shoal_checkpoint_every */
 	uint32_t attempt;
+	uint64_t close_op;		/* its close op, once closing */
 	struct cv_mcp *mcp;		/* its stdio MCP servers */
 	size_t nmcp;
 	size_t lists_left;		/* tools/list not answered yet */

@@ -279,7 +279,7 @@ static void judge_result(struct harness *h, const struct shoal_wire_result *r,
 {
 	const struct stage_rt *s = &h->stages[l->stage];
 	struct shoal_error err = { 0, "" };
-	char why[SHOAL_ERRMSG_MAX + 512];
+	char why[SHOAL_ERRMSG_MAX + 512] = "";
 	int status = r->status;
 	const char *reason = r->error;
 
@@ -616,9 +616,14 @@ static uint32_t stage_room(const struct harness *h, const struct stage_rt *s, in
 	const struct worker_ent *w = &h->workers[worker];
 	uint32_t cap = h->cfg->slots_per_worker;
 
-	if (s->conf->agent_index >= 0)
-		return w->sessions && (w->mcp || !harness_agent_needs_mcp(h, (int)(s - h->stages)))
-		       ? want : 0;
+	if (s->conf->agent_index >= 0) {
+		if (!w->sessions || (!w->mcp && harness_agent_needs_mcp(h, (int)(s - h->stages))))
+			return 0;
+		/* a worker opens the sandboxes of one WORK before it does
+		 * anything else: a few at a time keep its ops and heartbeats
+		 * flowing while hundreds open */
+		return want < SESSIONS_PER_WORK ? want : SESSIONS_PER_WORK;
+	}
 	if (h->agents == NULL || !w->local)
 		return want;
 	return w->ncommands >= cap ? 0 : cap - w->ncommands < want ? cap - w->ncommands : want;
@@ -868,27 +873,30 @@ static void on_poll_or_report(struct harness *h, const struct shoal_request *req
 
 static void drop_worker(struct harness *h, int w, const char *why)
 {
+	struct lease_ent **gone = NULL;
 	char reason[256];
-	size_t i;
+	size_t i, n = 0, cap = 0;
 
 	if (!h->workers[w].alive)
 		return;
 	h->workers[w].alive = 0;
 	snprintf(reason, sizeof(reason), "worker %s %s", h->workers[w].id, why);
+	/* collected first: expiring one reshapes the table */
 	for (i = 0; i < h->leases.cap; i++) {
-		struct lease_ent *l;
+		struct lease_ent *l = h->leases.vals[i];
 
-		if (h->leases.keys[i] == 0)
+		if (h->leases.keys[i] == 0 || l->worker != w)
 			continue;
-		l = h->leases.vals[i];
-		if (l->worker != w)
-			continue;
-		expire_lease(h, l, SHOAL_STATUS_ERROR, reason);
-		i = (size_t)-1;	/* the table shifted: scan again */
+		if (harness_grow_array((void **)&gone, &cap, n, sizeof(*gone)) != SHOAL_OK)
+			break;
+		gone[n++] = l;
 	}
-	if (h->workers[w].nleases > 0 && !h->stopping)
-		shoal_warn("%s: its %u leases go to other workers", reason,
-			   h->workers[w].nleases);
+	for (i = 0; i < n; i++)
+		expire_lease(h, gone[i], SHOAL_STATUS_ERROR, reason);
+	free(gone);
+	h->workers[w].ops_out = 0;
+	if (n > 0 && !h->stopping)
+		shoal_warn("%s: its %zu leases go to other workers", reason, n);
 	else if (!h->stopping)
 		shoal_info("%s", reason);
 }
@@ -1011,6 +1019,27 @@ static void check_schedule_to_start(struct harness *h, int64_t now)
 	}
 }
 
+/* Leases past their deadline go back: collected first, since expiring
+ * one reshapes the table (rescanning after each was quadratic). */
+static void expire_overdue(struct harness *h, int64_t now)
+{
+	struct lease_ent **due = NULL;
+	size_t i, n = 0, cap = 0;
+
+	for (i = 0; i < h->leases.cap; i++) {
+		struct lease_ent *l = h->leases.vals[i];
+
+		if (h->leases.keys[i] == 0 || l->deadline_ms > now)
+			continue;
+		if (harness_grow_array((void **)&due, &cap, n, sizeof(*due)) != SHOAL_OK)
+			break;
+		due[n++] = l;
+	}
+	for (i = 0; i < n; i++)
+		expire_lease(h, due[i], SHOAL_STATUS_TIMEOUT, "lease expired: no result in time");
+	free(due);
+}
+
 static void expire(struct harness *h)
 {
 	uint32_t pipes[256];
@@ -1033,14 +1062,7 @@ static void expire(struct harness *h)
 		shoal_supervisor_kill(&h->sup, (pid_t)h->workers[i].pid);
 	}
 	check_schedule_to_start(h, now);
-	for (i = 0; i < h->leases.cap; i++) {
-		struct lease_ent *l = h->leases.vals[i];
-
-		if (h->leases.keys[i] == 0 || l->deadline_ms > now)
-			continue;
-		expire_lease(h, l, SHOAL_STATUS_TIMEOUT, "lease expired: no result in time");
-		i = (size_t)-1;
-	}
+	expire_overdue(h, now);
 }
 
 /* ---- flush and apply ------------------------------------------------- */
@@ -1527,7 +1549,10 @@ static int next_wait_ms(const struct harness *h)
 	for (i = 0; i < h->nheld; i++)
 		if (h->held[i].expires_ms < until)
 			until = h->held[i].expires_ms;
-	for (i = 0; i < h->nstages; i++)
+	/* a retry coming due matters only to a worker waiting for work (a
+	 * held POLL); with none, the next POLL wakes the loop anyway, and a
+	 * retry already due would make this a busy loop */
+	for (i = 0; i < h->nstages && h->nheld > 0; i++)
 		if (h->stages[i].nretry > 0 && h->stages[i].retry[0].not_before_ms < until)
 			until = h->stages[i].retry[0].not_before_ms;
 	return until <= now ? 0 : (int)(until - now);

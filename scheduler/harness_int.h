@@ -37,6 +37,7 @@
 #define SESSION_EXEC_DEFAULT_MS 300000	/* an agent's shell call without
 					 * timeout_ms, when the stage's
 					 * sandbox timeout is unset */
+#define SESSIONS_PER_WORK 32		/* agent sessions opened by one WORK */
 #define SESSION_IDLE_MS 900000		/* no op for this long: the worker
 					 * ends an agent's session */
 
