@@ -50,6 +50,7 @@
 #include "agents/skills.h"
 #include "agents/tools.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/util.h"
 #include "scheduler/agent_int.h"
 #include "scheduler/harness_int.h"
@@ -420,6 +421,32 @@ static void journal_drop(struct harness *h, struct convo *cv)
 
 /* Stores a snapshot op's files: new contents as blobs (SET NX: a blob
  * already stored is not written again), the manifest's entries. */
+/* 1 when f is the subtask's input or one of its stage's staged files,
+ * unchanged. */
+static int as_staged(struct harness *h, const struct convo *cv,
+		     const struct shoal_wire_snap_file *f)
+{
+	const struct stage_rt *s = &h->stages[cv->stage];
+	struct stage_ctx *sc = &h->agents->stages[cv->stage];
+	size_t i;
+
+	if (strcmp(f->path, "input") == 0)
+		return 1;
+	if (sc->staged_sha == NULL && s->conf->nfiles > 0) {
+		sc->staged_sha = calloc(s->conf->nfiles, sizeof(*sc->staged_sha));
+		if (sc->staged_sha == NULL)
+			return 0;
+		for (i = 0; i < s->conf->nfiles; i++)
+			shoal_sha256(s->files[i].data.data, s->files[i].data.len,
+				     sc->staged_sha[i]);
+	}
+	for (i = 0; i < s->conf->nfiles; i++)
+		if (strcmp(s->files[i].name, f->path) == 0 &&
+		    memcmp(sc->staged_sha[i], f->sha256, 32) == 0)
+			return 1;
+	return 0;
+}
+
 static void store_snapshot(struct harness *h, struct convo *cv,
 			   const struct shoal_wire_op_result *r)
 {
@@ -437,7 +464,10 @@ static void store_snapshot(struct harness *h, struct convo *cv,
 		argv[0] = f->deleted ? "HDEL" : "HSET";
 		argv[1] = skey;
 		argv[2] = f->path;
-		if (f->deleted) {
+		/* what every attempt stages anyway (the input, a staged file
+		 * as the stage has it) is not stored: the manifest drops it */
+		if (f->deleted || as_staged(h, cv, f)) {
+			argv[0] = "HDEL";
 			rc = shoal_state_queue(h->st, 3, argv, NULL, &err);
 			if (rc != SHOAL_OK)
 				break;
@@ -1437,6 +1467,7 @@ void harness_agents_close(struct harness *h)
 	for (i = 0; i < h->nstages && rt->stages != NULL; i++) {
 		shoal_template_free(rt->stages[i].prompt);
 		free(rt->stages[i].system);
+		free(rt->stages[i].staged_sha);
 	}
 	free(rt->agents);
 	free(rt->stages);

@@ -102,6 +102,7 @@ struct agent_ctx {
 struct stage_ctx {
 	struct shoal_template *prompt;
 	char *system;			/* instructions + AGENTS.md + skills */
+	uint8_t (*staged_sha)[32];	/* of each staged file (s->files) */
 };
 
 /* An op waiting for the next WORK to its worker. */

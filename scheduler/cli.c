@@ -193,12 +193,14 @@ static void print_summary(const struct shoal_run_summary *s, const struct shoal_
 		printf("{\"run\":\"%s\",\"status\":\"%s\",\"subtasks\":%llu,\"done\":%llu,"
 		       "\"failed\":%llu,\"retries\":%llu,\"seconds\":%.3f,"
 		       "\"peak_rss_kb\":%ld,\"tokens_in\":%llu,\"tokens_out\":%llu,"
-		       "\"model_turns\":%llu}\n", s->run_id,
+		       "\"model_turns\":%llu,\"snapshots\":%llu,\"snapshot_bytes\":%llu}\n",
+		       s->run_id,
 		       s->succeeded ? "succeeded" : "failed",
 		       (unsigned long long)s->subtasks, (unsigned long long)s->done,
 		       (unsigned long long)s->dead, (unsigned long long)s->retries, s->seconds,
 		       s->peak_rss_kb, (unsigned long long)s->tokens_in,
-		       (unsigned long long)s->tokens_out, (unsigned long long)s->model_turns);
+		       (unsigned long long)s->tokens_out, (unsigned long long)s->model_turns,
+		       (unsigned long long)s->snapshots, (unsigned long long)s->snapshot_bytes);
 		return;
 	}
 	printf("run %s %s: %llu/%llu subtasks done, %llu failed, %llu retried, %.1fs\n",

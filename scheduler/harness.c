@@ -1829,6 +1829,8 @@ static void summarize(struct harness *h, struct shoal_run_summary *sum)
 		sum->peak_rss_kb = ru.ru_maxrss;
 	sum->tokens_in = h->tok_in;
 	sum->tokens_out = h->tok_out;
+	sum->snapshots = h->snapshots;
+	sum->snapshot_bytes = h->snap_bytes;
 	for (i = 0; i < h->nstages; i++)
 		sum->model_turns += h->stages[i].turns;
 	shoal_strlcpy(sum->error, h->error, sizeof(sum->error));

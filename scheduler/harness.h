@@ -67,6 +67,8 @@ struct shoal_run_summary {
 	uint64_t tokens_in;	/* model prompt tokens (agent stages) */
 	uint64_t tokens_out;	/* model completion tokens */
 	uint64_t model_turns;	/* model replies */
+	uint64_t snapshots;	/* agent workspace checkpoints stored */
+	uint64_t snapshot_bytes; /* file bytes they carried (changed files) */
 	char error[512];	/* why it failed, when it did */
 };
 
