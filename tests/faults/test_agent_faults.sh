@@ -188,8 +188,84 @@ harness_killed_mid_conversation_resumes_from_the_journal() {
 	expect_log "$d" 8
 }
 
+# Seeded random faults in a pipeline of a command stage and an agent stage
+# (three model turns each, two shell calls): the harness, a worker or a
+# sandbox's init is killed at a random moment, or the embedded Redis; the
+# run is resumed until it completes.  Every item is in the agent stage's
+# output exactly once, and the model was asked at most once more per
+# conversation than its three turns.
+random_faults_in_an_agent_pipeline_lose_nothing() {
+	local seed n=16
+	for seed in $(seq 1 "${SHOAL_FAULT_SEEDS:-3}"); do
+		local d=$TMP/rand$seed pid victim what rc tries=0
+		RANDOM=$seed
+		mkdir -p "$d/in"
+		seq 1 "$n" >"$d/in/n.txt"
+		cat >"$d/script.json" <<'JSON'
+{"agent": [{"tool_calls": [{"name": "shell", "arguments": {"command": "sleep 0.3; cat input"}}]},
+           {"tool_calls": [{"name": "shell", "arguments": {"command": "sleep 0.3; cat input"}}]},
+           {"text_from_tool": "stdout"}]}
+JSON
+		start_server "$d" "$d/script.json" || return
+		cat >"$d/run.yaml" <<YAML
+version: 1
+name: agent-random
+pool: {max_workers: 2, slots_per_worker: 2, sessions_per_worker: 4}
+timeouts: {heartbeat: 2s}
+models:
+  fake: {base_url: "http://127.0.0.1:$PORT/v1", api_key: "k", model: m, timeout: 10s}
+agents:
+  echo: {model: fake, instructions: "Echo.", prompt: "[conv:agent] {{record.n}}", tools: [shell], max_turns: 5}
+stages:
+  - id: cmd
+    for_each: {files: "in/n.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'sleep 0.1; echo "{\"n\":\$(cat input)}"']
+    retries: 5
+    merge: {strategy: jsonl, sort_by: [n]}
+    output: out/cmd.jsonl
+  - id: agents
+    for_each: {stage: cmd}
+    agent: echo
+    retries: 5
+    merge: {strategy: jsonl, sort_by: [n]}
+    output: out/agents.jsonl
+YAML
+		"$SHOAL_BIN" run "$d/run.yaml" --state-dir "$d/.shoal" >"$d/r1.out" 2>"$d/r1.err" &
+		pid=$!
+		sleep "0.$((RANDOM % 7 + 3))"	# 0.3-0.9 s: the agent stage runs
+		case $((RANDOM % 4)) in
+		0) what=harness; victim=$pid ;;
+		1) what=worker; victim=$(pgrep -f "shoal worker --connect ipc://$d" | head -1) ;;
+		2) what=sandbox	# an init of this run's workers only (ctest runs tests side by side)
+		   victim=$(for w in $(pgrep -f "shoal worker --connect ipc://$d"); do
+				pgrep -P "$w"; done | head -1) ;;
+		*) what=redis; victim=$(cat "$d"/.shoal/redis*/redis.pid 2>/dev/null | head -1) ;;
+		esac
+		[ -n "$victim" ] && kill -9 "$victim"
+		wait "$pid"
+		rc=$?
+		while [ $rc -ne 0 ] && [ $tries -lt 3 ]; do
+			pkill -9 -f "shoal worker --connect ipc://$d" 2>/dev/null
+			"$SHOAL_BIN" run "$d/run.yaml" --resume --state-dir "$d/.shoal" >"$d/rr.out" 2>"$d/rr.err"
+			rc=$?
+			tries=$((tries + 1))
+		done
+		kill "$SERVER_PID" 2>/dev/null
+		wait "$SERVER_PID" 2>/dev/null
+		SERVER_PID=""
+		echo "  seed $seed: $what killed$([ -z "$victim" ] && echo ' (none found)'), $((tries)) resumes, $(requests "$d") model requests"
+		expect_eq "$rc" 0 "seed $seed ($what killed): the run completes ($(tail -2 "$d/rr.err" "$d/r1.err" 2>/dev/null | tail -2))"
+		expect_eq "$(wc -l <"$d/out/agents.jsonl" 2>/dev/null)" "$n" "seed $seed ($what): records"
+		expect_eq "$(sort -u "$d/out/agents.jsonl" 2>/dev/null | wc -l)" "$n" "seed $seed ($what): distinct items"
+		[ "$(requests "$d")" -le $((4 * n)) ] ||
+			fail "seed $seed ($what): $(requests "$d") model requests for $n conversations of 3 turns"
+	done
+}
+
 start_redis
 run_test worker_killed_at_turn_19_of_20_redoes_one_step
 run_test worker_killed_during_model_call_19_of_20_costs_one_call
 run_test harness_killed_mid_conversation_resumes_from_the_journal
+run_test random_faults_in_an_agent_pipeline_lose_nothing
 finish
