@@ -1339,7 +1339,12 @@ int harness_agent_result(struct harness *h, const struct shoal_wire_result *r,
 		*owned = cv->answer;	/* freed by the caller */
 		cv->answer = NULL;
 	} else {
-		if (cv->error != NULL)
+		if (cv->error != NULL && r->status != SHOAL_STATUS_OK && r->error != NULL &&
+		    strcmp(r->error, "cancelled") != 0)
+			/* the session failed too: often the cause */
+			snprintf(why, sizeof(why), "%s (the sandbox session: %s)", cv->error,
+				 r->error);
+		else if (cv->error != NULL)
 			snprintf(why, sizeof(why), "%s", cv->error);
 		else
 			snprintf(why, sizeof(why), "the agent's sandbox session ended: %s",

@@ -2105,10 +2105,23 @@ static int check_regex(struct loader *ld, const struct key *k,
 static int check_absolute(struct loader *ld, const struct key *k,
 			  const yaml_node_t *node, const char *value)
 {
-	if (value[0] == '/')
-		return SHOAL_OK;
-	return fail(ld, node, "'%s' %s must hold absolute paths, not '%s'",
-		    k->name, ld->where, value);
+	/* the sandbox's own folders: a host path there cannot be bound */
+	static const char *const own[] = { "/tmp", "/proc", "/dev", "/workspace" };
+	size_t i;
+
+	if (value[0] != '/')
+		return fail(ld, node, "'%s' %s must hold absolute paths, not '%s'",
+			    k->name, ld->where, value);
+	for (i = 0; i < SHOAL_ARRAY_LEN(own); i++) {
+		size_t n = strlen(own[i]);
+
+		if (strncmp(value, own[i], n) == 0 && (value[n] == '\0' || value[n] == '/'))
+			return fail(ld, node, "'%s' %s: '%s' is under %s, which every sandbox "
+				    "has of its own, so it cannot be bound from the host: move it "
+				    "(e.g. under /var/tmp or /opt)", k->name, ld->where, value,
+				    own[i]);
+	}
+	return SHOAL_OK;
 }
 
 /* A path inside /workspace: relative, no "..", at most PATH_MAX. */

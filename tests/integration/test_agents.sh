@@ -415,7 +415,7 @@ YAML
 # the servers (tests/mcp/install_servers.sh installs them).
 mcp_tools_from_stdio_and_http_servers() {
 	local d=$TMP/mcp mods ev_pid hport t
-	mods=$(cd "$(dirname "$0")/../mcp" && pwd)/node_modules
+	mods=${SHOAL_MCP_SERVERS:-$(cd "$(dirname "$0")/../mcp" && pwd)/node_modules}
 	if ! command -v node >/dev/null || [ ! -d "$mods/@modelcontextprotocol/server-filesystem" ]; then
 		echo "  (skipped: node or the MCP test servers are missing)"
 		return

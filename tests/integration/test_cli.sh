@@ -122,7 +122,19 @@ YAML
 	expect_contains "$TMP/ag.err" "127.0.0.1 port 9" "and says which server it could not reach"
 }
 
+# Every example config in configs/ loads (with the variables it asks for).
+example_configs_validate() {
+	local top f
+	top=$(cd "$(dirname "$0")/../.." && pwd)
+	for f in "$top"/configs/*/*.yaml; do
+		OPENAI_API_KEY=x TICKETS_URL=https://mcp.example.com/mcp TICKETS_TOKEN=t \
+			run_shoal "$TMP/example" validate "$f"
+		expect_eq "$RC" 0 "shoal validate $f ($(cat "$TMP/example.err"))"
+	done
+}
+
 run_test agent_stage_with_unreachable_model_fails_cleanly
+run_test example_configs_validate
 run_test every_verb_has_help
 run_test usage_errors_exit_2
 run_test validate_accepts_good_and_rejects_bad
