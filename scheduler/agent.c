@@ -78,8 +78,7 @@ static unsigned tool_mask(const struct shoal_agent_def *a)
 	size_t i;
 
 	for (i = 0; i < a->ntools; i++)
-		if (a->tools[i].kind > SHOAL_TOOL_MCP &&
-		    a->tools[i].kind != SHOAL_TOOL_SPAWN_SUBAGENTS)
+		if (a->tools[i].kind > SHOAL_TOOL_MCP)
 			mask |= SHOAL_BUILTIN_BIT(a->tools[i].kind);
 	if (a->skills != NULL)
 		mask |= SHOAL_BUILTIN_BIT(SHOAL_BUILTIN_LOAD_SKILL);
@@ -510,6 +509,10 @@ static void free_calls(struct convo *cv)
 		free(cv->calls[i].text);
 		free(cv->calls[i].op_error);
 		shoal_tool_args_free(&cv->calls[i].args);
+		for (size_t k = 0; k < cv->calls[i].nchildren; k++)
+			free(cv->calls[i].child_text[k]);
+		free(cv->calls[i].child_text);
+		free(cv->calls[i].child_ok);
 	}
 	free(cv->calls);
 	cv->calls = NULL;
@@ -626,6 +629,30 @@ static int add_message(struct harness *h, struct convo *cv, const char *role,
 	return SHOAL_OK;
 }
 
+/* A child's system message: its agent's instructions and skills (a
+ * child's workspace stages no AGENTS.md).  *out may be NULL (none). */
+static int child_system(struct harness *h, int agent, char **out, struct shoal_error *err)
+{
+	const struct agent_ctx *ac = &h->agents->agents[agent];
+	struct shoal_buf b;
+	int rc = SHOAL_OK;
+
+	*out = NULL;
+	shoal_buf_init(&b, 0);
+	if (ac->def->instructions != NULL)
+		rc = shoal_buf_puts(&b, ac->def->instructions);
+	if (rc == SHOAL_OK && ac->skills != NULL && ac->skills->n > 0) {
+		if (b.len > 0)
+			rc = shoal_buf_puts(&b, "\n\n");
+		if (rc == SHOAL_OK)
+			rc = shoal_skills_prompt_section(ac->skills, &b);
+	}
+	if (rc == SHOAL_OK && b.len > 0)
+		*out = shoal_buf_steal(&b, NULL);
+	shoal_buf_free(&b);
+	return rc == SHOAL_OK ? SHOAL_OK : shoal_error_set(err, rc, "out of memory");
+}
+
 static int resume_from_journal(struct harness *h, struct convo *cv,
 			       struct shoal_wire_lease *wl);
 
@@ -635,11 +662,23 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 	struct stage_rt *s = &h->stages[l->stage];
 	const struct shoal_item *it = &s->plan.items[l->def.item];
 	struct shoal_input_ctx ctx;
-	struct stage_ctx *sc;
+	const struct child_meta *child = NULL;
+	struct stage_ctx *sc = NULL;
+	char *child_sys = NULL;
 	struct convo *cv;
 	struct shoal_buf prompt;
-	int rc = stage_ctx(h, l->stage, &sc, err);
+	int rc, agent = s->conf->agent_index;
 
+	if (s->hidden) {	/* a child: its own agent, prompt and depth */
+		if (l->def.item >= h->agents->nchildren)
+			return shoal_error_set(err, SHOAL_EINVAL, "subagent %llu has no task",
+					       (unsigned long long)l->seq);
+		child = &h->agents->children[l->def.item];
+		agent = child->agent;
+		rc = child_system(h, agent, &child_sys, err);
+	} else {
+		rc = stage_ctx(h, l->stage, &sc, err);
+	}
 	if (rc != SHOAL_OK)
 		return rc;
 	memset(&ctx, 0, sizeof(ctx));
@@ -656,8 +695,10 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 		ctx.record_len = it->len;
 	}
 	shoal_buf_init(&prompt, 0);
-	rc = shoal_input_render_text(sc->prompt, &ctx, &prompt, err);
+	rc = child ? shoal_buf_puts(&prompt, child->prompt)
+		   : shoal_input_render_text(sc->prompt, &ctx, &prompt, err);
 	if (rc != SHOAL_OK) {
+		free(child_sys);
 		shoal_buf_free(&prompt);
 		shoal_error_prefix(err, "stage '%s': prompt", s->conf->id);
 		return rc == SHOAL_ENOMEM ? rc : SHOAL_EINVAL;
@@ -665,6 +706,7 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 	cv = calloc(1, sizeof(*cv));
 	if (cv == NULL || (cv->messages = json_array()) == NULL) {
 		free(cv);
+		free(child_sys);
 		shoal_buf_free(&prompt);
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
 	}
@@ -673,14 +715,16 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 	cv->stage = l->stage;
 	cv->seq = l->seq;
 	cv->worker = l->worker;
-	cv->ag = &h->cfg->agents[s->conf->agent_index];
-	cv->ctx = &h->agents->agents[s->conf->agent_index];
+	cv->ag = &h->cfg->agents[agent];
+	cv->ctx = &h->agents->agents[agent];
+	cv->depth = child ? child->depth : 0;
 	cv->checkpoint = s->conf->checkpoint;
 	cv->attempt = l->attempt;
 	if (shoal_u64map_put(&h->agents->convos, cv->lease_id, cv) != SHOAL_OK ||
 	    mcp_lease_paths(h, cv->ag, wl) != SHOAL_OK) {
 		shoal_u64map_del(&h->agents->convos, cv->lease_id);
 		shoal_buf_free(&prompt);
+		free(child_sys);
 		free_convo(cv);
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
 	}
@@ -688,6 +732,7 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 	 * model is first asked; a failure has failed the conversation */
 	if (mcp_convo_begin(h, cv) < 0) {
 		shoal_buf_free(&prompt);
+		free(child_sys);
 		return SHOAL_OK;
 	}
 	/* a later attempt (or a resumed run) goes on from its journal */
@@ -695,12 +740,14 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 		rc = resume_from_journal(h, cv, wl);
 		if (rc != 0) {
 			shoal_buf_free(&prompt);
+			free(child_sys);
 			return rc < 0 ? shoal_error_set(err, SHOAL_ENOMEM, "out of memory") : SHOAL_OK;
 		}
 	}
 	rc = SHOAL_OK;
-	if (sc->system != NULL)
-		rc = add_message(h, cv, "system", sc->system);
+	if (child ? child_sys != NULL : sc->system != NULL)
+		rc = add_message(h, cv, "system", child ? child_sys : sc->system);
+	free(child_sys);
 	if (rc == SHOAL_OK)
 		rc = add_message(h, cv, "user", prompt.data ? prompt.data : "");
 	shoal_buf_free(&prompt);
@@ -762,6 +809,140 @@ static int skill_ops(struct harness *h, struct convo *cv, struct call *c)
 	return rc;
 }
 
+/* A call's text: a sentence for the model (NULL when memory ran out). */
+static char *textf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *textf(const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	return shoal_strdup(buf);
+}
+
+/* spawn_subagents: each task becomes a child subtask of the subagents'
+ * stage (its own lease, sandbox and journal, on any worker); the call is
+ * answered when every child settled (harness_agent_child_settled). */
+static int spawn_children(struct harness *h, struct convo *cv, struct call *c)
+{
+	struct agent_rt *rt = h->agents;
+	const struct shoal_tool_args *a = &c->args;
+	const struct shoal_agent_def *ag = cv->ag;
+	char source[160];
+	size_t i;
+
+	if (h->child_stage < 0)
+		return (c->text = textf("error: spawn_subagents is not available in this run"))
+		       ? SHOAL_OK : SHOAL_ENOMEM;
+	if (a->ntasks > ag->max_children)
+		return (c->text = textf("error: spawn_subagents: %zu tasks, but agent '%s' may start "
+					"at most %u subagents per call (max_children)", a->ntasks,
+					ag->name, ag->max_children)) ? SHOAL_OK : SHOAL_ENOMEM;
+	if (cv->depth + 1 > ag->max_depth)
+		return (c->text = textf("error: spawn_subagents: subagents nest at most %u deep "
+					"(max_depth of agent '%s'), and this one is at depth %u",
+					ag->max_depth, ag->name, cv->depth)) ? SHOAL_OK : SHOAL_ENOMEM;
+	for (i = 0; i < a->ntasks; i++)
+		if (shoal_config_agent_index(h->cfg, a->tasks[i].agent) < 0)
+			return (c->text = textf("error: spawn_subagents: tasks[%zu]: no agent named "
+						"'%.128s'", i, a->tasks[i].agent)) ? SHOAL_OK
+										   : SHOAL_ENOMEM;
+	c->child_text = calloc(a->ntasks, sizeof(*c->child_text));
+	c->child_ok = calloc(a->ntasks, sizeof(*c->child_ok));
+	if (c->child_text == NULL || c->child_ok == NULL)
+		return SHOAL_ENOMEM;
+	c->nchildren = a->ntasks;
+	c->spawn_id = ++rt->spawn_counter;
+	for (i = 0; i < a->ntasks; i++) {
+		const struct shoal_tool_task *t = &a->tasks[i];
+		struct child_meta *m;
+		long item;
+
+		snprintf(source, sizeof(source), "%s/%llu#%zu", h->stages[cv->stage].conf->id,
+			 (unsigned long long)cv->seq, i);
+		item = harness_add_child(h, source, t->input ? t->input : "", t->input_len);
+		if (item < 0 || harness_grow_array((void **)&rt->children, &rt->cap_children,
+						   (size_t)item, sizeof(*rt->children)) != SHOAL_OK)
+			return SHOAL_ENOMEM;
+		m = &rt->children[item];
+		memset(m, 0, sizeof(*m));
+		m->parent_lease = cv->lease_id;
+		m->spawn_id = c->spawn_id;
+		m->index = (uint32_t)i;
+		m->agent = shoal_config_agent_index(h->cfg, t->agent);
+		m->prompt = shoal_strdup(t->prompt);
+		m->depth = cv->depth + 1;
+		rt->nchildren = (size_t)item + 1;
+		if (m->prompt == NULL)
+			return SHOAL_ENOMEM;
+		c->pending++;
+	}
+	return SHOAL_OK;
+}
+
+/* The tool result of a spawn_subagents call: each child's answer (or
+ * error), in the order of the tasks, as JSON. */
+static char *children_text(const struct harness *h, const struct call *c)
+{
+	json_t *arr = json_array();
+	char *out;
+	size_t i;
+
+	for (i = 0; arr != NULL && i < c->nchildren; i++) {
+		const char *t = c->child_text[i] ? c->child_text[i] : "";
+		size_t n = strlen(t);
+
+		while (n > 0 && t[n - 1] == '\n')
+			n--;
+		json_array_append_new(arr, json_pack("{s:s, s:b, s:s%}", "agent",
+						     c->args.tasks[i].agent, "ok", c->child_ok[i],
+						     c->child_ok[i] ? "result" : "error", t, n));
+	}
+	(void)h;
+	out = arr ? json_dumps(arr, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+	json_decref(arr);
+	return out;
+}
+
+void harness_agent_child_settled(struct harness *h, uint32_t item, int ok, const char *out,
+				 size_t out_len, const char *error)
+{
+	struct agent_rt *rt = h->agents;
+	struct child_meta *m;
+	struct convo *cv;
+	struct call *c = NULL;
+	size_t i;
+
+	if (rt == NULL || item >= rt->nchildren || rt->children[item].settled)
+		return;
+	m = &rt->children[item];
+	m->settled = 1;
+	cv = shoal_u64map_get(&rt->convos, m->parent_lease);
+	for (i = 0; cv != NULL && i < cv->ncalls; i++)
+		if (cv->calls[i].spawn_id == m->spawn_id && m->spawn_id != 0)
+			c = &cv->calls[i];
+	if (c == NULL || cv->state != CV_TOOLS || c->pending == 0 || m->index >= c->nchildren)
+		return;		/* the parent is gone: it spawns again if it resumes */
+	c->child_ok[m->index] = ok;
+	if (ok) {
+		c->child_text[m->index] = malloc(out_len + 1);
+		if (c->child_text[m->index] != NULL) {
+			memcpy(c->child_text[m->index], out ? out : "", out_len);
+			c->child_text[m->index][out_len] = '\0';
+		}
+	} else {
+		c->child_text[m->index] = shoal_strdup(error ? error : "the subagent failed");
+	}
+	if (--c->pending == 0) {
+		free(c->text);
+		c->text = children_text(h, c);
+		agent_call_done(h, cv, c);
+	}
+}
+
 /* Turns a checked call into its op (or ops); a call that needs none gets
  * its text at once. */
 static int call_ops(struct harness *h, struct convo *cv, struct call *c)
@@ -779,6 +960,8 @@ static int call_ops(struct harness *h, struct convo *cv, struct call *c)
 	case SHOAL_BUILTIN_APPLY_PATCH: kind = SHOAL_OP_PATCH; break;
 	case SHOAL_BUILTIN_LOAD_SKILL:
 		return skill_ops(h, cv, c);
+	case SHOAL_BUILTIN_SPAWN_SUBAGENTS:
+		return spawn_children(h, cv, c);
 	default:
 		c->text = shoal_strdup("error: this tool is not available to this agent");
 		return c->text ? SHOAL_OK : SHOAL_ENOMEM;
@@ -1463,6 +1646,9 @@ void harness_agents_close(struct harness *h)
 		free_out_op(&rt->out[i]);
 	free(rt->out);
 	free(rt->submit);
+	for (i = 0; i < rt->nchildren; i++)
+		free(rt->children[i].prompt);
+	free(rt->children);
 	for (i = 0; i < h->cfg->nagents && rt->agents != NULL; i++) {
 		json_decref(rt->agents[i].tools);
 		json_decref(rt->agents[i].schema);

@@ -30,6 +30,17 @@ enum convo_state {
 				 * journal to be flushed */
 };
 
+/* A child subtask (spawn_subagents): who is waiting for it. */
+struct child_meta {
+	uint64_t parent_lease;		/* the parent conversation's lease */
+	uint64_t spawn_id;		/* its call's tag */
+	uint32_t index;			/* its place in the call's tasks */
+	int agent;			/* index in cfg->agents */
+	char *prompt;			/* its first user message */
+	uint32_t depth;
+	int settled;
+};
+
 /* One tool call of the current turn. */
 struct call {
 	char *id;			/* tool_call_id */
@@ -43,6 +54,10 @@ struct call {
 	int mcp_server;			/* an MCP tool: index in
 					 * cfg->mcp_servers; else -1 */
 	uint64_t mcp_id;		/* its request in the MCP client */
+	uint64_t spawn_id;		/* spawn_subagents: its children's tag */
+	char **child_text;		/* each child's result or error */
+	int *child_ok;
+	size_t nchildren;
 	int journaled;			/* its result is in the journal */
 };
 
@@ -81,6 +96,8 @@ struct convo {
 	int checkpoint;			/* enum shoal_checkpoint_every */
 	uint32_t attempt;
 	uint64_t close_op;		/* its close op, once closing */
+	uint32_t depth;			/* 0: a stage's subtask; a child of a
+					 * conversation at depth d is at d + 1 */
 	struct cv_mcp *mcp;		/* its stdio MCP servers */
 	size_t nmcp;
 	size_t lists_left;		/* tools/list not answered yet */
@@ -128,6 +145,9 @@ struct agent_rt {
 	size_t nsubmit, cap_submit;
 	struct shoal_buf scratch;
 	struct mcp_rt *mcp;		/* MCP servers (agent_mcp.c), or NULL */
+	struct child_meta *children;	/* per item of the subagents' stage */
+	size_t nchildren, cap_children;
+	uint64_t spawn_counter;
 	struct curl_waitfd waitfds[4 + MCP_WAITFDS_MAX]; /* this turn's wait */
 	unsigned nwaitfds, nnng;
 };

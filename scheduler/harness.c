@@ -719,8 +719,11 @@ static uint32_t grant_leases(struct harness *h, int worker, uint32_t want,
 	wl = shoal_arena_alloc(&h->arena, want * sizeof(*wl));
 	if (wl == NULL)
 		return 0;
+	/* subagents first: their parents hold sessions while they wait */
+	if (h->child_stage >= 0 && h->stages[h->child_stage].state == STAGE_RUNNING)
+		n += grant_from_stage(h, h->child_stage, worker, wl, want, &bytes, &err);
 	for (i = 0; i < h->nstages && n < want && !h->stopping; i++) {
-		if (h->stages[i].state != STAGE_RUNNING)
+		if (h->stages[i].state != STAGE_RUNNING || h->stages[i].hidden)
 			continue;
 		n += grant_from_stage(h, (int)i, worker, wl + n, want - n, &bytes, &err);
 	}
@@ -1175,6 +1178,9 @@ static void apply_effect(struct harness *h, struct effect *e)
 	} else {
 		note_dead(h, s, e);
 	}
+	if (s->hidden && e->accepted && e->outcome != SHOAL_OUTCOME_RETRY)
+		harness_agent_child_settled(h, e->lease.def.item, e->outcome == SHOAL_OUTCOME_DONE,
+					    e->out, e->out_len, e->error);
 	free(e->out);
 	free(e->error);
 }
@@ -1341,7 +1347,8 @@ static int start_stage(struct harness *h, struct stage_rt *s, struct shoal_error
 		return rc;
 	s->state = STAGE_RUNNING;
 	snprintf(rel, sizeof(rel), "%llu", (unsigned long long)s->plan.total);
-	shoal_info("stage %s: %s subtasks", c->id, rel);
+	if (!s->hidden)
+		shoal_info("stage %s: %s subtasks", c->id, rel);
 	return SHOAL_OK;
 }
 
@@ -1468,6 +1475,11 @@ static void advance_stages(struct harness *h)
 	for (i = 0; i < h->nstages && !h->failed; i++) {
 		struct stage_rt *s = &h->stages[i];
 
+		if (s->hidden) {	/* runs from the start, ends with the run */
+			if (s->state == STAGE_WAITING && start_stage(h, s, &err) != SHOAL_OK)
+				harness_fail_run(h, "%s", err.msg);
+			continue;
+		}
 		if (s->state == STAGE_RUNNING && !s->exhausted && s->issued == s->plan.total &&
 		    s->plan.total == 0)
 			s->exhausted = 1;
@@ -1480,7 +1492,7 @@ static void advance_stages(struct harness *h)
 			harness_fail_run(h, "%s", err.msg);
 	}
 	for (i = 0; i < h->nstages; i++)
-		if (h->stages[i].state != STAGE_DONE)
+		if (h->stages[i].state != STAGE_DONE && !h->stages[i].hidden)
 			return;
 	h->stopping = 1;
 }
@@ -1703,13 +1715,105 @@ int shoal_harness_inputs_hash(const struct shoal_config *cfg, char out[65],
 	return rc;
 }
 
+/* 1 when some agent may call spawn_subagents. */
+static int spawns(const struct shoal_config *cfg, int *stage)
+{
+	size_t a, t, i;
+
+	for (a = 0; a < cfg->nagents; a++)
+		for (t = 0; t < cfg->agents[a].ntools; t++)
+			if (cfg->agents[a].tools[t].kind == SHOAL_TOOL_SPAWN_SUBAGENTS)
+				for (i = 0; i < cfg->nstages; i++)
+					if (cfg->stages[i].agent_index >= 0) {
+						*stage = (int)i;
+						return 1;
+					}
+	return 0;
+}
+
+/* The subagents' stage: an agent stage like the run's first one (its
+ * sandbox, timeouts, retries, checkpoints), whose items are the children
+ * parents spawn; it has no files, no split, no output, and is never
+ * merged or finished. */
+static void add_child_stage(struct harness *h)
+{
+	struct shoal_stage_conf *c = &h->child_conf;
+	struct stage_rt *s;
+	uint32_t tag = 0;
+	int like;
+
+	h->child_stage = -1;
+	if (!spawns(h->cfg, &like))
+		return;
+	*c = h->cfg->stages[like];	/* borrowed pointers into cfg */
+	shoal_random_bytes(&tag, sizeof(tag));
+	snprintf(h->child_id, sizeof(h->child_id), "_subagents-%08x", tag);
+	c->id = h->child_id;
+	c->for_each = 0;
+	c->glob = NULL;
+	c->from_stage = NULL;
+	c->needs = NULL;
+	c->nneeds = 0;
+	memset(&c->split, 0, sizeof(c->split));
+	c->files = NULL;
+	c->nfiles = 0;
+	c->outputs = NULL;
+	c->noutputs = 0;
+	c->output = (char *)"";	/* no merged output: answers go to parents */
+	c->reduce = 0;
+	memset(&c->input, 0, sizeof(c->input));
+	memset(&c->when, 0, sizeof(c->when));
+	c->max_parallel = 0;
+	c->fan_in = SHOAL_FAN_IN_CONTINUE;
+	c->merge.strategy = SHOAL_MERGE_CONCAT;
+	c->prompt = NULL;		/* each child brings its own */
+	h->child_stage = (int)h->nstages;
+	s = &h->stages[h->nstages++];
+	s->conf = c;
+	s->hidden = 1;
+	s->plan.fd = -1;
+	s->plan.stage = c;
+	s->planned = 1;
+	s->exhausted = 1;		/* until a parent spawns */
+}
+
+long harness_add_child(struct harness *h, const char *source, const char *input,
+		       size_t input_len)
+{
+	struct stage_rt *s;
+	struct shoal_item *items, *it;
+
+	if (h->child_stage < 0)
+		return -1;
+	s = &h->stages[h->child_stage];
+	items = realloc(s->plan.items, (s->plan.nitems + 1) * sizeof(*items));
+	if (items == NULL)
+		return -1;
+	s->plan.items = items;
+	it = &items[s->plan.nitems];
+	memset(it, 0, sizeof(*it));
+	it->source = shoal_strdup(source);
+	it->data = malloc(input_len + 1);
+	if (it->source == NULL || it->data == NULL) {
+		free(it->source);
+		free(it->data);
+		return -1;
+	}
+	memcpy(it->data, input, input_len);
+	it->data[input_len] = '\0';
+	it->len = input_len;
+	s->plan.total++;
+	s->exhausted = 0;
+	return (long)s->plan.nitems++;
+}
+
 static int plan_stages(struct harness *h, struct shoal_error *err)
 {
 	size_t i;
 	int rc;
 
 	h->nstages = h->cfg->nstages;
-	h->stages = calloc(h->nstages, sizeof(*h->stages));
+	h->stages = calloc(h->nstages + 1, sizeof(*h->stages));
 	if (h->stages == NULL)
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
 	for (i = 0; i < h->nstages; i++) {
@@ -1726,6 +1830,7 @@ static int plan_stages(struct harness *h, struct shoal_error *err)
 			return rc;
 		s->planned = 1;
 	}
+	add_child_stage(h);
 	return shoal_harness_inputs_hash(h->cfg, h->inputs_hash, err);
 }
 
@@ -1800,10 +1905,10 @@ static int create_run(struct harness *h, struct shoal_error *err)
 
 	if (ids == NULL)
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
-	for (i = 0; i < h->nstages; i++)
+	for (i = 0; i < h->cfg->nstages; i++)	/* not the subagents' stage */
 		ids[i] = h->stages[i].conf->id;
 	rc = shoal_state_run_create(h->st, h->cfg->name ? h->cfg->name : "", h->cfg->path,
-				    h->cfg->hash, ids, h->nstages, err);
+				    h->cfg->hash, ids, h->cfg->nstages, err);
 	free(ids);
 	if (rc == SHOAL_OK)
 		rc = shoal_state_run_set(h->st, "inputs_hash", h->inputs_hash, err);
@@ -2027,6 +2132,7 @@ int shoal_harness_run(const struct shoal_config *cfg, const struct shoal_run_opt
 	memset(&emb, 0, sizeof(emb));
 	h.cfg = cfg;
 	h.opts = opts;
+	h.child_stage = -1;
 	h.started_ms = h.rate_ms = h.last_progress_ms = shoal_now_ms();
 	shoal_u64map_init(&h.leases);
 	shoal_arena_init(&h.arena);

@@ -71,6 +71,8 @@ struct stage_rt {
 	struct shoal_histogram sched;	/* schedule-to-start latency */
 	struct shoal_histogram run;	/* run time of attempts */
 	struct shoal_input *input;	/* compiled `input:`, or NULL */
+	int hidden;			/* the subagents' stage (below): not in
+					 * the config, never merged */
 	uint64_t tok_in, tok_out;	/* agent stages: model tokens */
 	uint64_t turns;			/* agent stages: model replies */
 	char first_error[512];
@@ -161,6 +163,13 @@ struct harness {
 	struct reply *replies;
 	size_t nreplies, cap_replies;
 	struct agent_rt *agents;	/* agent stages' loop (agent.c), or NULL */
+	/* spawn_subagents: each child is a subtask of one hidden stage, last
+	 * in stages[], whose items are added as parents spawn them; its id
+	 * is new per harness process, so a resumed run never meets the
+	 * children of the run it resumes (their parents spawn them again) */
+	int child_stage;		/* its index, or -1 */
+	struct shoal_stage_conf child_conf;
+	char child_id[48];
 	uint64_t tok_in, tok_out;	/* model tokens of the whole run */
 	uint64_t snapshots, snap_bytes;	/* agent workspace snapshots stored,
 					 * and their new bytes (blobs) */
@@ -231,6 +240,14 @@ size_t harness_agents_active(const struct harness *h);
 /* Model requests, retries and 429s of every model, for /metrics. */
 void harness_agents_stats(const struct harness *h, uint64_t *requests, uint64_t *retries,
 			  uint64_t *rate_limited);
+
+/* Adds a child subtask to the subagents' stage: its item (source, input),
+ * returns its item index or -1. */
+long harness_add_child(struct harness *h, const char *source, const char *input,
+		       size_t input_len);
+/* A child subtask settled for good (done: out; dead: error). */
+void harness_agent_child_settled(struct harness *h, uint32_t item, int ok, const char *out,
+				 size_t out_len, const char *error);
 
 /* poolctl.c */
 int harness_pool_open(struct harness *h, struct shoal_error *err);

@@ -235,7 +235,8 @@ int harness_resume(struct harness *h, struct shoal_error *err)
 		return rc;
 	h->run_recorded = 1;
 	for (i = 0; i < h->nstages && rc == SHOAL_OK; i++)
-		rc = resume_stage(h, &h->stages[i], err);
+		if (!h->stages[i].hidden)	/* children are spawned again */
+			rc = resume_stage(h, &h->stages[i], err);
 	if (rc != SHOAL_OK)
 		return shoal_error_prefix(err, "resuming run %s", h->run_id);
 	shoal_info("resuming run %s", h->run_id);
@@ -250,7 +251,7 @@ static int resync_all(struct harness *h, struct shoal_error *err)
 	int rc = SHOAL_OK;
 
 	for (i = 0; i < h->nstages && rc == SHOAL_OK; i++)
-		if (h->stages[i].state == STAGE_RUNNING)
+		if (h->stages[i].state == STAGE_RUNNING && !h->stages[i].hidden)
 			rc = harness_resync_stage(h, &h->stages[i], err);
 	return rc;
 }

@@ -458,6 +458,70 @@ PY
 	fi
 }
 
+# planner -> workers -> reviewer: a planner agent fans out worker
+# subagents with spawn_subagents (each its own subtask and sandbox), gets
+# their answers in order, and a reduce stage's reviewer reads them all.
+spawn_subagents_planner_workers_reviewer() {
+	local d=$TMP/spawn
+	mkdir -p "$d"
+	start_server "$d" '{
+	  "plan": [{"tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": [
+	              {"agent": "helper", "prompt": "[conv:work] part 1", "input": "alpha\n"},
+	              {"agent": "helper", "prompt": "[conv:work] part 2", "input": "beta\n"},
+	              {"agent": "helper", "prompt": "[conv:work] part 3", "input": "gamma\n"}]}}]},
+	           {"text_from_tool": "all"}],
+	  "work": [{"tool_calls": [{"name": "shell", "arguments": {"command": "cat input"}}]},
+	           {"text_from_tool": "stdout"}],
+	  "review": [{"tool_calls": [{"name": "shell", "arguments": {"command": "grep -c ok input"}}]},
+	             {"text_from_tool": "stdout"}]
+	}' || return
+	make_job "$d" "plan"
+	sed -i 's|    tools: \[shell, read_file, write_file, list_files, apply_patch\]|    tools: [spawn_subagents]\n    max_children: 3|' "$d/run.yaml"
+	sed -i 's|^stages:|  helper:\n    model: fake\n    instructions: "Do one part."\n    prompt: "unused"\n    tools: [shell]\n  reviewer:\n    model: fake\n    instructions: "Review."\n    prompt: "[conv:review] {{input}}"\n    tools: [shell]\nstages:|' "$d/run.yaml"
+	cat >>"$d/run.yaml" <<'YAML'
+  - id: review
+    needs: [work]
+    reduce: {agent: reviewer}
+    merge: {strategy: concat}
+    output: out/review.txt
+YAML
+	run_job "$d"
+	expect_eq "$RC" 0 "exit code ($(tail -3 "$d/r.err"))"
+	expect_eq "$(wc -l <"$d/out/results.jsonl" 2>/dev/null)" 3 "the planner's answer: one record per worker"
+	expect_contains "$d/out/results.jsonl" '"result":"alpha"' "worker 1's answer, in order"
+	expect_eq "$(sed -n 3p "$d/out/results.jsonl" | grep -c gamma)" 1 "worker 3's answer is third"
+	expect_eq "$(cat "$d/out/review.txt" 2>/dev/null)" 3 "the reviewer saw the three answers"
+	expect_eq "$(requests_for "$d" work)" 6 "each worker: two model turns"
+}
+
+# spawn_subagents refuses more tasks than max_children, and a subagent
+# nesting deeper than max_depth; the parent gets the errors as results.
+spawn_subagents_limits() {
+	local d=$TMP/spawnlim
+	mkdir -p "$d"
+	start_server "$d" '{
+	  "greedy": [{"tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": [
+	                {"agent": "nester", "prompt": "[conv:n1] a"}, {"agent": "nester", "prompt": "[conv:n1] b"},
+	                {"agent": "nester", "prompt": "[conv:n1] c"}]}}]},
+	             {"tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": [
+	                {"agent": "nester", "prompt": "[conv:n1] deep"}]}}]},
+	             {"text": "{\"done\": true}"}],
+	  "n1": [{"tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": [
+	            {"agent": "nester", "prompt": "[conv:n2] deeper"}]}}]},
+	         {"text_from_tool": "all"}]
+	}' || return
+	make_job "$d" "greedy"
+	sed -i 's|    tools: \[shell, read_file, write_file, list_files, apply_patch\]|    tools: [spawn_subagents]\n    max_children: 2\n    max_depth: 1|' "$d/run.yaml"
+	sed -i 's|^stages:|  nester:\n    model: fake\n    instructions: "Nest."\n    prompt: "unused"\n    tools: [spawn_subagents]\n    max_depth: 1\nstages:|' "$d/run.yaml"
+	run_job "$d"
+	expect_eq "$RC" 0 "exit code ($(tail -3 "$d/r.err"))"
+	tool_messages "$d" greedy 1 >"$d/t1"
+	expect_contains "$d/t1" "at most 2 subagents per call (max_children)" "max_children"
+	tool_messages "$d" greedy 2 >"$d/t2"
+	expect_contains "$d/t2" "nest at most 1 deep (max_depth" "max_depth, in the child's answer"
+	expect_eq "$(requests_for "$d" n2)" 0 "no grandchild ran"
+}
+
 start_redis
 run_test tool_loop_runs_in_the_sandbox_and_merges_the_answer
 run_test api_key_never_reaches_a_sandbox_redis_or_logs
@@ -470,5 +534,7 @@ run_test agentsmd_and_skills
 run_test responses_api
 run_test agent_reducer_reads_the_merged_records
 run_test mcp_tools_from_stdio_and_http_servers
+run_test spawn_subagents_planner_workers_reviewer
+run_test spawn_subagents_limits
 stop_server
 finish
