@@ -1178,6 +1178,10 @@ static void apply_effect(struct harness *h, struct effect *e)
 	} else {
 		note_dead(h, s, e);
 	}
+	if (s->feeds >= 0 && e->accepted && e->outcome != SHOAL_OUTCOME_RETRY)
+		harness_stream_final(h, s, e->lease.seq,
+				     e->outcome == SHOAL_OUTCOME_DONE ? (e->out ? e->out : "") : NULL,
+				     e->outcome == SHOAL_OUTCOME_DONE ? e->out_len : 0);
 	if (s->hidden && e->accepted && e->outcome != SHOAL_OUTCOME_RETRY)
 		harness_agent_child_settled(h, e->lease.def.item, e->outcome == SHOAL_OUTCOME_DONE,
 					    e->out, e->out_len, e->error);
@@ -1311,7 +1315,7 @@ int harness_prepare_stage(struct harness *h, struct stage_rt *s, struct shoal_er
 		rc = plan_reduce(h, s, err);
 		if (rc != SHOAL_OK)
 			return rc;
-	} else if (c->for_each == SHOAL_FOR_EACH_STAGE) {
+	} else if (c->for_each == SHOAL_FOR_EACH_STAGE && !s->streaming) {
 		const struct stage_rt *up = &h->stages[upstream_of(h, c)];
 
 		rc = shoal_plan_records(&s->plan, c, up->conf->output,
@@ -1349,7 +1353,7 @@ static int start_stage(struct harness *h, struct stage_rt *s, struct shoal_error
 	snprintf(rel, sizeof(rel), "%llu", (unsigned long long)s->plan.total);
 	if (!s->hidden)
 		shoal_info("stage %s: %s subtasks", c->id, rel);
-	return SHOAL_OK;
+	return harness_stream_begin(h, (int)(s - h->stages), err);
 }
 
 struct merge_ctx {
@@ -1407,6 +1411,10 @@ static void finish_stage(struct harness *h, struct stage_rt *s)
 		return;
 	}
 	s->state = stage_passes(s) ? STAGE_DONE : STAGE_FAILED;
+	if (s->streaming) {	/* its total grew as it was fed */
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)s->plan.total);
+		shoal_state_stage_set(h->st, s->conf->id, "total", num, &err);
+	}
 	snprintf(num, sizeof(num), "%llu", (unsigned long long)s->records);
 	shoal_state_stage_set(h->st, s->conf->id, "records", num, &err);
 	shoal_state_stage_set(h->st, s->conf->id, "status",
@@ -1461,10 +1469,10 @@ static void skip_stage(struct harness *h, struct stage_rt *s)
 		   s->conf->when.stage);
 }
 
-static int stage_finished(const struct stage_rt *s)
+static int stage_finished(const struct harness *h, const struct stage_rt *s)
 {
 	return s->state == STAGE_RUNNING && s->exhausted && s->nretry == 0 &&
-	       s->inflight == 0;
+	       s->inflight == 0 && !harness_stream_waits(h, s);
 }
 
 static void advance_stages(struct harness *h)
@@ -1483,7 +1491,7 @@ static void advance_stages(struct harness *h)
 		if (s->state == STAGE_RUNNING && !s->exhausted && s->issued == s->plan.total &&
 		    s->plan.total == 0)
 			s->exhausted = 1;
-		if (stage_finished(s))
+		if (stage_finished(h, s))
 			finish_stage(h, s);
 		if (s->state == STAGE_WAITING && needs_done(h, s->conf) && skipped_by_when(h, s))
 			skip_stage(h, s);
@@ -1771,6 +1779,7 @@ static void add_child_stage(struct harness *h)
 	s = &h->stages[h->nstages++];
 	s->conf = c;
 	s->hidden = 1;
+	s->feeds = -1;
 	s->plan.fd = -1;
 	s->plan.stage = c;
 	s->planned = 1;
@@ -1821,6 +1830,7 @@ static int plan_stages(struct harness *h, struct shoal_error *err)
 
 		s->conf = &h->cfg->stages[i];
 		s->plan.fd = -1;
+		s->feeds = -1;
 		if (s->conf->for_each != SHOAL_FOR_EACH_FILES)
 			continue;
 		rc = shoal_plan_files(&s->plan, h->cfg, s->conf, err);
@@ -1842,6 +1852,7 @@ static void free_stages(struct harness *h)
 		struct stage_rt *s = &h->stages[i];
 
 		shoal_plan_free(&s->plan);
+		harness_stream_free(s);
 		for (j = 0; s->file_data != NULL && j < s->conf->nfiles; j++)
 			free(s->file_data[j]);
 		free(s->file_data);

@@ -73,6 +73,13 @@ struct stage_rt {
 	struct shoal_input *input;	/* compiled `input:`, or NULL */
 	int hidden;			/* the subagents' stage (below): not in
 					 * the config, never merged */
+	/* pipelining (stream.c): a for_each: {stage} consumer that starts
+	 * on its upstream's records as they become final */
+	int feeds;			/* upstream: the consumer it feeds, or -1 */
+	uint64_t fed;			/* upstream: seqs fed so far (a prefix) */
+	struct shoal_u64map early;	/* upstream: seq + 1 -> output of a
+					 * subtask final before its turn */
+	int streaming;			/* consumer: fed while upstream runs */
 	uint64_t tok_in, tok_out;	/* agent stages: model tokens */
 	uint64_t turns;			/* agent stages: model replies */
 	char first_error[512];
@@ -248,6 +255,18 @@ long harness_add_child(struct harness *h, const char *source, const char *input,
 /* A child subtask settled for good (done: out; dead: error). */
 void harness_agent_child_settled(struct harness *h, uint32_t item, int ok, const char *out,
 				 size_t out_len, const char *error);
+
+/* stream.c - pipelining */
+/* At stage s's start: when a consumer may start on s's records as they
+ * become final, starts it too. */
+int harness_stream_begin(struct harness *h, int stage, struct shoal_error *err);
+/* An upstream subtask is final (done: out; dead: out NULL): feeds its
+ * records, and those of the final ones after it, to the consumer. */
+void harness_stream_final(struct harness *h, struct stage_rt *s, uint64_t seq,
+			  const char *out, size_t len);
+/* 1 when a streaming consumer may not finish yet (its upstream runs). */
+int harness_stream_waits(const struct harness *h, const struct stage_rt *s);
+void harness_stream_free(struct stage_rt *s);
 
 /* poolctl.c */
 int harness_pool_open(struct harness *h, struct shoal_error *err);

@@ -82,6 +82,43 @@ YAML
 	grep -q "secret outside" "$d/out/read.jsonl" && fail "the outside file reached a sandbox"
 }
 
+# Pipelining: a for_each: {stage} consumer of a jsonl stage (no sort_by,
+# no dedupe_by) starts on each upstream record as soon as it is final,
+# not after the upstream's merge; its output is what an unpipelined run
+# gives (records in the upstream's order).
+pipelined_consumer_starts_before_its_upstream_ends() {
+	local d=$TMP/pipe first last
+	mkdir -p "$d/in"
+	seq 1 8 >"$d/in/a.txt"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+pool: {max_workers: 2, slots_per_worker: 2}
+stages:
+  - id: up
+    for_each: {files: "in/a.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'n=$(cat input); [ "$n" -eq 8 ] && sleep 2; echo "{\"n\":$n,\"end\":$(date +%s%3N)}"']
+    merge: {strategy: jsonl}
+    output: out/up.jsonl
+  - id: down
+    for_each: {stage: up}
+    run: [sh, -c, 'n=$(sed "s/.*\"n\":\([0-9]*\).*/\1/" input); echo "{\"n\":$n,\"start\":$(date +%s%3N)}"']
+    merge: {strategy: jsonl}
+    output: out/down.jsonl
+YAML
+	run_shoal "$d/r" run "$d/run.yaml" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "the run succeeds ($(tail -2 "$d/r.err"))"
+	expect_contains "$d/r.err" "stage down: pipelined" "the consumer is pipelined"
+	expect_eq "$(sed 's/,"start".*//' "$d/out/down.jsonl" | tr '\n' ' ')" \
+		'{"n":1 {"n":2 {"n":3 {"n":4 {"n":5 {"n":6 {"n":7 {"n":8 ' \
+		"the consumer's records, in the upstream's order"
+	first=$(sed 's/.*"start":\([0-9]*\).*/\1/' "$d/out/down.jsonl" | sort -n | head -1)
+	last=$(sed -n '8s/.*"end":\([0-9]*\).*/\1/p' "$d/out/up.jsonl")
+	[ -n "$first" ] && [ -n "$last" ] && [ "$first" -lt "$last" ] ||
+		fail "the first downstream subtask ($first) started before the upstream's last ended ($last)"
+}
+
 run_test reduce_when_and_max_parallel_shape_a_dag
+run_test pipelined_consumer_starts_before_its_upstream_ends
 run_test input_renders_records_and_refuses_escapes
 finish
