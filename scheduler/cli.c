@@ -16,6 +16,7 @@
 #include "scheduler/embedded.h"
 #include "scheduler/harness.h"
 #include "scheduler/plan.h"
+#include "scheduler/serve.h"
 #include "scheduler/state.h"
 #include "scheduler/status.h"
 
@@ -30,6 +31,7 @@ static const char USAGE[] =
 	"  status [RUN_ID]   a run's state and failures; without RUN_ID, recent runs\n"
 	"  resume RUN_ID     continue an unfinished run\n"
 	"  cancel RUN_ID     cancel a run\n"
+	"  serve             a long-running scheduler that runs the configs sent to it\n"
 	"  worker            a worker process (the local pool starts these itself)\n"
 	"  version           print the version\n"
 	"  help              this text\n"
@@ -39,6 +41,7 @@ static const char USAGE[] =
 
 static const char RUN_USAGE[] =
 	"usage: shoal run CONFIG [--redis URL] [--state-dir DIR] [--workers N] [--json]\n"
+	"       shoal run --server URL [--token-file F] CONFIG [--resume|--new] [--json]\n"
 	"\n"
 	"Runs the pipeline in CONFIG to the end and merges each stage's results into\n"
 	"its output.  Prints the run id first, then a summary.\n"
@@ -53,6 +56,11 @@ static const char RUN_USAGE[] =
 	"  --resume          if the last run of this config and inputs is unfinished,\n"
 	"                    continue it (finished subtasks are not redone)\n"
 	"  --new             start a new run even if the last one is unfinished\n"
+	"  --server URL      send the run to `shoal serve` at URL (tcp:// or ipc://) and\n"
+	"                    wait for its end: the server's pool, state and metrics\n"
+	"                    run it; CONFIG must be readable by the server at the same\n"
+	"                    path\n"
+	"  --token-file F    with --server: the server's pool token\n"
 	"\n"
 	"Without --resume or --new, an unfinished last run of the same job is an\n"
 	"error that names it.\n"
@@ -142,6 +150,8 @@ static char *self_exe(void)
 struct run_args {
 	const char *config;
 	struct shoal_run_opts opts;
+	const char *server;		/* --server URL */
+	const char *token_file;		/* --token-file F, with --server */
 };
 
 static int parse_run(int argc, char **argv, struct run_args *a)
@@ -153,6 +163,8 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 		{ "json", no_argument, NULL, 'j' },
 		{ "resume", no_argument, NULL, 'R' },
 		{ "new", no_argument, NULL, 'N' },
+		{ "server", required_argument, NULL, 'S' },
+		{ "token-file", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
@@ -173,9 +185,15 @@ static int parse_run(int argc, char **argv, struct run_args *a)
 			a->opts.resume_last = 1;
 		else if (c == 'N')
 			a->opts.new_run = 1;
+		else if (c == 'S')
+			a->server = optarg;
+		else if (c == 'T')
+			a->token_file = optarg;
 		else if (c == '?')
 			return usage_error(RUN_USAGE, "%s", "unknown option");
 	}
+	if (a->token_file != NULL && a->server == NULL)
+		return usage_error(RUN_USAGE, "%s", "--token-file goes with --server");
 	if (a->opts.resume_last && a->opts.new_run)
 		return usage_error(RUN_USAGE, "%s", "--resume and --new exclude each other");
 	if (optind != argc - 1)
@@ -231,6 +249,142 @@ static int run_harness(const struct shoal_config *cfg, const struct shoal_run_op
 	return sum.succeeded ? SHOAL_EXIT_OK : SHOAL_EXIT_FAILED;
 }
 
+static int read_token(const char *path, char **token);
+
+/* `shoal run --server URL CONFIG`: the server runs it; this waits, then
+ * prints what `shoal run` would. */
+static int run_on_server(const struct run_args *a, const struct shoal_config *cfg)
+{
+	struct shoal_error err = { 0, "" };
+	struct shoal_run_summary sum;
+	json_t *reply = NULL, *s;
+	char *token = NULL;
+	const char *e;
+
+	if (a->token_file != NULL && read_token(a->token_file, &token) != 0)
+		return SHOAL_EXIT_USAGE;
+	if (shoal_serve_submit(a->server, cfg->path, token, a->opts.resume_last,
+			       a->opts.new_run, &reply, &err) != SHOAL_OK) {
+		free(token);
+		fprintf(stderr, "shoal: %s\n", err.msg);
+		return SHOAL_EXIT_USAGE;
+	}
+	free(token);
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		e = json_string_value(json_object_get(reply, "error"));
+		fprintf(stderr, "shoal: the server refused the run: %s\n", e ? e : "no reason given");
+		json_decref(reply);
+		return SHOAL_EXIT_USAGE;
+	}
+	s = json_object_get(reply, "summary");
+	memset(&sum, 0, sizeof(sum));
+	shoal_strlcpy(sum.run_id, json_string_value(json_object_get(s, "run")) ?
+		      json_string_value(json_object_get(s, "run")) : "", sizeof(sum.run_id));
+	sum.succeeded = strcmp(json_string_value(json_object_get(s, "status")) ?
+			       json_string_value(json_object_get(s, "status")) : "", "succeeded") == 0;
+	sum.subtasks = (uint64_t)json_integer_value(json_object_get(s, "subtasks"));
+	sum.done = (uint64_t)json_integer_value(json_object_get(s, "done"));
+	sum.dead = (uint64_t)json_integer_value(json_object_get(s, "failed"));
+	sum.retries = (uint64_t)json_integer_value(json_object_get(s, "retries"));
+	sum.seconds = json_real_value(json_object_get(s, "seconds"));
+	sum.tokens_in = (uint64_t)json_integer_value(json_object_get(s, "tokens_in"));
+	sum.tokens_out = (uint64_t)json_integer_value(json_object_get(s, "tokens_out"));
+	sum.model_turns = (uint64_t)json_integer_value(json_object_get(s, "model_turns"));
+	e = json_string_value(json_object_get(s, "error"));
+	shoal_strlcpy(sum.error, e ? e : "", sizeof(sum.error));
+	json_decref(reply);
+	printf("%s\n", sum.run_id);
+	print_summary(&sum, cfg, a->opts.json);
+	return sum.succeeded ? SHOAL_EXIT_OK : SHOAL_EXIT_FAILED;
+}
+
+static const char SERVE_USAGE[] =
+	"usage: shoal serve --config SERVER.yaml [--listen URL] [--state-dir DIR]\n"
+	"                   [--redis URL] [--no-local-workers] [--json]\n"
+	"\n"
+	"A long-running scheduler: runs the configs `shoal run --server URL CONFIG`\n"
+	"sends it, one after another, with its own pool (pool.listen, pool.auth and\n"
+	"the local pool's sizes), state (one Redis for all runs) and metrics.\n"
+	"Remote workers stay connected from one run to the next.  SERVER.yaml is a\n"
+	"config without stages.  SIGTERM stops it (a run in progress is left\n"
+	"resumable).\n"
+	"\n"
+	"  --listen URL      where runs are sent (default ipc://STATE_DIR/serve.sock;\n"
+	"                    tcp://HOST:PORT for clients on other machines: they\n"
+	"                    present pool.auth.token_file's token)\n"
+	"  --state-dir DIR   the embedded Redis and sockets (default ./.shoal)\n"
+	"  --redis URL       Redis for every run (overrides state.redis)\n"
+	"  --no-local-workers  start no worker on this machine: only remote workers\n"
+	"                    run the work (the wanted count is still published,\n"
+	"                    for KEDA or an HPA to scale them)\n"
+	"\n"
+	"exit: 0 stopped by a signal, 2 usage or config error\n";
+
+static int cmd_serve(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "redis", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "no-local-workers", no_argument, NULL, 'n' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct shoal_error err = { 0, "" };
+	struct shoal_run_opts opts;
+	const char *config = NULL, *listen = NULL;
+	char url[600], *exe;
+	int c, rc;
+
+	if (wants_help(argc, argv)) {
+		fputs(SERVE_USAGE, stdout);
+		return SHOAL_EXIT_OK;
+	}
+	memset(&opts, 0, sizeof(opts));
+	opts.state_dir = DEFAULT_STATE_DIR;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		if (c == 'c')
+			config = optarg;
+		else if (c == 'l')
+			listen = optarg;
+		else if (c == 's')
+			opts.state_dir = optarg;
+		else if (c == 'r')
+			opts.redis_url = optarg;
+		else if (c == 'j')
+			opts.json = 1;
+		else if (c == 'n')
+			opts.no_local = 1;
+		else
+			return usage_error(SERVE_USAGE, "%s", "unknown option");
+	}
+	if (config == NULL || optind != argc)
+		return usage_error(SERVE_USAGE, "%s", "serve takes --config SERVER.yaml and no other argument");
+	shoal_log_setup(SHOAL_LOG_INFO, opts.json, "shoal serve");
+	if (shoal_mkdir_p(opts.state_dir, 0700, &err) != SHOAL_OK) {
+		fprintf(stderr, "shoal serve: %s\n", err.msg);
+		return SHOAL_EXIT_USAGE;
+	}
+	if (listen == NULL) {
+		char *abs = realpath(opts.state_dir, NULL);
+
+		snprintf(url, sizeof(url), "ipc://%s/serve.sock", abs ? abs : opts.state_dir);
+		free(abs);
+		listen = url;
+	}
+	exe = self_exe();
+	opts.self_exe = exe ? exe : "/proc/self/exe";
+	rc = shoal_serve(config, listen, &opts, &err);
+	free(exe);
+	if (rc != SHOAL_OK) {
+		fprintf(stderr, "shoal serve: %s\n", err.msg);
+		return SHOAL_EXIT_USAGE;
+	}
+	return SHOAL_EXIT_OK;
+}
+
 static int cmd_run(int argc, char **argv)
 {
 	struct shoal_error err = { 0, "" };
@@ -250,6 +404,11 @@ static int cmd_run(int argc, char **argv)
 	if (shoal_config_load(a.config, &cfg, &err) != SHOAL_OK) {
 		fprintf(stderr, "shoal: %s\n", err.msg);
 		return SHOAL_EXIT_USAGE;
+	}
+	if (a.server != NULL) {
+		rc = run_on_server(&a, cfg);
+		shoal_config_free(cfg);
+		return rc;
 	}
 	exe = self_exe();
 	a.opts.self_exe = exe ? exe : "/proc/self/exe";
@@ -659,6 +818,7 @@ int shoal_cli_main(int argc, char **argv)
 		{ "resume", cmd_resume },
 		{ "cancel", cmd_cancel },
 		{ "worker", cmd_worker },
+		{ "serve", cmd_serve },
 	};
 	size_t i;
 

@@ -86,6 +86,7 @@ struct loader {
 	const char *where;	/* "in merge": the section being read */
 	int defaults;		/* fill absent keys' defaults (0 while reading
 				 * a stage's sandbox overrides) */
+	int server;		/* a `shoal serve` config: no stages */
 	size_t stage;		/* index of the stage being read */
 	struct stage_ref *refs;	/* one per stage */
 	size_t nrefs;
@@ -1973,7 +1974,8 @@ static int read_key(struct loader *ld, const struct key *k,
 			    other->start_mark.line + 1);
 	if (v != NULL && !is_null(v))
 		return apply_key(ld, k, v, obj);
-	if ((k->flags & F_REQUIRED) && other == NULL)
+	if ((k->flags & F_REQUIRED) && other == NULL &&
+	    !(ld->server && strcmp(k->name, "stages") == 0))
 		return missing_key(ld, k, map, v);
 	return apply_default(ld, k, obj);
 }
@@ -4440,8 +4442,32 @@ static void loader_free(struct loader *ld)
 	shoal_config_free(ld->cfg);
 }
 
+static int load_config(const char *path, int server, struct shoal_config **out,
+		       struct shoal_error *err);
+
 int shoal_config_load(const char *path, struct shoal_config **out,
 		      struct shoal_error *err)
+{
+	return load_config(path, 0, out, err);
+}
+
+int shoal_config_load_server(const char *path, struct shoal_config **out,
+			     struct shoal_error *err)
+{
+	int rc = load_config(path, 1, out, err);
+
+	if (rc == SHOAL_OK && (*out)->nstages > 0) {
+		shoal_config_free(*out);
+		*out = NULL;
+		return shoal_error_set(err, SHOAL_ECONFIG, "%s: a server config has no "
+				       "stages: it runs the configs `shoal run --server` sends "
+				       "it (keep version, pool, state and metrics)", path);
+	}
+	return rc;
+}
+
+static int load_config(const char *path, int server, struct shoal_config **out,
+		       struct shoal_error *err)
 {
 	struct loader ld;
 	char *text = NULL;
@@ -4450,6 +4476,7 @@ int shoal_config_load(const char *path, struct shoal_config **out,
 	if (path == NULL || out == NULL)
 		return shoal_error_set(err, SHOAL_EINVAL, "no config path given");
 	memset(&ld, 0, sizeof(ld));
+	ld.server = server;
 	ld.path = path;
 	ld.err = err;
 	ld.defaults = 1;

@@ -370,6 +370,12 @@ struct shoal_config {
 int shoal_config_load(const char *path, struct shoal_config **out,
 		      struct shoal_error *err);
 
+/* A `shoal serve` config: as shoal_config_load, but it has no `stages`
+ * (SHOAL_ECONFIG when it does): its pool, state and metrics serve the
+ * runs that are sent to it. */
+int shoal_config_load_server(const char *path, struct shoal_config **out,
+			     struct shoal_error *err);
+
 void shoal_config_free(struct shoal_config *cfg);
 
 /* Index of the stage with this id, or -1. */

@@ -762,7 +762,8 @@ static int answer_poll(struct harness *h, const struct shoal_route *route,
 	if (h->workers[worker].draining && !h->stopping) {
 		m.u.work.drain = 1;	/* chosen by the autoscaler: leave */
 	} else if (h->stopping) {
-		m.u.work.drain = 1;
+		/* a server keeps its remote workers for the next run */
+		m.u.work.drain = !(h->opts->serve && !h->workers[worker].local);
 		if (h->failed)
 			m.u.work.ncancels = worker_lease_ids(h, worker, &m.u.work.cancels);
 	} else {
@@ -1589,15 +1590,6 @@ static void wait_events(struct harness *h)
 	harness_agents_wait(h, fds, 2, next_wait_ms(h));
 }
 
-static int alive_workers(const struct harness *h)
-{
-	size_t i;
-	int n = 0;
-
-	for (i = 0; i < h->nworkers; i++)
-		n += h->workers[i].alive;
-	return n;
-}
 
 static int harness_turn(struct harness *h, struct shoal_error *err)
 {
@@ -1648,8 +1640,13 @@ static void on_interrupt(struct harness *h)
 static int still_draining(const struct harness *h)
 {
 	int64_t grace = h->interrupted && !h->failed ? INTERRUPT_GRACE_MS : DRAIN_GRACE_MS;
+	size_t i;
+	int n = 0;
 
-	return alive_workers(h) > 0 && shoal_now_ms() - h->stop_ms < grace;
+	for (i = 0; i < h->nworkers; i++)	/* serve: remote ones stay */
+		n += h->workers[i].alive && (!h->opts->serve || h->workers[i].local ||
+					     h->workers[i].nleases > 0);
+	return n > 0 && shoal_now_ms() - h->stop_ms < grace;
 }
 
 static int loop(struct harness *h, struct shoal_error *err)

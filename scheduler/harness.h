@@ -23,6 +23,12 @@ struct shoal_run_opts {
 	int resume_last;	/* `shoal run --resume`: continue the last
 				 * unfinished run of this job */
 	int new_run;		/* `shoal run --new`: start over regardless */
+	int no_local;		/* start no local worker (serve
+				 * --no-local-workers): remote ones only; the
+				 * wanted count is still published */
+	int serve;		/* run by `shoal serve`: at the end, drain only
+				 * the local pool; remote workers stay for the
+				 * next run */
 };
 
 /* What shoal_harness_run returns (SHOAL_EAGAIN) when the last run of the

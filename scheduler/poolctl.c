@@ -126,7 +126,7 @@ static void apply_decision(struct harness *h, const struct shoal_autoscale_decis
 		w->draining = 1;
 		shoal_info("draining idle worker %s", w->id);
 	}
-	if (d->start > 0 && !h->stopping &&
+	if (d->start > 0 && !h->stopping && !h->opts->no_local &&
 	    shoal_supervisor_scale(&h->sup, h->sup.nworkers + d->start, &err) != SHOAL_OK)
 		shoal_warn("%s", err.msg);
 }
