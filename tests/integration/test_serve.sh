@@ -8,9 +8,11 @@
 SERVER_PID=""
 WORKER_PID=""
 stop_all() {
-	[ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null
-	[ -n "$WORKER_PID" ] && kill "$WORKER_PID" 2>/dev/null
-	wait 2>/dev/null
+	local p
+	for p in $SERVER_PID $WORKER_PID; do
+		kill "$p" 2>/dev/null
+		wait "$p" 2>/dev/null	# only ours: lib.sh's Redis is stopped by cleanup
+	done
 }
 trap 'stop_all; cleanup' EXIT
 
