@@ -26,6 +26,10 @@ trap cleanup EXIT
 
 # start_redis: a real redis-server on $TMP/redis.sock; sets REDIS_URL.
 start_redis() {
+	# one per script: a second call keeps the first (which cleanup stops)
+	if [ -n "$REDIS_PID" ] && kill -0 "$REDIS_PID" 2>/dev/null; then
+		return 0
+	fi
 	mkdir -p "$TMP/redis"
 	redis-server --port 0 --unixsocket "$TMP/redis/redis.sock" --unixsocketperm 700 \
 		--dir "$TMP/redis" --appendonly yes --appendfsync everysec --save "" \
