@@ -24,7 +24,7 @@ stages:
   - id: tail
     needs: [burst]
     for_each: {files: "in/long.txt"}
-    run: [sh, -c, 'sleep 4; echo "{\"tail\":$SHOAL_ATTEMPT}"']
+    run: [sh, -c, 'sleep 6; echo "{\"tail\":$SHOAL_ATTEMPT}"']
     output: out/tail.jsonl
 YAML
 	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
