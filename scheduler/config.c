@@ -358,9 +358,11 @@ static const struct key tls_keys[] = {
 	{ .name = "key", .kind = K_PATH, .flags = F_REQUIRED, FIELD(CF, tls_key),
 	  .check = check_regular_file, .example = "key: tls/harness.key",
 	  .doc = "its private key (PEM)" },
-	{ .name = "ca", .kind = K_PATH, .flags = F_REQUIRED, FIELD(CF, tls_ca),
+	{ .name = "ca", .kind = K_PATH, FIELD(CF, tls_ca),
 	  .check = check_regular_file, .example = "ca: tls/workers-ca.crt",
-	  .doc = "the CA a worker's client certificate must chain to (PEM)" },
+	  .dflt_fn = leave_zero, .dflt = "none: workers present a token",
+	  .doc = "the CA a worker's client certificate must chain to (PEM): "
+		 "mutual TLS" },
 };
 static const struct section tls_section =
 	SECTION("in pool.auth.tls", tls_keys, NULL, NULL);
@@ -370,8 +372,8 @@ static const struct key auth_keys[] = {
 	  .check = check_regular_file,
 	  .doc = "a file holding the secret every remote worker presents" },
 	{ .name = "tls", .kind = K_MAP, .off = 0, .sub = &tls_section,
-	  .doc = "mutual TLS: workers present a certificate signed by `ca`; "
-		 "needs a `tls+tcp://` listen" },
+	  .doc = "TLS: the harness's certificate; with `ca`, workers present "
+		 "one signed by it (mutual TLS); needs a `tls+tcp://` listen" },
 };
 static const struct section auth_section =
 	SECTION("in pool.auth", auth_keys, finish_auth, NULL);
@@ -407,8 +409,9 @@ static const struct key pool_keys[] = {
 		 "`tcp://HOST:PORT` or `tls+tcp://HOST:PORT`; needs `auth`. "
 		 "Absent: local workers only" },
 	{ .name = "auth", .kind = K_MAP, .off = 0, .sub = &auth_section,
-	  .doc = "how remote workers prove who they are: exactly one of "
-		 "`token_file` and `tls`; only with `listen`" },
+	  .doc = "how remote workers prove who they are: `token_file`, "
+		 "`tls` with `ca`, or `tls` and `token_file` (a token over TLS); "
+		 "only with `listen`" },
 };
 static const struct section pool_section =
 	SECTION("in pool", pool_keys, finish_pool, NULL);
@@ -2556,7 +2559,7 @@ static int check_remote(struct loader *ld, const yaml_node_t *map,
 			    "work", cfg->listen);
 	if (tls && cfg->tls_cert == NULL)
 		return fail(ld, listen, "a tls+tcp:// listen needs pool.auth.tls "
-			    "(cert, key, ca); a token_file goes with tcp://");
+			    "(cert, key, and ca unless workers present a token)");
 	if (!tls && cfg->tls_cert != NULL)
 		return fail(ld, given(ld, auth, "tls"), "pool.auth.tls is only "
 			    "used with a tls+tcp:// listen; write listen: tls+%s",
@@ -2581,13 +2584,15 @@ static int finish_auth(struct loader *ld, const yaml_node_t *map, void *obj)
 {
 	const struct shoal_config *cfg = obj;
 
-	if (cfg->token_file != NULL && cfg->tls_cert != NULL)
-		return fail(ld, given(ld, map, "tls"), "pool.auth has both "
-			    "'token_file' and 'tls'; give one: token_file with a "
-			    "tcp:// listen, tls with a tls+tcp:// one");
+	/* a worker proves itself with a token, a client certificate from
+	 * `ca`, or both; TLS without `ca` only encrypts (a token over TLS) */
 	if (cfg->token_file == NULL && cfg->tls_cert == NULL)
 		return fail(ld, map, "pool.auth needs 'token_file: PATH' or "
 			    "'tls: {cert: PATH, key: PATH, ca: PATH}'");
+	if (cfg->tls_cert != NULL && cfg->tls_ca == NULL && cfg->token_file == NULL)
+		return fail(ld, given(ld, map, "tls"), "pool.auth.tls without 'ca' "
+			    "checks no worker: give 'ca' (workers present certificates "
+			    "it signed) or 'token_file' (workers present a token over TLS)");
 	return SHOAL_OK;
 }
 

@@ -240,7 +240,7 @@ static int open_remote(struct harness *h, struct shoal_error *err)
 	tls.cert_file = c->tls_cert;
 	tls.key_file = c->tls_key;
 	tls.ca_file = c->tls_ca;
-	tls.require_client_cert = c->tls_ca != NULL && c->token_file == NULL;
+	tls.require_client_cert = c->tls_ca != NULL;	/* with or without a token */
 	rc = shoal_listener_add_url(h->listener, c->listen,
 				    strncmp(c->listen, "tls+", 4) == 0 ? &tls : NULL, err);
 	if (rc == SHOAL_OK)

@@ -94,8 +94,55 @@ worker_tls_flags_are_checked() {
 	expect_eq "$RC" 2 "--tls-cert without --tls-key"
 }
 
+# A token over TLS (pool.auth: tls without ca, and token_file): workers
+# check the harness's certificate and present the token; a wrong token
+# gets nothing.
+token_over_tls_admits_only_the_token() {
+	local d=$TMP/tok good bad run
+	PORT=$((20000 + RANDOM % 20000))
+	mkdir -p "$d/in"
+	seq 1 8 >"$d/in/n.txt"
+	printf 'tls-token-%s\n' "$$" >"$d/token"
+	printf 'wrong\n' >"$d/wrong"
+	cat >"$d/run.yaml" <<YAML
+version: 1
+name: tls-token
+pool:
+  max_workers: 1
+  listen: "tls+tcp://127.0.0.1:$PORT"
+  auth:
+    token_file: $d/token
+    tls: {cert: $PKI/server.crt, key: $PKI/server.key}
+stages:
+  - id: work
+    for_each: {files: "in/n.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'sleep 0.3; cat input']
+    merge: {strategy: concat}
+    output: out/n.txt
+YAML
+	start_worker "$d/good.err" --tls-ca "$PKI/ca.crt" --token-file "$d/token"
+	good=$WPID
+	start_worker "$d/bad.err" --tls-ca "$PKI/ca.crt" --token-file "$d/wrong"
+	bad=$WPID
+	run_shoal "$d/r" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "exit code ($(tail -3 "$d/r.err"))"
+	run=$(head -1 "$d/r.out")
+	local k n=0 w
+	for k in $(redis-cli -s "$TMP/redis/redis.sock" --scan --pattern "shoal:{$run}:task:*"); do
+		w=$(redis-cli -s "$TMP/redis/redis.sock" hget "$k" worker)
+		case $w in *-"$good"-*) n=$((n + 1)) ;; *-"$bad"-*) fail "the wrong token ran $k" ;; esac
+	done
+	[ "$n" -gt 0 ] || fail "the worker with the token ran subtasks over TLS"
+	wait "$bad"
+	[ $? -ne 0 ] || fail "the worker with the wrong token exits non-zero"
+	expect_contains "$d/bad.err" "authentication failed" "and says why"
+	wait "$good"
+}
+
 pki || { fail "openssl could not make the test PKI: $(tail -5 "$TMP/openssl.log")"; finish; exit; }
 start_redis
 run_test worker_tls_flags_are_checked
 run_test mutual_tls_admits_only_certificates_of_the_pool_ca
+run_test token_over_tls_admits_only_the_token
 finish

@@ -656,6 +656,7 @@ static void remote_listen_loads_with_token_or_tls(void)
 {
 	struct shoal_config *tls = load_good("remote_tls.yaml");
 	struct shoal_config *token = load_good("remote_token.yaml");
+	struct shoal_config *both = load_good("remote_tls_token.yaml");
 	char path[PATH_MAX];
 
 	if (tls != NULL) {
@@ -669,6 +670,13 @@ static void remote_listen_loads_with_token_or_tls(void)
 		CHECK_STR(tls->tls_ca, path);
 		CHECK(tls->metrics_listen == NULL);
 	}
+	if (both != NULL) {	/* a token over TLS: no ca */
+		CHECK_STR(both->listen, "tls+tcp://0.0.0.0:7700");
+		CHECK(both->token_file != NULL);
+		CHECK(both->tls_cert != NULL && both->tls_key != NULL);
+		CHECK(both->tls_ca == NULL);
+	}
+	shoal_config_free(both);
 	if (token != NULL) {
 		CHECK_STR(token->listen, "tcp://*:7700");
 		snprintf(path, sizeof(path), "%s/secrets/token", token->dir);
