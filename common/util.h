@@ -48,6 +48,9 @@ char *shoal_path_join(const char *dir, const char *name);
 /* Duplicates s (NULL => NULL). */
 char *shoal_strdup(const char *s);
 
+/* A formatted copy, or NULL when memory runs out. */
+char *shoal_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Copies src into dst of size n, always NUL-terminating; returns strlen(src). */
 size_t shoal_strlcpy(char *dst, const char *src, size_t n);
 

@@ -293,18 +293,6 @@ static void drop_ops_of(struct agent_rt *rt, uint64_t lease_id)
 	rt->nout = keep;
 }
 
-int harness_agent_has_ops(const struct harness *h, int worker)
-{
-	size_t i;
-
-	if (h->agents == NULL)
-		return 0;
-	for (i = 0; i < h->agents->nout; i++)
-		if (h->agents->out[i].worker == worker)
-			return 1;
-	return 0;
-}
-
 uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire_op **ops)
 {
 	struct agent_rt *rt = h->agents;
@@ -809,20 +797,6 @@ static int skill_ops(struct harness *h, struct convo *cv, struct call *c)
 	return rc;
 }
 
-/* A call's text: a sentence for the model (NULL when memory ran out). */
-static char *textf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *textf(const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	return shoal_strdup(buf);
-}
-
 /* spawn_subagents: each task becomes a child subtask of the subagents'
  * stage (its own lease, sandbox and journal, on any worker); the call is
  * answered when every child settled (harness_agent_child_settled). */
@@ -835,19 +809,19 @@ static int spawn_children(struct harness *h, struct convo *cv, struct call *c)
 	size_t i;
 
 	if (h->child_stage < 0)
-		return (c->text = textf("error: spawn_subagents is not available in this run"))
+		return (c->text = shoal_strdupf("error: spawn_subagents is not available in this run"))
 		       ? SHOAL_OK : SHOAL_ENOMEM;
 	if (a->ntasks > ag->max_children)
-		return (c->text = textf("error: spawn_subagents: %zu tasks, but agent '%s' may start "
+		return (c->text = shoal_strdupf("error: spawn_subagents: %zu tasks, but agent '%s' may start "
 					"at most %u subagents per call (max_children)", a->ntasks,
 					ag->name, ag->max_children)) ? SHOAL_OK : SHOAL_ENOMEM;
 	if (cv->depth + 1 > ag->max_depth)
-		return (c->text = textf("error: spawn_subagents: subagents nest at most %u deep "
+		return (c->text = shoal_strdupf("error: spawn_subagents: subagents nest at most %u deep "
 					"(max_depth of agent '%s'), and this one is at depth %u",
 					ag->max_depth, ag->name, cv->depth)) ? SHOAL_OK : SHOAL_ENOMEM;
 	for (i = 0; i < a->ntasks; i++)
 		if (shoal_config_agent_index(h->cfg, a->tasks[i].agent) < 0)
-			return (c->text = textf("error: spawn_subagents: tasks[%zu]: no agent named "
+			return (c->text = shoal_strdupf("error: spawn_subagents: tasks[%zu]: no agent named "
 						"'%.128s'", i, a->tasks[i].agent)) ? SHOAL_OK
 										   : SHOAL_ENOMEM;
 	c->child_text = calloc(a->ntasks, sizeof(*c->child_text));
@@ -1559,11 +1533,6 @@ int harness_agent_needs_mcp(const struct harness *h, int stage)
 	return h->agents != NULL && a >= 0 && h->agents->agents[a].uses_stdio_mcp;
 }
 
-int harness_agent_is_session(const struct harness *h, uint64_t lease_id)
-{
-	return h->agents != NULL && shoal_u64map_get(&h->agents->convos, lease_id) != NULL;
-}
-
 /* ---- the loop's side ---------------------------------------------------- */
 
 int harness_agents_wait(struct harness *h, struct pollfd *fds, unsigned n, int timeout_ms)
@@ -1616,11 +1585,6 @@ void harness_agents_stats(const struct harness *h, uint64_t *requests, uint64_t 
 		*retries += st.retries;
 		*rate_limited += st.http_429;
 	}
-}
-
-size_t harness_agents_active(const struct harness *h)
-{
-	return h->agents != NULL ? h->agents->convos.len : 0;
 }
 
 void harness_agents_close(struct harness *h)

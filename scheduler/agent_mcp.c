@@ -54,20 +54,6 @@ struct ticket {
 	int server;
 };
 
-/* A formatted copy (NULL when memory runs out). */
-static char *agent_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static char *agent_strdupf(const char *fmt, ...)
-{
-	char buf[SHOAL_MCP_RESULT_MAX + 256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	return shoal_strdup(buf);
-}
-
 static const struct shoal_mcp_def *server_def(const struct harness *h, int i)
 {
 	return &h->cfg->mcp_servers[i];
@@ -497,7 +483,7 @@ static void on_call(struct shoal_mcp_client *c, const struct shoal_mcp_call_resu
 		return;
 	free(call->text);
 	if (r->is_error && r->code != SHOAL_OK)
-		call->text = agent_strdupf("error: %s", r->text);
+		call->text = shoal_strdupf("error: %s", r->text);
 	else
 		call->text = shoal_strdup(r->text);
 	call->pending = 0;
@@ -532,13 +518,13 @@ int mcp_call(struct harness *h, struct convo *cv, struct call *c, const char *ar
 	free(allow);
 	c->mcp_server = idx;
 	if (!ok) {
-		c->text = agent_strdupf("error: the tool '%s' is not available to this "
+		c->text = shoal_strdupf("error: the tool '%s' is not available to this "
 					      "agent", c->name);
 		return 1;
 	}
 	args = json_loads(arguments && arguments[0] ? arguments : "{}", 0, &jerr);
 	if (!json_is_object(args)) {
-		c->text = agent_strdupf("error: %s: the arguments must be a JSON object%s%s",
+		c->text = shoal_strdupf("error: %s: the arguments must be a JSON object%s%s",
 					      c->name, args ? "" : ": ", args ? "" : jerr.text);
 		json_decref(args);
 		return 1;
@@ -555,7 +541,7 @@ int mcp_call(struct harness *h, struct convo *cv, struct call *c, const char *ar
 	if (client == NULL || t == NULL) {
 		free(t);
 		json_decref(args);
-		c->text = agent_strdupf("error: the MCP server '%s' is not available", server);
+		c->text = shoal_strdupf("error: the MCP server '%s' is not available", server);
 		return 1;
 	}
 	t->h = h;
@@ -565,7 +551,7 @@ int mcp_call(struct harness *h, struct convo *cv, struct call *c, const char *ar
 	if (shoal_mcp_call_tool(client, tool, args, 0, on_call, t, &c->mcp_id, &err) != SHOAL_OK) {
 		free(t);
 		c->pending = 0;
-		c->text = agent_strdupf("error: %s", err.msg);
+		c->text = shoal_strdupf("error: %s", err.msg);
 	}
 	t->call = c->mcp_id;
 	json_decref(args);

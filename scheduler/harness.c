@@ -1787,30 +1787,14 @@ long harness_add_child(struct harness *h, const char *source, const char *input,
 		       size_t input_len)
 {
 	struct stage_rt *s;
-	struct shoal_item *items, *it;
 
 	if (h->child_stage < 0)
 		return -1;
 	s = &h->stages[h->child_stage];
-	items = realloc(s->plan.items, (s->plan.nitems + 1) * sizeof(*items));
-	if (items == NULL)
+	if (shoal_plan_add_record(&s->plan, source, input, input_len) != SHOAL_OK)
 		return -1;
-	s->plan.items = items;
-	it = &items[s->plan.nitems];
-	memset(it, 0, sizeof(*it));
-	it->source = shoal_strdup(source);
-	it->data = malloc(input_len + 1);
-	if (it->source == NULL || it->data == NULL) {
-		free(it->source);
-		free(it->data);
-		return -1;
-	}
-	memcpy(it->data, input, input_len);
-	it->data[input_len] = '\0';
-	it->len = input_len;
-	s->plan.total++;
 	s->exhausted = 0;
-	return (long)s->plan.nitems++;
+	return (long)s->plan.nitems - 1;
 }
 
 static int plan_stages(struct harness *h, struct shoal_error *err)

@@ -224,7 +224,6 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 			struct shoal_wire_lease *wl, struct shoal_error *err);
 /* After a flush: the model requests that waited for it go out. */
 void harness_agents_flushed(struct harness *h);
-int harness_agent_has_ops(const struct harness *h, int worker);
 /* Moves worker's queued ops into *ops (memory in h->arena). */
 uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire_op **ops);
 void harness_agent_op_results(struct harness *h, int worker, const struct shoal_msg_poll *p);
@@ -236,14 +235,12 @@ int harness_agent_result(struct harness *h, const struct shoal_wire_result *r,
 			 struct shoal_wire_result *fixed, char **owned, int *permanent);
 /* The lease is gone without a result (expired, worker lost, unsent). */
 void harness_agent_forget(struct harness *h, uint64_t lease_id);
-int harness_agent_is_session(const struct harness *h, uint64_t lease_id);
 /* 1 when stage's agent has a stdio MCP server (its worker must serve mcp). */
 int harness_agent_needs_mcp(const struct harness *h, int stage);
 /* poll(), but also driving the model requests' transfers. */
 int harness_agents_wait(struct harness *h, struct pollfd *fds, unsigned n, int timeout_ms);
 /* Model transfers and callbacks: call once per loop turn. */
 void harness_agents_perform(struct harness *h);
-size_t harness_agents_active(const struct harness *h);
 /* Model requests, retries and 429s of every model, for /metrics. */
 void harness_agents_stats(const struct harness *h, uint64_t *requests, uint64_t *retries,
 			  uint64_t *rate_limited);

@@ -121,6 +121,32 @@ fail:
 	return SHOAL_ENOMEM;
 }
 
+int shoal_plan_add_record(struct shoal_plan *p, const char *source, const char *data,
+			  size_t len)
+{
+	struct shoal_item it;
+
+	memset(&it, 0, sizeof(it));
+	it.source = shoal_strdup(source);
+	it.data = malloc(len + 1);
+	if (p->cap_items < p->nitems)
+		p->cap_items = p->nitems;	/* items made elsewhere: full */
+	if (it.source == NULL || it.data == NULL)
+		goto fail;
+	if (len > 0)
+		memcpy(it.data, data, len);
+	it.data[len] = '\0';
+	it.len = len;
+	if (add_item(p, &it, &p->cap_items) != SHOAL_OK)
+		goto fail;
+	p->total++;
+	return SHOAL_OK;
+fail:
+	free(it.source);
+	free(it.data);
+	return SHOAL_ENOMEM;
+}
+
 int shoal_plan_records(struct shoal_plan *p, const struct shoal_stage_conf *stage,
 		       const char *upstream_output, int upstream_strategy,
 		       struct shoal_error *err)

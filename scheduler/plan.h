@@ -50,6 +50,7 @@ struct shoal_plan {
 	int fd;
 	size_t fd_item;
 	int items_borrowed;	/* a walker: items belong to another plan */
+	size_t cap_items;	/* room in items (shoal_plan_add_record) */
 };
 
 /* Items of a `for_each: {files}` stage: the glob's matches in byte order.
@@ -71,6 +72,12 @@ int shoal_plan_single(struct shoal_plan *p, const struct shoal_stage_conf *stage
 
 /* Counts the subtasks (one splitting pass) into p->total. */
 int shoal_plan_count(struct shoal_plan *p, struct shoal_error *err);
+
+/* Appends one record item (source and data copied) to a plan that grows
+ * as it runs (a pipelined consumer, the subagents' stage): one more
+ * subtask, so total grows by one.  SHOAL_ENOMEM. */
+int shoal_plan_add_record(struct shoal_plan *p, const char *source, const char *data,
+			  size_t len);
 
 /* Yields the next subtask in order: 1 with *seq and *def, 0 at the end. */
 int shoal_plan_next(struct shoal_plan *p, uint64_t *seq, struct shoal_task_def *def,

@@ -162,7 +162,7 @@ int shoal_serve(const char *config_path, const char *listen_url,
 	struct shoal_embedded_redis emb;
 	struct shoal_run_opts opts = *base;
 	struct shoal_config *srv = NULL;
-	char *token = NULL, redis_url[600];
+	char token[SHOAL_TOKEN_MAX + 1] = "", redis_url[600];
 	nng_socket sock;
 	int rv, rc, interrupted = 0;
 
@@ -170,13 +170,8 @@ int shoal_serve(const char *config_path, const char *listen_url,
 	rc = shoal_config_load_server(config_path, &srv, err);
 	if (rc != SHOAL_OK)
 		return rc;
-	if (srv->token_file != NULL) {
-		size_t len;
-
-		rc = shoal_read_file(srv->token_file, 4096, &token, &len, err);
-		while (rc == SHOAL_OK && len > 0 && (token[len - 1] == '\n' || token[len - 1] == '\r'))
-			token[--len] = '\0';
-	}
+	if (srv->token_file != NULL)	/* checked as the harness checks it */
+		rc = shoal_token_read(srv->token_file, token, sizeof(token), err);
 	/* one Redis for every run: the server's own, or state.redis */
 	if (rc == SHOAL_OK && opts.redis_url == NULL && srv->redis_url == NULL) {
 		rc = shoal_embedded_start(opts.state_dir, &emb, err);
@@ -202,7 +197,6 @@ int shoal_serve(const char *config_path, const char *listen_url,
 	}
 	if (rc != SHOAL_OK) {
 		shoal_embedded_stop(&emb);
-		free(token);
 		shoal_config_free(srv);
 		return rc;
 	}
@@ -228,13 +222,12 @@ int shoal_serve(const char *config_path, const char *listen_url,
 			reply_json(sock, refusal(2, "the request is not a JSON object"));
 			continue;
 		}
-		reply_json(sock, serve_one(srv, &opts, token ? token : "", req, &interrupted));
+		reply_json(sock, serve_one(srv, &opts, token, req, &interrupted));
 		json_decref(req);
 	}
 	shoal_info("server stopping");
 	nng_close(sock);
 	shoal_embedded_stop(&emb);
-	free(token);
 	shoal_config_free(srv);
 	return SHOAL_OK;
 }

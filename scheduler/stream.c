@@ -95,7 +95,6 @@ struct feed_ctx {
 static int feed_record(void *arg, const char *rec, size_t len)
 {
 	struct feed_ctx *f = arg;
-	struct shoal_item *items, *it;
 	json_t *v = json_loadb(rec, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
 	char name[160];
 	int rc;
@@ -107,27 +106,11 @@ static int feed_record(void *arg, const char *rec, size_t len)
 	json_decref(v);
 	if (rc != SHOAL_OK)
 		return rc;
-	items = realloc(f->c->plan.items, (f->c->plan.nitems + 1) * sizeof(*items));
-	if (items == NULL)
-		return SHOAL_ENOMEM;
-	f->c->plan.items = items;
-	it = &items[f->c->plan.nitems];
-	memset(it, 0, sizeof(*it));
 	snprintf(name, sizeof(name), "%s#%zu", f->up->conf->id, f->c->plan.nitems);
-	it->source = shoal_strdup(name);
-	it->data = malloc(f->enc.len + 1);
-	if (it->source == NULL || it->data == NULL) {
-		free(it->source);
-		free(it->data);
-		return SHOAL_ENOMEM;
-	}
-	memcpy(it->data, f->enc.data, f->enc.len);
-	it->data[f->enc.len] = '\0';
-	it->len = f->enc.len;
-	f->c->plan.nitems++;
-	f->c->plan.total++;
-	f->c->exhausted = 0;
-	return SHOAL_OK;
+	rc = shoal_plan_add_record(&f->c->plan, name, f->enc.data ? f->enc.data : "", f->enc.len);
+	if (rc == SHOAL_OK)
+		f->c->exhausted = 0;
+	return rc;
 }
 
 static void feed(struct feed_ctx *f, const char *out, size_t len)
