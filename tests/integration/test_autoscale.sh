@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 
 burst_grows_the_pool_and_idle_workers_drain_without_losing_a_lease() {
-	local d=$TMP/pool max=0 low=99 n t sampler
+	local d=$TMP/pool max=0 low=99 n phase
 	mkdir -p "$d/in"
 	seq 1 24 >"$d/in/n.txt"
 	echo long >"$d/in/long.txt"
@@ -34,13 +34,17 @@ YAML
 	: >"$d/samples"
 	while kill -0 "$pid" 2>/dev/null; do
 		n=$(pgrep -P "$pid" -fc "shoal worker --connect")	# not their sandboxes
-		echo "$(date +%s%3N) $n $( [ -s "$d/out/burst.jsonl" ] && echo tail || echo burst)" >>"$d/samples"
+		if [ -e "$d/out/tail.jsonl" ]; then phase=end	# the run drains all
+		elif [ -s "$d/out/burst.jsonl" ]; then phase=tail
+		else phase=burst; fi
+		echo "$(date +%s%3N) $n $phase" >>"$d/samples"
 		sleep 0.1
 	done
 	wait "$pid"
 	expect_eq "$?" 0 "the run succeeds ($(tail -2 "$d/r.err"))"
 	max=$(awk '$3 == "burst" && $2 > m { m = $2 } END { print m + 0 }' "$d/samples")
-	# the last second of the tail stage, once idle workers had time to go
+	# the last samples while the tail subtask ran, once idle workers had
+	# time to go (the end of the run drains every worker: not counted)
 	low=$(awk '$3 == "tail" { v[NR] = $2 } END { n = 0; for (i in v) n++;
 		m = 99; c = 0; for (i = NR; i > 0 && c < 8; i--) if (i in v) { if (v[i] < m) m = v[i]; c++ }
 		print m }' "$d/samples")
