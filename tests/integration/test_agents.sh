@@ -288,8 +288,12 @@ output_schema_gets_one_corrective_turn() {
 	  "fixed": [{"text": "{\"count\": -1}"}, {"text": "{\"count\": 2}"}]
 	}' || return
 	make_job "$d" "never fixed" '    output_schema: {type: object, required: [count], properties: {count: {type: integer, minimum: 0}}, additionalProperties: false}'
+	# fan_in: continue, so that "never" failing first cannot stop "fixed"
+	# before its corrective turn (fail_fast would, by design).
+	sed -i 's/^    retries: 0$/    retries: 0\n    fan_in: continue/' "$d/run.yaml"
 	run_job "$d"
-	expect_eq "$RC" 1 "exit code"
+	expect_eq "$RC" 0 "exit code (fan_in: continue)"
+	expect_eq "$(rcli hget "shoal:{$RUN}:task:work:0" state)" dead "the subtask that never matched"
 	expect_eq "$(requests_for "$d" never)" 2 "requests: the answer and one correction"
 	expect_contains "$d/r.err" "does not match output_schema" "why it failed"
 	expect_eq "$(rcli hget "shoal:{$RUN}:task:work:1" state)" done "the corrected subtask"
