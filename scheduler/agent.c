@@ -220,6 +220,7 @@ int harness_agents_open(struct harness *h, struct shoal_error *err)
 	h->agents = rt;
 	shoal_u64map_init(&rt->convos);
 	shoal_u64map_init(&rt->ops);
+	shoal_u64map_init(&rt->child_keys);
 	shoal_buf_init(&rt->scratch, TOOL_RESULT_MAX);
 	rt->agents = calloc(h->cfg->nagents + 1, sizeof(*rt->agents));
 	rt->stages = calloc(h->nstages, sizeof(*rt->stages));
@@ -797,16 +798,201 @@ static int skill_ops(struct harness *h, struct convo *cv, struct call *c)
 	return rc;
 }
 
+/* ---- spawn_subagents ---------------------------------------------------- */
+
+/* A child's durable name: its parent's subtask, the parent's turn and the
+ * call's place in it, and the task's place in the call.  A parent that
+ * replays the same spawn from its journal (its worker died, the harness
+ * was resumed) names the same children, and finds them. */
+static void child_key(const struct harness *h, const struct convo *cv, const struct call *c,
+		      size_t task, char *buf, size_t n)
+{
+	snprintf(buf, n, "%s/%llu/%u/%zu/%zu", h->stages[cv->stage].conf->id,
+		 (unsigned long long)cv->seq, cv->turns, (size_t)(c - cv->calls), task);
+}
+
+static uint64_t key_hash(const char *key)
+{
+	uint64_t x = 1469598103934665603ULL;	/* FNV-1a */
+
+	while (*key != '\0')
+		x = (x ^ (uint8_t)*key++) * 1099511628211ULL;
+	return x | 1;	/* never 0, the map's empty key */
+}
+
+static long find_child(const struct agent_rt *rt, const char *key)
+{
+	uintptr_t v = (uintptr_t)shoal_u64map_get(&rt->child_keys, key_hash(key));
+	size_t i;
+
+	if (v != 0 && rt->children[v - 1].key != NULL && strcmp(rt->children[v - 1].key, key) == 0)
+		return (long)(v - 1);
+	if (v == 0)
+		return -1;
+	for (i = 0; i < rt->nchildren; i++)	/* two keys with one hash */
+		if (rt->children[i].key != NULL && strcmp(rt->children[i].key, key) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* A new child: its item in the subagents' stage, and its meta. */
+static long add_child(struct harness *h, const struct convo *cv, const char *key,
+		      const struct shoal_tool_task *t, int agent, uint32_t depth)
+{
+	struct agent_rt *rt = h->agents;
+	struct child_meta *m;
+	char source[160];
+	long item;
+
+	snprintf(source, sizeof(source), "%s/%llu#%s", h->stages[cv->stage].conf->id,
+		 (unsigned long long)cv->seq, strrchr(key, '/') + 1);
+	item = harness_add_child(h, source, t->input ? t->input : "", t->input_len);
+	if (item < 0 || harness_grow_array((void **)&rt->children, &rt->cap_children,
+					   (size_t)item, sizeof(*rt->children)) != SHOAL_OK)
+		return -1;
+	m = &rt->children[item];
+	memset(m, 0, sizeof(*m));
+	m->agent = agent;
+	m->depth = depth;
+	m->prompt = shoal_strdup(t->prompt ? t->prompt : "");
+	m->key = shoal_strdup(key);
+	rt->nchildren = (size_t)item + 1;
+	if (m->prompt == NULL || m->key == NULL ||
+	    shoal_u64map_put(&rt->child_keys, key_hash(key), (void *)(uintptr_t)(item + 1)) != SHOAL_OK)
+		return -1;
+	return item;
+}
+
+/* The answer of a child that settled before this harness started: the
+ * `out` (or `error`) its subtask left in Redis. */
+static int child_result_from_redis(struct harness *h, struct child_meta *m)
+{
+	struct shoal_error err = { 0, "" };
+	char key[256];
+	const char *argv[4];
+	redisReply *r = NULL;
+	const redisReply *v;
+
+	shoal_state_key(h->st, key, sizeof(key), "task:%s:%llu", h->child_id,
+			(unsigned long long)m->seq);
+	argv[0] = "HMGET";
+	argv[1] = key;
+	argv[2] = "out";
+	argv[3] = "error";
+	if (shoal_state_command(h->st, (void **)&r, &err, 4, argv) != SHOAL_OK ||
+	    r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+		freeReplyObject(r);
+		m->ok = 0;
+		m->result = shoal_strdupf("error: the subagent's answer could not be read "
+					  "from Redis: %s", err.msg[0] ? err.msg : "bad reply");
+		m->result_len = m->result ? strlen(m->result) : 0;
+		return m->result ? SHOAL_OK : SHOAL_ENOMEM;
+	}
+	v = r->element[m->ok ? 0 : 1];
+	if (v->type == REDIS_REPLY_STRING) {
+		m->result = malloc(v->len + 1);
+		if (m->result != NULL) {
+			memcpy(m->result, v->str, v->len);
+			m->result[v->len] = '\0';
+			m->result_len = v->len;
+		}
+	} else {
+		m->result = shoal_strdup(m->ok ? "" : "the subagent failed");
+		m->result_len = m->result ? strlen(m->result) : 0;
+	}
+	freeReplyObject(r);
+	return m->result ? SHOAL_OK : SHOAL_ENOMEM;
+}
+
+/* Task `task` of call c gets the answer of settled child m. */
+static int take_child_answer(struct harness *h, struct call *c, size_t task,
+			     struct child_meta *m)
+{
+	if (m->result == NULL && child_result_from_redis(h, m) != SHOAL_OK)
+		return SHOAL_ENOMEM;
+	c->child_ok[task] = m->ok;
+	c->child_text[task] = malloc(m->result_len + 1);
+	if (c->child_text[task] == NULL)
+		return SHOAL_ENOMEM;
+	memcpy(c->child_text[task], m->result, m->result_len);
+	c->child_text[task][m->result_len] = '\0';
+	return SHOAL_OK;
+}
+
+/* Children [from, to) written to the run's `children` hash, from what
+ * the harness holds (item, agent, prompt, input, depth).  A spawn queues
+ * it before any of its children can be leased (the same pipeline, in
+ * order); after a Redis outage every child is written again.  A resumed
+ * harness rebuilds the subagents' stage from it. */
+int harness_agent_persist_children(struct harness *h, size_t from, size_t to,
+				   struct shoal_error *err)
+{
+	struct agent_rt *rt = h->agents;
+	const struct stage_rt *s;
+	size_t n, i, k = 2;
+	const char **argv;
+	char **vals, key[192];
+	int rc = SHOAL_OK;
+
+	if (rt != NULL && to > rt->nchildren)
+		to = rt->nchildren;
+	if (rt == NULL || h->child_stage < 0 || from >= to)
+		return SHOAL_OK;
+	s = &h->stages[h->child_stage];
+	n = to - from;
+	argv = calloc(2 + 2 * n, sizeof(*argv));
+	vals = calloc(n, sizeof(*vals));
+	if (argv == NULL || vals == NULL) {
+		free(argv);
+		free(vals);
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	shoal_state_key(h->st, key, sizeof(key), "children");
+	argv[0] = "HSET";
+	argv[1] = key;
+	for (i = from; i < to && rc == SHOAL_OK; i++) {
+		const struct child_meta *m = &rt->children[i];
+		const struct shoal_item *it = &s->plan.items[i];
+		json_t *rec = json_pack("{s:I, s:s, s:s, s:s%, s:i}", "item", (json_int_t)i,
+					"agent", h->cfg->agents[m->agent].name, "prompt", m->prompt,
+					"input", it->data ? it->data : "", it->data ? it->len : 0,
+					"depth", (int)m->depth);
+
+		vals[i - from] = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+		json_decref(rec);
+		if (vals[i - from] == NULL) {
+			rc = shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+			break;
+		}
+		argv[k] = m->key;
+		argv[k + 1] = vals[i - from];
+		k += 2;
+	}
+	if (rc == SHOAL_OK)
+		rc = shoal_state_queue(h->st, (int)k, argv, NULL, err);
+	for (i = 0; i < n; i++)
+		free(vals[i]);
+	free(vals);
+	free(argv);
+	return rc;
+}
+
+static char *children_text(const struct harness *h, const struct call *c);
+
 /* spawn_subagents: each task becomes a child subtask of the subagents'
  * stage (its own lease, sandbox and journal, on any worker); the call is
- * answered when every child settled (harness_agent_child_settled). */
+ * answered when every child settled (harness_agent_child_settled).  A
+ * child this spawn already started (the parent replays it) is found by its
+ * key and not started again: if it settled, its answer is taken at once. */
 static int spawn_children(struct harness *h, struct convo *cv, struct call *c)
 {
 	struct agent_rt *rt = h->agents;
 	const struct shoal_tool_args *a = &c->args;
 	const struct shoal_agent_def *ag = cv->ag;
-	char source[160];
-	size_t i;
+	struct shoal_error err = { 0, "" };
+	char key[192];
+	size_t i, reused = 0, first_new;
+	int rc = SHOAL_OK;
 
 	if (h->child_stage < 0)
 		return (c->text = shoal_strdupf("error: spawn_subagents is not available in this run"))
@@ -830,29 +1016,46 @@ static int spawn_children(struct harness *h, struct convo *cv, struct call *c)
 		return SHOAL_ENOMEM;
 	c->nchildren = a->ntasks;
 	c->spawn_id = ++rt->spawn_counter;
-	for (i = 0; i < a->ntasks; i++) {
+	first_new = rt->nchildren;
+	for (i = 0; i < a->ntasks && rc == SHOAL_OK; i++) {
 		const struct shoal_tool_task *t = &a->tasks[i];
 		struct child_meta *m;
 		long item;
 
-		snprintf(source, sizeof(source), "%s/%llu#%zu", h->stages[cv->stage].conf->id,
-			 (unsigned long long)cv->seq, i);
-		item = harness_add_child(h, source, t->input ? t->input : "", t->input_len);
-		if (item < 0 || harness_grow_array((void **)&rt->children, &rt->cap_children,
-						   (size_t)item, sizeof(*rt->children)) != SHOAL_OK)
-			return SHOAL_ENOMEM;
+		child_key(h, cv, c, i, key, sizeof(key));
+		item = find_child(rt, key);
+		if (item >= 0)
+			reused++;
+		else
+			item = add_child(h, cv, key, t, shoal_config_agent_index(h->cfg, t->agent),
+					 cv->depth + 1);
+		if (item < 0) {
+			rc = SHOAL_ENOMEM;
+			break;
+		}
 		m = &rt->children[item];
-		memset(m, 0, sizeof(*m));
 		m->parent_lease = cv->lease_id;
 		m->spawn_id = c->spawn_id;
 		m->index = (uint32_t)i;
-		m->agent = shoal_config_agent_index(h->cfg, t->agent);
-		m->prompt = shoal_strdup(t->prompt);
-		m->depth = cv->depth + 1;
-		rt->nchildren = (size_t)item + 1;
-		if (m->prompt == NULL)
-			return SHOAL_ENOMEM;
-		c->pending++;
+		if (m->settled)
+			rc = take_child_answer(h, c, i, m);
+		else
+			c->pending++;
+	}
+	if (rc == SHOAL_OK &&
+	    harness_agent_persist_children(h, first_new, rt->nchildren, &err) != SHOAL_OK) {
+		shoal_errorf("spawn_subagents: %s", err.msg);
+		rc = err.code;
+	}
+	if (rc != SHOAL_OK)
+		return rc;
+	if (reused > 0)
+		shoal_info("subtask %s/%llu: spawn_subagents finds %zu of its %zu subagents "
+			   "started before", h->stages[cv->stage].conf->id,
+			   (unsigned long long)cv->seq, reused, a->ntasks);
+	if (c->pending == 0) {	/* every child had settled */
+		c->text = children_text(h, c);
+		return c->text ? SHOAL_OK : SHOAL_ENOMEM;
 	}
 	return SHOAL_OK;
 }
@@ -894,27 +1097,155 @@ void harness_agent_child_settled(struct harness *h, uint32_t item, int ok, const
 		return;
 	m = &rt->children[item];
 	m->settled = 1;
+	m->ok = ok;
+	if (!ok)
+		out = error ? error : "the subagent failed";
+	if (!ok || out == NULL)
+		out_len = out ? strlen(out) : 0;
+	/* kept: a parent that replays its spawn later takes it from here */
+	m->result = malloc(out_len + 1);
+	if (m->result != NULL) {
+		memcpy(m->result, out ? out : "", out_len);
+		m->result[out_len] = '\0';
+		m->result_len = out_len;
+	}
 	cv = shoal_u64map_get(&rt->convos, m->parent_lease);
 	for (i = 0; cv != NULL && i < cv->ncalls; i++)
 		if (cv->calls[i].spawn_id == m->spawn_id && m->spawn_id != 0)
 			c = &cv->calls[i];
-	if (c == NULL || cv->state != CV_TOOLS || c->pending == 0 || m->index >= c->nchildren)
-		return;		/* the parent is gone: it spawns again if it resumes */
-	c->child_ok[m->index] = ok;
-	if (ok) {
-		c->child_text[m->index] = malloc(out_len + 1);
-		if (c->child_text[m->index] != NULL) {
-			memcpy(c->child_text[m->index], out ? out : "", out_len);
-			c->child_text[m->index][out_len] = '\0';
-		}
-	} else {
-		c->child_text[m->index] = shoal_strdup(error ? error : "the subagent failed");
+	if (c == NULL || cv->state != CV_TOOLS || c->pending == 0 || m->index >= c->nchildren ||
+	    c->child_text[m->index] != NULL)
+		return;		/* the parent is gone: it finds the answer when it replays */
+	if (m->result == NULL || take_child_answer(h, c, m->index, m) != SHOAL_OK) {
+		c->child_ok[m->index] = 0;
+		c->child_text[m->index] = shoal_strdup("error: out of memory");
 	}
 	if (--c->pending == 0) {
 		free(c->text);
 		c->text = children_text(h, c);
 		agent_call_done(h, cv, c);
 	}
+}
+
+void harness_agent_child_was_settled(struct harness *h, uint32_t item, uint64_t seq, int ok)
+{
+	struct agent_rt *rt = h->agents;
+
+	if (rt == NULL || item >= rt->nchildren)
+		return;
+	rt->children[item].settled = 1;
+	rt->children[item].ok = ok;
+	rt->children[item].seq = seq;
+}
+
+struct loaded_child {
+	long item;
+	const char *key;
+	json_t *rec;
+};
+
+static int by_item(const void *a, const void *b)
+{
+	const struct loaded_child *x = a, *y = b;
+
+	return (x->item > y->item) - (x->item < y->item);
+}
+
+int harness_agent_load_children(struct harness *h, struct shoal_error *err)
+{
+	struct agent_rt *rt = h->agents;
+	struct loaded_child *list = NULL;
+	const char *argv[2];
+	char key[192];
+	redisReply *r = NULL;
+	size_t i, n = 0;
+	int rc = SHOAL_OK;
+
+	if (rt == NULL || h->child_stage < 0)
+		return SHOAL_OK;
+	shoal_state_key(h->st, key, sizeof(key), "children");
+	argv[0] = "HGETALL";
+	argv[1] = key;
+	rc = shoal_state_command(h->st, (void **)&r, err, 2, argv);
+	if (rc != SHOAL_OK)
+		return shoal_error_prefix(err, "reading the run's subagents");
+	if (r->type != REDIS_REPLY_ARRAY || r->elements % 2 != 0) {
+		freeReplyObject(r);
+		return shoal_error_set(err, SHOAL_ESTATE, "the run's subagents hash is not a hash");
+	}
+	list = calloc(r->elements / 2 + 1, sizeof(*list));
+	if (list == NULL) {
+		freeReplyObject(r);
+		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	for (i = 0; i + 1 < r->elements; i += 2) {
+		json_t *rec = json_loadb(r->element[i + 1]->str, r->element[i + 1]->len, 0, NULL);
+		json_t *item = json_object_get(rec, "item");
+
+		if (!json_is_integer(item) || json_integer_value(item) < 0) {
+			json_decref(rec);
+			rc = shoal_error_set(err, SHOAL_ESTATE, "subagent %.128s: a bad record in "
+					     "Redis", r->element[i]->str);
+			break;
+		}
+		list[n].item = (long)json_integer_value(item);
+		list[n].key = r->element[i]->str;
+		list[n].rec = rec;
+		n++;
+	}
+	if (rc == SHOAL_OK)
+		qsort(list, n, sizeof(*list), by_item);
+	for (i = 0; i < n && rc == SHOAL_OK; i++) {
+		json_t *rec = list[i].rec;
+		const char *agent = json_string_value(json_object_get(rec, "agent"));
+		const char *colon;
+		struct shoal_tool_task t;
+		struct convo parent;
+		int a = agent ? shoal_config_agent_index(h->cfg, agent) : -1;
+		long got;
+
+		if (list[i].item != (long)i || a < 0) {
+			rc = shoal_error_set(err, SHOAL_ESTATE, "subagent %.128s: %s", list[i].key,
+					     a < 0 ? "its agent is not in the config any more"
+						   : "the records have a gap: is the hash complete?");
+			break;
+		}
+		memset(&t, 0, sizeof(t));
+		t.agent = (char *)agent;
+		t.prompt = (char *)json_string_value(json_object_get(rec, "prompt"));
+		t.input = (char *)json_string_value(json_object_get(rec, "input"));
+		t.input_len = json_string_length(json_object_get(rec, "input"));
+		/* the source names the parent as add_child does */
+		memset(&parent, 0, sizeof(parent));
+		colon = strchr(list[i].key, '/');
+		parent.stage = h->child_stage;
+		got = -1;
+		if (colon != NULL) {
+			char stage[128];
+			size_t sl = (size_t)(colon - list[i].key);
+			size_t j;
+
+			parent.seq = strtoull(colon + 1, NULL, 10);
+			snprintf(stage, sizeof(stage), "%.*s", (int)(sl < sizeof(stage) ? sl : sizeof(stage) - 1),
+				 list[i].key);
+			for (j = 0; j < h->nstages; j++)
+				if (strcmp(h->stages[j].conf->id, stage) == 0)
+					parent.stage = (int)j;
+			got = add_child(h, &parent, list[i].key, &t, a,
+					(uint32_t)json_integer_value(json_object_get(rec, "depth")));
+		}
+		if (got != (long)i)
+			rc = colon == NULL ? shoal_error_set(err, SHOAL_ESTATE, "subagent %.128s: "
+							     "a bad key", list[i].key)
+					   : shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
+	}
+	for (i = 0; i < n; i++)
+		json_decref(list[i].rec);
+	free(list);
+	freeReplyObject(r);
+	if (rc == SHOAL_OK && n > 0)
+		shoal_info("run %s: %zu subagents spawned before", h->run_id, n);
+	return rc;
 }
 
 /* Turns a checked call into its op (or ops); a call that needs none gets
@@ -1610,9 +1941,13 @@ void harness_agents_close(struct harness *h)
 		free_out_op(&rt->out[i]);
 	free(rt->out);
 	free(rt->submit);
-	for (i = 0; i < rt->nchildren; i++)
+	for (i = 0; i < rt->nchildren; i++) {
 		free(rt->children[i].prompt);
+		free(rt->children[i].key);
+		free(rt->children[i].result);
+	}
 	free(rt->children);
+	shoal_u64map_free(&rt->child_keys);
 	for (i = 0; i < h->cfg->nagents && rt->agents != NULL; i++) {
 		json_decref(rt->agents[i].tools);
 		json_decref(rt->agents[i].schema);

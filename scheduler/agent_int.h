@@ -38,7 +38,15 @@ struct child_meta {
 	int agent;			/* index in cfg->agents */
 	char *prompt;			/* its first user message */
 	uint32_t depth;
+	char *key;			/* its durable name (child_key) */
 	int settled;
+	int ok;				/* settled: done, not failed */
+	char *result;			/* settled here: its answer or error;
+					 * NULL when settled before a resume
+					 * (then read from Redis) */
+	size_t result_len;
+	uint64_t seq;			/* its subtask, when settled before a
+					 * resume */
 };
 
 /* One tool call of the current turn. */
@@ -147,6 +155,7 @@ struct agent_rt {
 	struct mcp_rt *mcp;		/* MCP servers (agent_mcp.c), or NULL */
 	struct child_meta *children;	/* per item of the subagents' stage */
 	size_t nchildren, cap_children;
+	struct shoal_u64map child_keys;	/* hash of a child's key -> item + 1 */
 	uint64_t spawn_counter;
 	struct curl_waitfd waitfds[4 + MCP_WAITFDS_MAX]; /* this turn's wait */
 	unsigned nwaitfds, nnng;

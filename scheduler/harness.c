@@ -1744,15 +1744,15 @@ static void add_child_stage(struct harness *h)
 {
 	struct shoal_stage_conf *c = &h->child_conf;
 	struct stage_rt *s;
-	uint32_t tag = 0;
 	int like;
 
 	h->child_stage = -1;
 	if (!spawns(h->cfg, &like))
 		return;
 	*c = h->cfg->stages[like];	/* borrowed pointers into cfg */
-	shoal_random_bytes(&tag, sizeof(tag));
-	snprintf(h->child_id, sizeof(h->child_id), "_subagents-%08x", tag);
+	/* one name for the run's life: a resumed harness finds the children
+	 * (and their journals) earlier ones spawned */
+	snprintf(h->child_id, sizeof(h->child_id), "_subagents");
 	c->id = h->child_id;
 	c->for_each = 0;
 	c->glob = NULL;
@@ -2071,6 +2071,8 @@ static int run_setup(struct harness *h, struct shoal_embedded_redis *emb,
 		shoal_random_bytes(&epoch, sizeof(epoch));
 	h->lease_epoch = (uint64_t)epoch << 32;
 	rc = harness_agents_open(h, err);
+	if (rc == SHOAL_OK)
+		rc = harness_resume_children(h, err);
 	if (rc != SHOAL_OK)
 		return rc;
 	shoal_supervisor_init(&h->sup, h->opts->self_exe, h->url,

@@ -252,6 +252,19 @@ long harness_add_child(struct harness *h, const char *source, const char *input,
 /* A child subtask settled for good (done: out; dead: error). */
 void harness_agent_child_settled(struct harness *h, uint32_t item, int ok, const char *out,
 				 size_t out_len, const char *error);
+/* On resume: the children earlier harnesses of the run spawned (the
+ * `children` hash), added to the subagents' stage in item order, so that
+ * parents replaying a spawn find them instead of spawning again. */
+int harness_agent_load_children(struct harness *h, struct shoal_error *err);
+/* On resume: child `item` (subtask seq) had settled before (Redis says
+ * done or dead); its answer is read from Redis when a parent asks. */
+void harness_agent_child_was_settled(struct harness *h, uint32_t item, uint64_t seq, int ok);
+/* Children [from, to) written (queued) to the run's `children` hash. */
+int harness_agent_persist_children(struct harness *h, size_t from, size_t to,
+				   struct shoal_error *err);
+/* recover.c: after harness_agents_open on resume, the children and the
+ * subagents' stage. */
+int harness_resume_children(struct harness *h, struct shoal_error *err);
 
 /* stream.c - pipelining */
 /* At stage s's start: when a consumer may start on s's records as they

@@ -104,6 +104,9 @@ static int on_task(void *arg, const struct shoal_task_state *t)
 		forget_lease(r->h, l);
 		l = NULL;
 	}
+	if (r->s->hidden && (t->state == SHOAL_TS_DONE || t->state == SHOAL_TS_DEAD))
+		harness_agent_child_was_settled(r->h, (uint32_t)def.item, t->seq,
+						t->state == SHOAL_TS_DONE);
 	switch (t->state) {
 	case SHOAL_TS_DONE:
 		r->done++;
@@ -235,12 +238,28 @@ int harness_resume(struct harness *h, struct shoal_error *err)
 		return rc;
 	h->run_recorded = 1;
 	for (i = 0; i < h->nstages && rc == SHOAL_OK; i++)
-		if (!h->stages[i].hidden)	/* children are spawned again */
+		if (!h->stages[i].hidden)	/* after the agents: below */
 			rc = resume_stage(h, &h->stages[i], err);
 	if (rc != SHOAL_OK)
 		return shoal_error_prefix(err, "resuming run %s", h->run_id);
 	shoal_info("resuming run %s", h->run_id);
 	return SHOAL_OK;
+}
+
+/* The subagents' stage is resumed once the agents' side is open: its
+ * items are the children earlier harnesses spawned (the `children` hash),
+ * which the resync then matches to their subtasks in Redis. */
+int harness_resume_children(struct harness *h, struct shoal_error *err)
+{
+	int rc;
+
+	if (!h->resume || h->child_stage < 0)
+		return SHOAL_OK;
+	rc = harness_agent_load_children(h, err);
+	if (rc == SHOAL_OK)
+		rc = resume_stage(h, &h->stages[h->child_stage], err);
+	return rc == SHOAL_OK ? SHOAL_OK
+			      : shoal_error_prefix(err, "resuming the subagents of run %s", h->run_id);
 }
 
 /* ---- Redis outages ----------------------------------------------------- */
@@ -251,8 +270,11 @@ static int resync_all(struct harness *h, struct shoal_error *err)
 	int rc = SHOAL_OK;
 
 	for (i = 0; i < h->nstages && rc == SHOAL_OK; i++)
-		if (h->stages[i].state == STAGE_RUNNING && !h->stages[i].hidden)
+		if (h->stages[i].state == STAGE_RUNNING)
 			rc = harness_resync_stage(h, &h->stages[i], err);
+	/* the children's records queued before the outage may be lost */
+	if (rc == SHOAL_OK && h->agents != NULL)
+		rc = harness_agent_persist_children(h, 0, (size_t)-1, err);
 	return rc;
 }
 

@@ -57,19 +57,26 @@ json.dump({"long": steps}, open(path, "w"))
 PY
 }
 
-make_job() {
-	local d=$1 turns=$2
-	mkdir -p "$d/in"
-	echo "[conv:long]" >"$d/in/items.txt"
-	cat >"$d/run.yaml" <<YAML
+# job_head NAME: the top of a job: one worker, a short heartbeat, the gates
+# folder in the sandbox, the model server; then "agents:".
+job_head() {
+	cat <<YAML
 version: 1
-name: agent-faults
+name: $1
 pool: {max_workers: 1, min_workers: 1}
 timeouts: {heartbeat: 2s}
 sandbox: {readonly_paths: ["$GATES"]}
 models:
   fake: {base_url: "http://127.0.0.1:$PORT/v1", api_key: "k", model: m, timeout: 10s}
 agents:
+YAML
+}
+
+make_job() {
+	local d=$1 turns=$2
+	mkdir -p "$d/in"
+	echo "[conv:long]" >"$d/in/items.txt"
+	{ job_head agent-faults; cat <<YAML; } >"$d/run.yaml"
   long:
     model: fake
     instructions: "Work in turns."
@@ -101,6 +108,46 @@ wait_requests() {
 	return 1
 }
 
+# kill_worker_and_finish DIR N PAUSE: runs the job, kills its worker PAUSE s
+# after the server saw request N, opens the gate and waits for the run.
+kill_worker_and_finish() {
+	local d=$1 wpid rc
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+		>"$d/r.out" 2>"$d/r.err" &
+	HPID=$!
+	wait_requests "$d" "$2" || return 1
+	sleep "$3"
+	wpid=$(pgrep -f "shoal worker --connect ipc://$d/.shoal" | head -1)
+	[ -n "$wpid" ] || { fail "no worker to kill"; return 1; }
+	kill -9 "$wpid"
+	sleep 0.5
+	rm -f "$GATES/hold"
+	wait "$HPID"
+	rc=$?
+	HPID=""
+	expect_eq "$rc" 0 "exit code ($(tail -3 "$d/r.err"))"
+}
+
+# kill_harness_and_resume DIR N PAUSE: runs the job, kills the harness and
+# its workers PAUSE s after the server saw request N, opens the gate and
+# resumes the run (RC, DIR/r2.*).
+kill_harness_and_resume() {
+	local d=$1 run
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+		>"$d/r.out" 2>"$d/r.err" &
+	HPID=$!
+	wait_requests "$d" "$2" || return 1
+	sleep "$3"
+	kill -9 "$HPID"
+	wait "$HPID" 2>/dev/null
+	HPID=""
+	pkill -9 -f "shoal worker --connect ipc://$d/.shoal"
+	run=$(head -1 "$d/r.out")
+	rm -f "$GATES/hold"
+	run_shoal "$d/r2" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "resume exit code ($(tail -3 "$d/r2.err"))"
+}
+
 expect_log() {
 	local d=$1 turns=$2 k
 	for k in $(seq 1 $((turns - 2))); do
@@ -113,25 +160,13 @@ expect_log() {
 # 19 (its tool call is running) finishes with no model call and no
 # finished tool call made again; the workspace of turns 1-18 comes back.
 worker_killed_at_turn_19_of_20_redoes_one_step() {
-	local d=$TMP/turn19 wpid
+	local d=$TMP/turn19
 	mkdir -p "$d"
 	script_long "$d/script.json" 20 19
 	start_server "$d" "$d/script.json" || return
 	make_job "$d" 20
 	touch "$GATES/hold"
-	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
-		>"$d/r.out" 2>"$d/r.err" &
-	HPID=$!
-	wait_requests "$d" 19 || return	# turn 19's reply is in: its call runs
-	sleep 0.5
-	wpid=$(pgrep -f "shoal worker --connect ipc://$d/.shoal" | head -1)
-	[ -n "$wpid" ] || { fail "no worker to kill"; return; }
-	kill -9 "$wpid"
-	sleep 0.5
-	rm -f "$GATES/hold"
-	wait "$HPID"
-	expect_eq "$?" 0 "exit code ($(tail -3 "$d/r.err"))"
-	HPID=""
+	kill_worker_and_finish "$d" 19 0.5 || return	# turn 19's reply is in: its call runs
 	expect_eq "$(requests "$d")" 20 "model requests: 20 turns, none asked twice"
 	expect_contains "$d/r.err" "goes on from its journal" "the second attempt replays the journal"
 	expect_log "$d" 20
@@ -164,25 +199,13 @@ worker_killed_during_model_call_19_of_20_costs_one_call() {
 # The harness is killed during a tool call; `shoal resume` goes on from the
 # journal: the model is asked at most once more than the turns it takes.
 harness_killed_mid_conversation_resumes_from_the_journal() {
-	local d=$TMP/harness run
+	local d=$TMP/harness
 	mkdir -p "$d"
 	script_long "$d/script.json" 8 5
 	start_server "$d" "$d/script.json" || return
 	make_job "$d" 8
 	touch "$GATES/hold"
-	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
-		>"$d/r.out" 2>"$d/r.err" &
-	HPID=$!
-	wait_requests "$d" 5 || return
-	sleep 0.5
-	kill -9 "$HPID"
-	wait "$HPID" 2>/dev/null
-	HPID=""
-	pkill -9 -f "shoal worker --connect ipc://$d/.shoal"
-	run=$(head -1 "$d/r.out")
-	rm -f "$GATES/hold"
-	run_shoal "$d/r2" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
-	expect_eq "$RC" 0 "resume exit code ($(tail -3 "$d/r2.err"))"
+	kill_harness_and_resume "$d" 5 0.5 || return
 	expect_contains "$d/r2.err" "goes on from its journal" "the resumed run replays the journal"
 	expect_eq "$(requests "$d")" 8 "model requests: 8 turns, none asked twice"
 	expect_log "$d" 8
@@ -264,8 +287,97 @@ YAML
 }
 
 start_redis
+# A planner spawns three subagents; two answer at once, the third waits at
+# the gate inside its shell call.  spawn_job DIR writes the script and job.
+spawn_job() {
+	local d=$1
+	cat >"$d/script.json" <<JSON
+{"plan": [{"tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": [
+            {"agent": "helper", "prompt": "[conv:c1] one"},
+            {"agent": "helper", "prompt": "[conv:c2] two"},
+            {"agent": "helper", "prompt": "[conv:c3] three"}]}}]},
+          {"text_from_tool": "all"}],
+ "c1": [{"text": "one"}],
+ "c2": [{"text": "two"}],
+ "c3": [{"tool_calls": [{"name": "shell", "arguments": {"command": "while [ -e $GATES/hold ]; do sleep 0.05; done; echo three"}}]},
+        {"text_from_tool": "stdout"}]}
+JSON
+	start_server "$d" "$d/script.json" || return
+	mkdir -p "$d/in"
+	echo "[conv:plan]" >"$d/in/items.txt"
+	{ job_head spawn-faults; cat <<YAML; } >"$d/run.yaml"
+  planner:
+    model: fake
+    instructions: "Split the work."
+    prompt: "{{input}}"
+    tools: [spawn_subagents]
+  helper:
+    model: fake
+    instructions: "Do one part."
+    prompt: "unused"
+    tools: [shell]
+stages:
+  - id: work
+    for_each: {files: "in/items.txt"}
+    agent: planner
+    retries: 3
+    merge: {strategy: jsonl}
+    output: out/results.jsonl
+YAML
+}
+
+# conv_requests DIR CONV: the requests the server saw for CONV.
+conv_requests() {
+	python3 - "$1/requests.log" "$2" <<'PY'
+import json, sys
+print(sum(1 for l in open(sys.argv[1]) if json.loads(l).get("conv") == sys.argv[2]))
+PY
+}
+
+expect_spawn_outcome() {
+	local d=$1
+	expect_eq "$(conv_requests "$d" c1)" 1 "subagent 1 (settled before the fault) is not asked again"
+	expect_eq "$(conv_requests "$d" c2)" 1 "subagent 2 (settled before the fault) is not asked again"
+	expect_eq "$(conv_requests "$d" c3)" 2 "subagent 3: its two turns, the first not asked again"
+	expect_eq "$(conv_requests "$d" plan)" 2 "the planner: its two turns"
+	expect_eq "$(wc -l <"$d/out/results.jsonl" 2>/dev/null)" 3 "the planner's answer: three records"
+	expect_eq "$(sed -n 1p "$d/out/results.jsonl" | grep -c '"result":"one"')" 1 "subagent 1's answer, first"
+	expect_eq "$(sed -n 3p "$d/out/results.jsonl" | grep -c '"result":"three"')" 1 "subagent 3's answer, third"
+}
+
+# The harness dies while one of three subagents still runs; `shoal resume`
+# rebuilds the subagents from Redis: the planner, replaying its spawn from
+# its journal, finds all three, takes the two answers that were in, and
+# waits for the third, which goes on from its own journal.
+harness_killed_mid_spawn_starts_no_subagent_twice() {
+	local d=$TMP/spawnh
+	mkdir -p "$d"
+	touch "$GATES/hold"
+	spawn_job "$d" || return
+	kill_harness_and_resume "$d" 4 1 || return	# plan, c1, c2 and c3's first turn
+	expect_contains "$d/r2.err" "3 subagents spawned before" "the resumed harness found the subagents"
+	expect_contains "$d/r2.err" "finds 3 of its 3 subagents" "the planner's replayed spawn found them"
+	expect_spawn_outcome "$d"
+}
+
+# The worker (planner and subagents on it) dies while one subagent still
+# runs; the same harness retries them all: the planner's second attempt
+# replays its spawn and finds the three subagents instead of starting
+# three more.
+worker_killed_mid_spawn_starts_no_subagent_twice() {
+	local d=$TMP/spawnw
+	mkdir -p "$d"
+	touch "$GATES/hold"
+	spawn_job "$d" || return
+	kill_worker_and_finish "$d" 4 1 || return
+	expect_contains "$d/r.err" "finds 3 of its 3 subagents" "the planner's second attempt found them"
+	expect_spawn_outcome "$d"
+}
+
 run_test worker_killed_at_turn_19_of_20_redoes_one_step
 run_test worker_killed_during_model_call_19_of_20_costs_one_call
 run_test harness_killed_mid_conversation_resumes_from_the_journal
+run_test harness_killed_mid_spawn_starts_no_subagent_twice
+run_test worker_killed_mid_spawn_starts_no_subagent_twice
 run_test random_faults_in_an_agent_pipeline_lose_nothing
 finish

@@ -71,8 +71,12 @@ run_shoal() {
 	RC=$?
 }
 
+# SHOAL_ONLY=REGEX runs only the tests whose names match (for debugging).
 run_test() {
 	local before=$FAILURES
+	if [ -n "${SHOAL_ONLY:-}" ] && ! [[ $1 =~ $SHOAL_ONLY ]]; then
+		return 0
+	fi
 	"$1"
 	if [ "$FAILURES" -eq "$before" ]; then
 		echo "ok   $1"
