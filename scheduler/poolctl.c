@@ -29,14 +29,31 @@ uint64_t harness_backlog(const struct harness *h)
 	return backlog;
 }
 
-static uint64_t in_flight(const struct harness *h)
+/* The two kinds of work a local worker of a run with agents has room for:
+ * command subtasks (slots_per_worker) and agent sessions
+ * (sessions_per_worker), bounded separately (harness.c, stage_room). */
+enum work_kind { KIND_ALL, KIND_COMMANDS, KIND_SESSIONS };
+
+static int kind_of(const struct stage_rt *s)
 {
-	uint64_t n = 0;
+	return s->conf->agent_index >= 0 ? KIND_SESSIONS : KIND_COMMANDS;
+}
+
+static void kind_load(const struct harness *h, int kind, uint64_t *backlog,
+		      uint64_t *inflight)
+{
 	size_t i;
 
-	for (i = 0; i < h->nstages; i++)
-		n += h->stages[i].inflight;
-	return n;
+	*backlog = *inflight = 0;
+	for (i = 0; i < h->nstages; i++) {
+		const struct stage_rt *s = &h->stages[i];
+
+		if (kind != KIND_ALL && kind_of(s) != kind)
+			continue;
+		if (s->state == STAGE_RUNNING)
+			*backlog += (s->plan.total - s->issued) + s->nretry;
+		*inflight += s->inflight;
+	}
 }
 
 /* Local workers started but not yet connected. */
@@ -76,8 +93,10 @@ static int is_local(const struct harness *h, const struct worker_ent *w)
 	return 0;
 }
 
-/* Free slots of connected remote workers: work they can take now. */
-static uint64_t remote_free_slots(const struct harness *h)
+/* Free slots of connected remote workers that can take work of this kind
+ * now (a remote worker's slots take either kind; sessions only where it
+ * serves them). */
+static uint64_t remote_free_slots(const struct harness *h, int kind)
 {
 	uint64_t n = 0;
 	size_t i;
@@ -85,16 +104,36 @@ static uint64_t remote_free_slots(const struct harness *h)
 	for (i = 0; i < h->nworkers; i++) {
 		const struct worker_ent *w = &h->workers[i];
 
-		if (w->alive && !w->draining && !is_local(h, w) && w->slots > w->nleases)
+		if (w->alive && !w->draining && !is_local(h, w) && w->slots > w->nleases &&
+		    (kind != KIND_SESSIONS || w->sessions))
 			n += w->slots - w->nleases;
 	}
 	return n;
 }
 
-/* The local pool's workers, as the policy sees them (pool.max_workers and
- * the idle drain are about our own processes; remote workers are scaled
- * by whatever started them); map[k] = index in workers[]. */
-static size_t policy_workers(struct harness *h, struct shoal_autoscale_worker *out,
+/* Local worker w's slots and busy slots of one kind. */
+static void worker_room(const struct harness *h, const struct worker_ent *w, int kind,
+			uint32_t *slots, uint32_t *busy)
+{
+	uint32_t cmd = h->cfg->slots_per_worker;
+
+	*slots = w->slots;
+	*busy = w->nleases;
+	if (kind == KIND_COMMANDS) {
+		*slots = w->slots < cmd ? w->slots : cmd;
+		*busy = w->ncommands;
+	} else if (kind == KIND_SESSIONS) {
+		*slots = w->slots > cmd ? w->slots - cmd : 0;
+		*busy = w->nleases > w->ncommands ? w->nleases - w->ncommands : 0;
+	}
+}
+
+/* The local pool's workers, as the policy sees them for work of one kind
+ * (pool.max_workers and the idle drain are about our own processes;
+ * remote workers are scaled by whatever started them); map[k] = index in
+ * workers[].  A worker holding any lease is never idle, whatever the
+ * kind. */
+static size_t policy_workers(struct harness *h, int kind, struct shoal_autoscale_worker *out,
 			     int *map, size_t max)
 {
 	size_t i, n = 0;
@@ -104,14 +143,51 @@ static size_t policy_workers(struct harness *h, struct shoal_autoscale_worker *o
 
 		if (!w->alive || !is_local(h, w))
 			continue;
-		out[n].slots = w->slots;
-		out[n].busy = w->nleases;
+		worker_room(h, w, kind, &out[n].slots, &out[n].busy);
 		out[n].idle_since_ms = w->idle_since_ms;
 		out[n].draining = w->draining;
 		out[n].holds_lease = w->nleases > 0;
 		map[n++] = (int)i;
 	}
 	return n;
+}
+
+/* Workers of one kind's size needed beyond what the pool has. */
+static uint64_t kind_shortfall(struct harness *h, int kind, uint32_t per_worker)
+{
+	struct shoal_autoscale_worker ws[256];
+	int map[256];
+	uint64_t backlog, inflight, cap = 0, remote = remote_free_slots(h, kind);
+	size_t i, n = policy_workers(h, kind, ws, map, SHOAL_ARRAY_LEN(ws));
+
+	kind_load(h, kind, &backlog, &inflight);
+	backlog = backlog > remote ? backlog - remote : 0;
+	for (i = 0; i < n; i++)
+		if (!ws[i].draining)
+			cap += ws[i].slots;
+	if (backlog + inflight <= cap || per_worker == 0)
+		return 0;
+	return (backlog + inflight - cap + per_worker - 1) / per_worker;
+}
+
+/* Which kind of work the policy sizes the pool by.  Without agents a
+ * worker's slots are all of one kind.  With agents, a local worker has
+ * slots_per_worker command slots and sessions_per_worker session slots
+ * (hundreds): counting them together would let idle session slots hide a
+ * command backlog (and the reverse), so the kind that needs more workers
+ * decides; when neither needs any, all slots together (drains then wait
+ * for every backlog to be gone). */
+static int sizing_kind(struct harness *h)
+{
+	uint64_t cmd, ses;
+
+	if (h->agents == NULL)
+		return KIND_ALL;
+	cmd = kind_shortfall(h, KIND_COMMANDS, h->cfg->slots_per_worker);
+	ses = kind_shortfall(h, KIND_SESSIONS, h->cfg->sessions_per_worker);
+	if (cmd == 0 && ses == 0)
+		return KIND_ALL;
+	return cmd >= ses ? KIND_COMMANDS : KIND_SESSIONS;
 }
 
 static void apply_decision(struct harness *h, const struct shoal_autoscale_decision *d,
@@ -137,7 +213,8 @@ static void decide(struct harness *h)
 	struct shoal_autoscale_config cfg;
 	struct shoal_autoscale_input in;
 	struct shoal_autoscale_decision d;
-	int map[256];
+	int map[256], kind;
+	uint64_t remote;
 	uint32_t crashed = shoal_supervisor_reap(&h->sup, h->stopping);
 
 	while (crashed-- > 0 && !h->stopping)
@@ -145,14 +222,19 @@ static void decide(struct harness *h)
 	if (h->stopping)
 		return;
 	policy_config(h, &cfg);
+	kind = sizing_kind(h);
+	if (kind == KIND_SESSIONS)
+		cfg.slots_per_worker = h->cfg->sessions_per_worker;
+	else if (kind == KIND_ALL && h->agents != NULL)
+		cfg.slots_per_worker += h->cfg->sessions_per_worker;
 	memset(&in, 0, sizeof(in));
 	in.now_ms = shoal_now_ms();
-	in.backlog = harness_backlog(h);
+	kind_load(h, kind, &in.backlog, &in.in_flight);
 	/* what remote workers can take right now needs no local worker */
-	in.backlog = in.backlog > remote_free_slots(h) ? in.backlog - remote_free_slots(h) : 0;
-	in.in_flight = in_flight(h);
+	remote = remote_free_slots(h, kind);
+	in.backlog = in.backlog > remote ? in.backlog - remote : 0;
 	in.workers = ws;
-	in.nworkers = policy_workers(h, ws, map, SHOAL_ARRAY_LEN(ws));
+	in.nworkers = policy_workers(h, kind, ws, map, SHOAL_ARRAY_LEN(ws));
 	in.starting = starting(h);
 	shoal_autoscale_tick(&h->scaler, &cfg, &in, &d);
 	apply_decision(h, &d, map);

@@ -57,6 +57,60 @@ YAML
 	expect_contains "$d/r.out" "0 failed, 0 retried" "no lease lost"
 }
 
+# A run with an agent stage gives each local worker hundreds of session
+# slots beside its command slots; a command backlog must still grow the
+# pool (idle session slots are no room for a command).  The agent stage is
+# skipped (its `when` stage has no records): it never asks a model, it only
+# makes the run one with agents.
+command_backlog_grows_the_pool_beside_session_slots() {
+	local d=$TMP/mixed n max
+	mkdir -p "$d/in"
+	seq 1 12 >"$d/in/n.txt"
+	: >"$d/in/none.txt"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+pool: {max_workers: 3, min_workers: 1, slots_per_worker: 1, sessions_per_worker: 64,
+       scale_up_after: 100ms}
+models:
+  unused: {base_url: "http://127.0.0.1:9/v1", api_key: "k", model: m}
+agents:
+  idle: {model: unused, instructions: "-", prompt: "{{input}}", tools: [shell]}
+stages:
+  - id: burst
+    for_each: {files: "in/n.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'sleep 0.3; cat input']
+    merge: {strategy: concat}
+    output: out/burst.txt
+  - id: gate
+    needs: [burst]
+    for_each: {files: "in/none.txt"}
+    run: ["true"]
+    merge: {strategy: jsonl}
+    output: out/gate.jsonl
+  - id: think
+    needs: [gate]
+    when: {stage: gate}
+    for_each: {files: "in/n.txt"}
+    agent: idle
+    output: out/think.jsonl
+YAML
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+		>"$d/r.out" 2>"$d/r.err" &
+	local pid=$!
+	max=0
+	while kill -0 "$pid" 2>/dev/null; do
+		n=$(pgrep -P "$pid" -fc "shoal worker --connect")
+		[ "$n" -gt "$max" ] && max=$n
+		sleep 0.1
+	done
+	wait "$pid"
+	expect_eq "$?" 0 "the run succeeds ($(tail -2 "$d/r.err"))"
+	expect_eq "$max" 3 "the command backlog grew the pool to max_workers"
+	expect_eq "$(wc -l <"$d/out/burst.txt")" 12 "every command subtask once"
+}
+
 start_redis
 run_test burst_grows_the_pool_and_idle_workers_drain_without_losing_a_lease
+run_test command_backlog_grows_the_pool_beside_session_slots
 finish
