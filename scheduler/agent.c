@@ -592,6 +592,11 @@ static void submit_now(struct harness *h, struct convo *cv)
 	const char *model = h->cfg->models[cv->ag->model_index].name;
 	int rc;
 
+	if (cv->lists_left == 0 && h->agents->mcp != NULL) {
+		rc = mcp_refresh(h, cv);
+		if (rc < 0)
+			return;		/* cv failed */
+	}
 	if (cv->lists_left > 0) {	/* agent_tools_ready() submits it */
 		cv->state = CV_SUBMIT;
 		return;

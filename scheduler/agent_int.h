@@ -184,6 +184,10 @@ int mcp_lease_paths(struct harness *h, const struct shoal_agent_def *a,
  * the first model turn must wait for agent_tools_ready(), 0 when there is
  * nothing to list, -1 on failure (the conversation has failed). */
 int mcp_convo_begin(struct harness *h, struct convo *cv);
+/* Before a model turn: servers that said tools/list_changed are listed
+ * again.  1: cv waits for its stdio servers' lists (agent_tools_ready
+ * goes on), 0: go on now, -1: cv failed. */
+int mcp_refresh(struct harness *h, struct convo *cv);
 /* 1 when c names an MCP tool (started, or its text set), 0 otherwise. */
 int mcp_call(struct harness *h, struct convo *cv, struct call *c, const char *arguments);
 /* 1 when r answered one of cv's mcp ops. */

@@ -15,6 +15,11 @@
  * description and input schema; a call's result is the client's text
  * (shoal_mcp_format_result: capped, errors marked).
  *
+ * A server that sends notifications/tools/list_changed has its tools
+ * listed again (mcp_refresh, before a conversation's next model turn),
+ * and that turn waits for the new list: a stdio server's is asked by that
+ * conversation; an HTTP server's once for every agent that uses it.
+ *
  * Threads: the harness thread only.
  */
 #include <poll.h>
@@ -31,10 +36,15 @@
 #define MCP_OP_MIN_MS 1000	/* the least an mcp op may wait */
 
 struct remote {
+	struct harness *h;
 	int server;			/* index in cfg->mcp_servers */
 	struct shoal_mcp_client *client;
 	struct shoal_mcp_http *http;
 	int listed;			/* 1 listed, -1 failed */
+	int relisting;			/* after list_changed: in flight */
+	uint64_t *waiting;		/* leases of conversations whose next
+					 * turn waits for the new list */
+	size_t nwaiting, cap_waiting;
 	char error[SHOAL_ERRMSG_MAX];
 };
 
@@ -154,6 +164,7 @@ static int open_remote(struct harness *h, struct mcp_rt *m, int i, struct shoal_
 		return shoal_error_set(err, SHOAL_ENOMEM, "out of memory");
 	memset(&cc, 0, sizeof(cc));
 	cc.server = d->name;
+	r->h = h;
 	r->server = i;
 	rc = shoal_mcp_client_new(&cc, &r->client, err);
 	for (k = 0; k < d->nheaders; k++) {
@@ -213,7 +224,10 @@ void mcp_close(struct harness *h)
 		return;
 	for (i = 0; i < m->nremotes; i++) {
 		shoal_mcp_http_free(m->remotes[i].http);
+		/* a relisting's callback runs here: nobody waits any more */
+		m->remotes[i].nwaiting = 0;
 		shoal_mcp_client_free(m->remotes[i].client);
+		free(m->remotes[i].waiting);
 	}
 	shoal_mcp_http_pool_free(m->pool);
 	free(m->remotes);
@@ -251,6 +265,117 @@ json_t *mcp_remote_defs(struct harness *h, int agent)
 		}
 	}
 	return all;
+}
+
+/* Replaces server's tools in tools (a definitions array) by what client
+ * lists now, as agent a may use them. */
+static int swap_server_tools(struct harness *h, json_t *tools, const struct shoal_agent_def *a,
+			     int server, const struct shoal_mcp_client *client)
+{
+	const char *name = server_def(h, server)->name;
+	size_t plen = strlen(name), i = json_array_size(tools), n;
+	const char **allow;
+	json_t *defs;
+	int rc;
+
+	while (i-- > 0) {
+		const char *t = json_string_value(json_object_get(json_array_get(tools, i), "name"));
+
+		if (t != NULL && strncmp(t, name, plen) == 0 && strncmp(t + plen, "__", 2) == 0)
+			json_array_remove(tools, i);
+	}
+	allow = allowed(a, server, &n);
+	defs = allow ? shoal_mcp_tool_defs(name, shoal_mcp_tools(client), allow, n, NULL) : NULL;
+	free(allow);
+	rc = defs != NULL && json_array_extend(tools, defs) == 0 ? SHOAL_OK : SHOAL_ENOMEM;
+	json_decref(defs);
+	return rc;
+}
+
+/* The conversations that waited for r's new list go on. */
+static void release_waiting(struct harness *h, struct remote *r)
+{
+	size_t i, n = r->nwaiting;
+
+	r->nwaiting = 0;
+	for (i = 0; i < n && h->agents != NULL; i++) {
+		struct convo *cv = shoal_u64map_get(&h->agents->convos, r->waiting[i]);
+
+		if (cv != NULL && cv->state != CV_CLOSING && cv->lists_left > 0 &&
+		    --cv->lists_left == 0)
+			agent_tools_ready(h, cv);
+	}
+}
+
+static void on_remote_relist(struct shoal_mcp_client *c, int code, const char *error, void *arg)
+{
+	struct remote *r = arg;
+	struct harness *h = r->h;
+	struct agent_rt *rt = h->agents;
+	const char *name = server_def(h, r->server)->name;
+	size_t a, i;
+
+	r->relisting = 0;
+	if (code != SHOAL_OK || rt == NULL) {
+		shoal_warn("MCP server '%s' changed its tools, but listing them again failed (%s): "
+			   "the agents keep the old list", name, error ? error : "no answer");
+		release_waiting(h, r);
+		return;
+	}
+	for (a = 0; a < h->cfg->nagents; a++) {
+		if (!uses_server(&h->cfg->agents[a], r->server))
+			continue;
+		if (rt->agents[a].tools == NULL)
+			rt->agents[a].tools = json_array();
+		if (rt->agents[a].tools == NULL ||
+		    swap_server_tools(h, rt->agents[a].tools, &h->cfg->agents[a], r->server, c) != SHOAL_OK)
+			shoal_warn("MCP server '%s': out of memory updating its tools", name);
+	}
+	/* conversations with stdio servers have their own copy */
+	for (i = 0; i < rt->convos.cap; i++) {
+		struct convo *cv = rt->convos.vals[i];
+
+		if (rt->convos.keys[i] != 0 && cv->tools != NULL && uses_server(cv->ag, r->server) &&
+		    swap_server_tools(h, cv->tools, cv->ag, r->server, c) != SHOAL_OK)
+			shoal_warn("MCP server '%s': out of memory updating its tools", name);
+	}
+	shoal_info("MCP server '%s' changed its tools: %zu now", name,
+		   json_array_size(shoal_mcp_tools(c)));
+	release_waiting(h, r);
+}
+
+/* HTTP servers whose tools changed are listed again (once for every
+ * agent); cv's next turn waits for the new lists of the servers it uses. */
+static int refresh_remotes(struct harness *h, struct convo *cv)
+{
+	struct mcp_rt *m = h->agents->mcp;
+	struct shoal_error err = { 0, "" };
+	size_t i;
+
+	for (i = 0; m != NULL && i < m->nremotes; i++) {
+		struct remote *r = &m->remotes[i];
+
+		if (r->listed != 1 || !uses_server(cv->ag, r->server))
+			continue;
+		if (!r->relisting && shoal_mcp_tools_stale(r->client)) {
+			if (shoal_mcp_list_tools(r->client, on_remote_relist, r, &err) != SHOAL_OK) {
+				shoal_warn("MCP server '%s' changed its tools: %s",
+					   server_def(h, r->server)->name, err.msg);
+				continue;
+			}
+			r->relisting = 1;
+		}
+		if (!r->relisting)
+			continue;
+		if (harness_grow_array((void **)&r->waiting, &r->cap_waiting, r->nwaiting,
+				       sizeof(*r->waiting)) != SHOAL_OK) {
+			agent_fail(h, cv, "out of memory");
+			return -1;
+		}
+		r->waiting[r->nwaiting++] = cv->lease_id;
+		cv->lists_left++;
+	}
+	return 0;
 }
 
 /* ---- stdio servers, in the conversation's sandbox -------------------------- */
@@ -349,9 +474,6 @@ static void on_stdio_list(struct shoal_mcp_client *c, int code, const char *erro
 	struct convo *cv = h->agents ? shoal_u64map_get(&h->agents->convos, t->lease_id) : NULL;
 	struct cv_mcp *s = cv ? cv_server(cv, t->server) : NULL;
 	char why[SHOAL_ERRMSG_MAX];
-	const char **allow;
-	json_t *defs;
-	size_t n;
 
 	free(t);
 	if (s == NULL || cv->state == CV_CLOSING || s->listed)
@@ -363,18 +485,57 @@ static void on_stdio_list(struct shoal_mcp_client *c, int code, const char *erro
 		agent_fail(h, cv, why);
 		return;
 	}
-	allow = allowed(cv->ag, s->server, &n);
-	defs = allow ? shoal_mcp_tool_defs(server_def(h, s->server)->name, shoal_mcp_tools(c),
-					   allow, n, NULL) : NULL;
-	free(allow);
-	if (defs == NULL || json_array_extend(cv->tools, defs) != 0) {
-		json_decref(defs);
+	if (swap_server_tools(h, cv->tools, cv->ag, s->server, c) != SHOAL_OK) {
 		agent_fail(h, cv, "out of memory");
 		return;
 	}
-	json_decref(defs);
 	if (cv->lists_left > 0 && --cv->lists_left == 0)
 		agent_tools_ready(h, cv);
+}
+
+/* Asks server s of cv for its tools; on_stdio_list puts them in cv->tools
+ * and, with the last list in, goes on with the turn.  -1: cv failed. */
+static int list_stdio(struct harness *h, struct convo *cv, struct cv_mcp *s)
+{
+	struct shoal_error err = { 0, "" };
+	struct ticket *t = calloc(1, sizeof(*t));
+
+	if (t == NULL) {
+		agent_fail(h, cv, "out of memory");
+		return -1;
+	}
+	t->h = h;
+	t->lease_id = cv->lease_id;
+	t->server = s->server;
+	s->listed = 0;
+	if (shoal_mcp_list_tools(s->client, on_stdio_list, t, &err) != SHOAL_OK) {
+		free(t);
+		agent_fail(h, cv, err.msg);
+		return -1;
+	}
+	cv->lists_left++;
+	pump(h, cv, s);
+	return 0;
+}
+
+int mcp_refresh(struct harness *h, struct convo *cv)
+{
+	size_t i;
+
+	if (refresh_remotes(h, cv) < 0)
+		return -1;
+	for (i = 0; i < cv->nmcp; i++) {
+		struct cv_mcp *s = &cv->mcp[i];
+
+		if (!s->listed || !shoal_mcp_tools_stale(s->client))
+			continue;
+		shoal_info("subtask %s/%llu: MCP server '%s' changed its tools: listing them again",
+			   h->stages[cv->stage].conf->id, (unsigned long long)cv->seq,
+			   server_def(h, s->server)->name);
+		if (list_stdio(h, cv, s) < 0)
+			return -1;
+	}
+	return cv->lists_left > 0;
 }
 
 int mcp_convo_begin(struct harness *h, struct convo *cv)
@@ -394,30 +555,19 @@ int mcp_convo_begin(struct harness *h, struct convo *cv)
 		struct cv_mcp *s = &cv->mcp[cv->nmcp];
 		struct shoal_mcp_client_conf cc;
 		struct shoal_error err = { 0, "" };
-		struct ticket *t;
 
 		if (d->transport != SHOAL_MCP_STDIO || !uses_server(cv->ag, (int)i))
 			continue;
 		memset(&cc, 0, sizeof(cc));
 		cc.server = d->name;
 		s->server = (int)i;
-		t = calloc(1, sizeof(*t));
-		if (t == NULL || shoal_mcp_client_new(&cc, &s->client, &err) != SHOAL_OK) {
-			free(t);
+		if (shoal_mcp_client_new(&cc, &s->client, &err) != SHOAL_OK) {
 			agent_fail(h, cv, err.msg[0] ? err.msg : "out of memory");
 			return -1;
 		}
 		cv->nmcp++;
-		t->h = h;
-		t->lease_id = cv->lease_id;
-		t->server = (int)i;
-		if (shoal_mcp_list_tools(s->client, on_stdio_list, t, &err) != SHOAL_OK) {
-			free(t);
-			agent_fail(h, cv, err.msg);
+		if (list_stdio(h, cv, s) < 0)
 			return -1;
-		}
-		cv->lists_left++;
-		pump(h, cv, s);
 	}
 	return cv->lists_left > 0;
 }

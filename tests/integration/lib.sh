@@ -71,6 +71,18 @@ run_shoal() {
 	RC=$?
 }
 
+# wait_port FILE: waits (5 s at most) for a "PORT n" line in FILE, as the
+# test servers print when they listen; prints n.
+wait_port() {
+	local t p
+	for t in $(seq 1 100); do
+		p=$(awk '/^PORT/ {print $2}' "$1" 2>/dev/null)
+		[ -n "$p" ] && { echo "$p"; return 0; }
+		sleep 0.05
+	done
+	return 1
+}
+
 # SHOAL_ONLY=REGEX runs only the tests whose names match (for debugging).
 run_test() {
 	local before=$FAILURES

@@ -26,17 +26,13 @@ trap 'stop_server; cleanup' EXIT
 # start_server DIR SCRIPT_JSON: the model server on a free port with that
 # script; requests logged to DIR/requests.log.  Sets PORT.
 start_server() {
-	local d=$1 t
+	local d=$1
 	stop_server
 	printf '%s\n' "$2" >"$d/script.json"
 	python3 "$MODEL_SERVER" --port 0 --script "$d/script.json" --log "$d/requests.log" \
 		>"$d/server.out" 2>"$d/server.err" &
 	SERVER_PID=$!
-	for t in $(seq 1 100); do
-		PORT=$(awk '/^PORT/ {print $2}' "$d/server.out" 2>/dev/null)
-		[ -n "$PORT" ] && return 0
-		sleep 0.05
-	done
+	PORT=$(wait_port "$d/server.out") && return 0
 	fail "the model server did not start: $(cat "$d/server.err")"
 	return 1
 }
@@ -462,6 +458,48 @@ PY
 	fi
 }
 
+# A server whose tools change (tests/mcp/changing_server.py: calling `grow`
+# adds `extra` and sends notifications/tools/list_changed): the next model
+# turn is offered the new tool, for a stdio server in the sandbox and for
+# an HTTP server called from the harness.
+mcp_tools_list_changed_is_followed() {
+	local d=$TMP/mcpchg srvdir hpid hport
+	mkdir -p "$d"
+	# a sandbox binds no /tmp path: the server script goes under /var/tmp
+	srvdir=$(mktemp -d /var/tmp/shoal-mcp-changing.XXXXXX)
+	chmod 755 "$srvdir"
+	cp "$(dirname "$0")/../mcp/changing_server.py" "$srvdir/"
+	python3 "$srvdir/changing_server.py" --http 0 >"$d/http.out" 2>&1 &
+	hpid=$!
+	hport=$(wait_port "$d/http.out")
+	start_server "$d" '{
+	  "chg": [{"tool_calls": [{"name": "loc__grow", "arguments": {}}, {"name": "web__grow", "arguments": {}}]},
+	          {"tool_calls": [{"name": "loc__extra", "arguments": {}}, {"name": "web__extra", "arguments": {}}]},
+	          {"text": "{\"changed\": true}"}]
+	}' || { kill "$hpid"; rm -rf "$srvdir"; return; }
+	make_job "$d" "chg"
+	sed -i "s|^agents:|mcp_servers:\n  loc:\n    transport: stdio\n    command: [python3, $srvdir/changing_server.py]\n    readonly_paths: [$srvdir]\n  web:\n    transport: http\n    url: http://127.0.0.1:$hport/mcp\nagents:|" "$d/run.yaml"
+	sed -i 's|    tools: \[shell, read_file, write_file, list_files, apply_patch\]|    tools: ["mcp:loc/*", "mcp:web/*"]|' "$d/run.yaml"
+	run_job "$d"
+	kill "$hpid" 2>/dev/null
+	wait "$hpid" 2>/dev/null
+	rm -rf "$srvdir"
+	expect_eq "$RC" 0 "exit code ($(tail -3 "$d/r.err"))"
+	python3 - "$d/requests.log" <<'PY' || fail "turn 1 had one tool per server, turn 2 two"
+import json, sys
+names = {}
+for line in open(sys.argv[1]):
+    e = json.loads(line)
+    names[e["step"]] = sorted(t["function"]["name"] for t in e["body"]["tools"])
+assert names[0] == ["loc__grow", "web__grow"], names
+assert names[1] == ["loc__extra", "loc__grow", "web__extra", "web__grow"], names
+PY
+	tool_messages "$d" chg 2 >"$d/t2"
+	expect_eq "$(grep -c 'extra works' "$d/t2")" 2 "both new tools answered"
+	expect_contains "$d/r.err" "MCP server 'loc' changed its tools" "the stdio relisting is logged"
+	expect_contains "$d/r.err" "MCP server 'web' changed its tools" "the HTTP relisting is logged"
+}
+
 # planner -> workers -> reviewer: a planner agent fans out worker
 # subagents with spawn_subagents (each its own subtask and sandbox), gets
 # their answers in order, and a reduce stage's reviewer reads them all.
@@ -538,6 +576,7 @@ run_test agentsmd_and_skills
 run_test responses_api
 run_test agent_reducer_reads_the_merged_records
 run_test mcp_tools_from_stdio_and_http_servers
+run_test mcp_tools_list_changed_is_followed
 run_test spawn_subagents_planner_workers_reviewer
 run_test spawn_subagents_limits
 stop_server
