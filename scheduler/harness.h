@@ -12,6 +12,8 @@
 #include "scheduler/config.h"
 #include "scheduler/state.h"
 
+struct shoal_metrics;	/* scheduler/metrics.h */
+
 struct shoal_run_opts {
 	const char *redis_url;	/* overrides state.redis; NULL: config's */
 	const char *state_dir;	/* embedded Redis, sockets; default ./.shoal */
@@ -29,6 +31,10 @@ struct shoal_run_opts {
 	int serve;		/* run by `shoal serve`: at the end, drain only
 				 * the local pool; remote workers stay for the
 				 * next run */
+	struct shoal_metrics *metrics;	/* `shoal serve`'s endpoint, up
+					 * between runs: the run publishes
+					 * to it instead of opening its
+					 * own (borrowed) */
 };
 
 /* What shoal_harness_run returns (SHOAL_EAGAIN) when the last run of the

@@ -295,7 +295,7 @@ static int copy_latest(struct shoal_metrics *m, struct shoal_metrics_snapshot *s
 	*s = m->snap;
 	n = s->nstages;
 	*stages = malloc(n ? n * sizeof(**stages) : 1);
-	if (*stages != NULL)
+	if (*stages != NULL && n > 0)
 		memcpy(*stages, m->stages, n * sizeof(**stages));
 	*age_s = (double)(shoal_now_ms() - m->published_ms) / 1000.0;
 	pthread_mutex_unlock(&m->lock);
@@ -490,7 +490,8 @@ int shoal_metrics_publish(struct shoal_metrics *m,
 	pthread_mutex_lock(&m->lock);
 	rc = reserve_stages(m, n);
 	if (rc == SHOAL_OK) {
-		memcpy(m->stages, s->stages, n * sizeof(*m->stages));
+		if (n > 0)
+			memcpy(m->stages, s->stages, n * sizeof(*m->stages));
 		for (i = 0; i < n; i++)
 			m->stages[i].id[SHOAL_METRICS_STAGE_ID_MAX - 1] = '\0';
 		m->snap = *s;

@@ -342,7 +342,9 @@ int harness_pool_open(struct harness *h, struct shoal_error *err)
 		shoal_supervisor_set_token_file(&h->sup, h->cfg->token_file);
 	}
 	rc = open_remote(h, err);
-	if (rc == SHOAL_OK && h->cfg->metrics_listen != NULL) {
+	if (rc == SHOAL_OK && h->opts->metrics != NULL) {
+		h->metrics = h->opts->metrics;	/* the server's, kept up */
+	} else if (rc == SHOAL_OK && h->cfg->metrics_listen != NULL) {
 		rc = shoal_metrics_open(h->cfg->metrics_listen, &h->metrics, err);
 		if (rc == SHOAL_OK)
 			shoal_info("metrics on http://%s/metrics", h->cfg->metrics_listen);
@@ -352,7 +354,7 @@ int harness_pool_open(struct harness *h, struct shoal_error *err)
 
 void harness_pool_close(struct harness *h)
 {
-	if (h->metrics != NULL)
+	if (h->metrics != NULL && h->metrics != h->opts->metrics)
 		shoal_metrics_close(h->metrics);
 	h->metrics = NULL;
 }

@@ -21,6 +21,12 @@
  * shared file system): inputs resolve against its folder there.  The
  * token is pool.auth.token_file's, when the server has one.
  *
+ * Between runs the server stays observable: metrics.listen (/metrics,
+ * /healthz) is the server's for its whole life, and while no run is in
+ * progress it publishes, once a second, an idle pool (no backlog, the
+ * wanted count at pool.min_workers) there and in SHOAL_KEY_POOL, so that
+ * probes and autoscalers see a live scheduler with nothing to do.
+ *
  * Threads: one; SIGINT/SIGTERM end the server (a run in progress is
  * interrupted and left resumable, as `shoal run` does).
  */
@@ -39,10 +45,12 @@
 #include "scheduler/config.h"
 #include "scheduler/embedded.h"
 #include "scheduler/harness.h"
+#include "scheduler/metrics.h"
 #include "scheduler/serve.h"
 #include "transport/auth.h"
 
 #define SERVE_REQUEST_MAX ((size_t)64 << 10)
+#define IDLE_PUBLISH_MS 1000
 
 static volatile sig_atomic_t serve_signal;
 
@@ -146,6 +154,31 @@ static json_t *serve_one(const struct shoal_config *srv, const struct shoal_run_
 	return reply;
 }
 
+/* No run in progress: an idle pool on /metrics and in SHOAL_KEY_POOL.
+ * Redis is connected lazily and again after a failure; its errors are
+ * only logged (the next run reports them properly). */
+static void publish_idle(const struct shoal_config *srv, const char *redis_url,
+			 struct shoal_metrics *metrics, struct shoal_state **st)
+{
+	struct shoal_metrics_snapshot snap;
+	struct shoal_error err = { 0, "" };
+
+	memset(&snap, 0, sizeof(snap));
+	snap.workers_wanted = srv->min_workers;
+	if (metrics != NULL)
+		shoal_metrics_publish(metrics, &snap);
+	if (*st == NULL && shoal_state_connect(redis_url, st, &err) != SHOAL_OK) {
+		shoal_debug("idle: cannot reach Redis: %s", err.msg);
+		*st = NULL;
+		return;
+	}
+	if (shoal_state_pool_publish(*st, srv->min_workers, 0, &err) != SHOAL_OK) {
+		shoal_debug("idle: cannot publish the wanted workers: %s", err.msg);
+		shoal_state_close(*st);
+		*st = NULL;
+	}
+}
+
 static int reply_json(nng_socket s, json_t *reply)
 {
 	char *text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
@@ -163,6 +196,9 @@ int shoal_serve(const char *config_path, const char *listen_url,
 	struct shoal_run_opts opts = *base;
 	struct shoal_config *srv = NULL;
 	char token[SHOAL_TOKEN_MAX + 1] = "", redis_url[600];
+	struct shoal_metrics *metrics = NULL;
+	struct shoal_state *st = NULL;
+	int64_t idle_ms = 0;
 	nng_socket sock;
 	int rv, rc, interrupted = 0;
 
@@ -183,6 +219,12 @@ int shoal_serve(const char *config_path, const char *listen_url,
 		opts.redis_url = srv->redis_url;
 	}
 	opts.serve = 1;
+	if (rc == SHOAL_OK && srv->metrics_listen != NULL) {
+		rc = shoal_metrics_open(srv->metrics_listen, &metrics, err);
+		if (rc == SHOAL_OK)
+			shoal_info("metrics on http://%s/metrics", srv->metrics_listen);
+		opts.metrics = metrics;
+	}
 	if (rc == SHOAL_OK && (rv = nng_rep0_open(&sock)) != 0)
 		rc = shoal_error_set(err, SHOAL_EIO, "cannot open the server socket: %s",
 				     nng_strerror(rv));
@@ -196,6 +238,7 @@ int shoal_serve(const char *config_path, const char *listen_url,
 		}
 	}
 	if (rc != SHOAL_OK) {
+		shoal_metrics_close(metrics);
 		shoal_embedded_stop(&emb);
 		shoal_config_free(srv);
 		return rc;
@@ -208,6 +251,10 @@ int shoal_serve(const char *config_path, const char *listen_url,
 		json_error_t jerr;
 		json_t *req;
 
+		if (shoal_now_ms() - idle_ms >= IDLE_PUBLISH_MS) {
+			publish_idle(srv, opts.redis_url, metrics, &st);
+			idle_ms = shoal_now_ms();
+		}
 		rv = nng_recv(sock, &buf, &len, NNG_FLAG_ALLOC);
 		if (rv == NNG_ETIMEDOUT)
 			continue;
@@ -224,9 +271,13 @@ int shoal_serve(const char *config_path, const char *listen_url,
 		}
 		reply_json(sock, serve_one(srv, &opts, token, req, &interrupted));
 		json_decref(req);
+		idle_ms = 0;	/* the idle pool at once, not the run's last */
 	}
 	shoal_info("server stopping");
 	nng_close(sock);
+	if (st != NULL)
+		shoal_state_close(st);
+	shoal_metrics_close(metrics);
 	shoal_embedded_stop(&emb);
 	shoal_config_free(srv);
 	return SHOAL_OK;

@@ -2,7 +2,9 @@
 # test_serve.sh - `shoal serve` and `shoal run --server`: a long-running
 # scheduler runs the configs sent to it, one after another, with its own
 # pool, state and token; a remote worker serves both runs without
-# restarting; a wrong token and an unreachable server are clear errors.
+# restarting; /metrics, /healthz and the Redis pool key stay live while
+# the server is idle; a wrong token and an unreachable server are clear
+# errors.
 . "$(dirname "$0")/lib.sh"
 
 SERVER_PID=""
@@ -45,8 +47,31 @@ remote_tasks() {
 	echo "$n"
 }
 
+# http_get URL: the body, or exit 1 when nothing answers.
+http_get() {
+	python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' "$1" 2>/dev/null
+}
+
+# expect_idle_server MPORT SOCK WHEN: /healthz and /metrics answer with an
+# idle pool, and shoal:pool:wanted was written in the last 3 s.
+expect_idle_server() {
+	local t age
+	for t in $(seq 1 40); do	# the first publish comes within a second
+		http_get "http://127.0.0.1:$1/metrics" | grep -q '^shoal_workers_wanted 0$' && break
+		sleep 0.1
+	done
+	http_get "http://127.0.0.1:$1/healthz" >/dev/null || fail "/healthz answers $3 (the liveness probe)"
+	http_get "http://127.0.0.1:$1/metrics" >"$TMP/idle.prom" || fail "/metrics answers $3"
+	expect_contains "$TMP/idle.prom" "shoal_backlog 0" "/metrics shows no backlog $3"
+	expect_contains "$TMP/idle.prom" "shoal_workers_wanted 0" "/metrics shows min_workers wanted $3"
+	age=$(( $(date +%s%3N) - $(redis-cli -s "$2" hget shoal:pool:wanted updated_ms) ))
+	[ "$age" -lt 3000 ] || fail "shoal:pool:wanted is kept fresh $3 (${age} ms old)"
+	expect_eq "$(redis-cli -s "$2" hget shoal:pool:wanted backlog)" 0 "the Redis key shows no backlog $3"
+}
+
 one_server_runs_runs_and_keeps_its_remote_worker() {
-	local port=$((20000 + RANDOM % 20000)) url run1 run2 t
+	local port=$((20000 + RANDOM % 20000)) url run1 run2 t mport sock
+	mport=$((port + 1))
 	mkdir -p "$TMP/srv"
 	printf 'serve-secret-%s\n' "$$" >"$TMP/tok"
 	printf 'wrong\n' >"$TMP/bad"
@@ -56,6 +81,7 @@ pool:
   max_workers: 1
   listen: "tcp://127.0.0.1:$port"
   auth: {token_file: $TMP/tok}
+metrics: {listen: "127.0.0.1:$mport"}
 YAML
 	"$SHOAL_BIN" serve --config "$TMP/server.yaml" --state-dir "$TMP/srv" --no-local-workers \
 		>"$TMP/serve.out" 2>"$TMP/serve.err" &
@@ -66,6 +92,8 @@ YAML
 		sleep 0.05
 	done
 	[ -S "$TMP/srv/serve.sock" ] || { fail "the server did not listen: $(cat "$TMP/serve.err")"; return; }
+	sock=$(find "$TMP/srv" -name redis.sock | head -1)
+	expect_idle_server "$mport" "$sock" "before any run"
 	"$SHOAL_BIN" worker --connect "tcp://127.0.0.1:$port" --token-file "$TMP/tok" --slots 2 \
 		>/dev/null 2>"$TMP/worker.err" &
 	WORKER_PID=$!
@@ -88,6 +116,8 @@ YAML
 	expect_eq "$(remote_tasks "$run1")" 8 "subtasks of the first run on the remote worker"
 	expect_eq "$(remote_tasks "$run2")" 8 "subtasks of the second run on the remote worker"
 	kill -0 "$WORKER_PID" 2>/dev/null || fail "the remote worker is still there"
+
+	expect_idle_server "$mport" "$sock" "between runs"
 
 	run_shoal "$TMP/c" run --server "$url" --token-file "$TMP/bad" "$TMP/a/a.yaml"
 	expect_eq "$RC" 2 "a wrong token"
