@@ -2146,6 +2146,13 @@ int shoal_harness_run(const struct shoal_config *cfg, const struct shoal_run_opt
 		fflush(stdout);
 		rc = loop(&h, err);
 		progress(&h, 1);
+	} else if (h.run_recorded) {
+		/* Redis already holds the run: it did not succeed.  A resumed
+		 * run stays resumable (the cause may pass: an MCP server, a
+		 * port, a record to repair); a new one failed before any work. */
+		h.failed = 1;
+		h.interrupted = h.resume;
+		shoal_strlcpy(h.error, err->msg, sizeof(h.error));
 	}
 	summarize(&h, summary);
 	run_teardown(&h, &emb);

@@ -128,11 +128,10 @@ kill_worker_and_finish() {
 	expect_eq "$rc" 0 "exit code ($(tail -3 "$d/r.err"))"
 }
 
-# kill_harness_and_resume DIR N PAUSE: runs the job, kills the harness and
-# its workers PAUSE s after the server saw request N, opens the gate and
-# resumes the run (RC, DIR/r2.*).
-kill_harness_and_resume() {
-	local d=$1 run
+# kill_harness DIR N PAUSE: runs the job, kills the harness and its workers
+# PAUSE s after the server saw request N, and opens the gate.  Sets RUN.
+kill_harness() {
+	local d=$1
 	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
 		>"$d/r.out" 2>"$d/r.err" &
 	HPID=$!
@@ -142,10 +141,16 @@ kill_harness_and_resume() {
 	wait "$HPID" 2>/dev/null
 	HPID=""
 	pkill -9 -f "shoal worker --connect ipc://$d/.shoal"
-	run=$(head -1 "$d/r.out")
+	RUN=$(head -1 "$d/r.out")
 	rm -f "$GATES/hold"
-	run_shoal "$d/r2" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
-	expect_eq "$RC" 0 "resume exit code ($(tail -3 "$d/r2.err"))"
+}
+
+# kill_harness_and_resume DIR N PAUSE: kill_harness, then the run is
+# resumed (RC, DIR/r2.*).
+kill_harness_and_resume() {
+	kill_harness "$@" || return 1
+	run_shoal "$1/r2" resume "$RUN" --redis "$REDIS_URL" --state-dir "$1/.shoal"
+	expect_eq "$RC" 0 "resume exit code ($(tail -3 "$1/r2.err"))"
 }
 
 expect_log() {
@@ -374,10 +379,35 @@ worker_killed_mid_spawn_starts_no_subagent_twice() {
 	expect_spawn_outcome "$d"
 }
 
+# The run's children hash damaged while no harness runs: `shoal resume`
+# refuses with a message that names the bad record, changes nothing, and
+# once the record is put back resumes with nothing lost or done twice.
+damaged_children_hash_is_a_clear_error() {
+	local d=$TMP/spawnbad key good rc
+	mkdir -p "$d"
+	touch "$GATES/hold"
+	spawn_job "$d" || return
+	kill_harness "$d" 4 1 || return
+	key="shoal:{$RUN}:children"
+	good=$(redis-cli -s "$TMP/redis/redis.sock" hget "$key" "work/0/1/0/1")
+	[ -n "$good" ] || { fail "the children hash holds work/0/1/0/1"; return; }
+	redis-cli -s "$TMP/redis/redis.sock" hset "$key" "work/0/1/0/1" '{"item": "two"' >/dev/null
+	run_shoal "$d/r2" resume "$RUN" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 2 "resume refuses a damaged record (exit 2, as any failed start)"
+	expect_contains "$d/r2.err" "subagent work/0/1/0/1: a bad record in Redis" "names the record"
+	expect_eq "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$RUN}:run" status)" interrupted \
+		"the run stays resumable (never marked succeeded)"
+	redis-cli -s "$TMP/redis/redis.sock" hset "$key" "work/0/1/0/1" "$good" >/dev/null
+	run_shoal "$d/r3" resume "$RUN" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "resume after the repair ($(tail -3 "$d/r3.err"))"
+	expect_spawn_outcome "$d"
+}
+
 run_test worker_killed_at_turn_19_of_20_redoes_one_step
 run_test worker_killed_during_model_call_19_of_20_costs_one_call
 run_test harness_killed_mid_conversation_resumes_from_the_journal
 run_test harness_killed_mid_spawn_starts_no_subagent_twice
 run_test worker_killed_mid_spawn_starts_no_subagent_twice
+run_test damaged_children_hash_is_a_clear_error
 run_test random_faults_in_an_agent_pipeline_lose_nothing
 finish

@@ -211,6 +211,39 @@ YAML
 	grep -Eq "[1-9][0-9]* retried" "$d/r.out" || fail "the killed worker's leases were retried: $(cat "$d/r.out")"
 }
 
+# A run that cannot start once Redis holds it (here: its metrics port is
+# taken) is recorded as failed, with the reason, never as succeeded.
+run_that_cannot_start_is_not_marked_succeeded() {
+	local d=$TMP/nostart bpid port run
+	mkdir -p "$d/in"
+	echo x >"$d/in/x.txt"
+	python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True); time.sleep(60)' >"$d/port" &
+	bpid=$!
+	for port in $(seq 1 50); do [ -s "$d/port" ] && break; sleep 0.1; done
+	port=$(cat "$d/port")
+	start_redis
+	cat >"$d/run.yaml" <<YAML
+version: 1
+metrics: {listen: "127.0.0.1:$port"}
+stages:
+  - id: s
+    for_each: {files: "in/*.txt"}
+    run: [cat, input]
+    output: out/s.txt
+YAML
+	run_shoal "$d/r" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	kill "$bpid" 2>/dev/null
+	wait "$bpid" 2>/dev/null
+	expect_eq "$RC" 2 "the run cannot start"
+	expect_contains "$d/r.err" "127.0.0.1:$port" "says which address"
+	run=$(redis-cli -s "$TMP/redis/redis.sock" zrevrange shoal:runs 0 0)
+	expect_eq "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$run}:run" status)" failed \
+		"the run record says failed"
+	[ -e "$d/out/s.txt" ] && fail "nothing was run"
+}
+
 run_test multi_file_run_merges_every_line_exactly_once
 run_test killed_worker_loses_no_subtask
 run_test failing_command_is_retried_then_reported
@@ -218,4 +251,5 @@ run_test fail_fast_run_exits_1
 run_test missing_command_fails_its_subtask_with_the_reason
 run_test two_stage_run_feeds_records_downstream
 run_test noop_builtin_returns_its_input
+run_test run_that_cannot_start_is_not_marked_succeeded
 finish
