@@ -735,7 +735,9 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 		if (rc != 0) {
 			shoal_buf_free(&prompt);
 			free(child_sys);
-			return rc < 0 ? shoal_error_set(err, SHOAL_ENOMEM, "out of memory") : SHOAL_OK;
+			return rc < 0 ? shoal_error_set(err, SHOAL_ENOMEM, "cannot restore the subtask "
+							"from its journal (out of memory, or "
+							"Redis failed)") : SHOAL_OK;
 		}
 	}
 	rc = SHOAL_OK;
@@ -2007,8 +2009,9 @@ static long snapshot_files(struct harness *h, struct convo *cv, struct shoal_wir
 	char skey[256], bkey[256];
 	const char *argv[2];
 	redisReply *m = NULL, *b;
-	size_t i;
+	size_t i, cap;
 	uint32_t n = 0, j;
+	long damaged = 0;
 
 	cv_key(h, cv, "snap", skey, sizeof(skey));
 	argv[0] = "HGETALL";
@@ -2019,25 +2022,34 @@ static long snapshot_files(struct harness *h, struct convo *cv, struct shoal_wir
 		freeReplyObject(m);
 		return 0;
 	}
-	files = shoal_arena_alloc(&h->arena, (wl->nfiles + m->elements / 2) * sizeof(*files));
+	cap = wl->nfiles + m->elements / 2;
+	files = shoal_arena_alloc(&h->arena, cap * sizeof(*files));
 	if (files == NULL) {
 		freeReplyObject(m);
 		return -1;
 	}
-	for (i = 0; i + 1 < m->elements; i += 2) {
+	for (i = 0; i + 1 < m->elements && damaged == 0; i += 2) {
 		const char *path = m->element[i]->str, *val = m->element[i + 1]->str;
 		unsigned mode = 0644;
 		unsigned long long size = 0;
 		char hex[65] = "";
 
-		if (strcmp(path, "input") == 0 ||
-		    sscanf(val, "%o %llu %64s", &mode, &size, hex) != 3)
+		if (strcmp(path, "input") == 0)
 			continue;
+		if (val == NULL || sscanf(val, "%o %llu %64s", &mode, &size, hex) != 3 ||
+		    strlen(hex) != 64) {
+			shoal_warn("subtask %s/%llu: the snapshot's entry of %.200s is damaged",
+				   h->stages[cv->stage].conf->id, (unsigned long long)cv->seq, path);
+			damaged = -2;
+			break;
+		}
 		shoal_state_key(h->st, bkey, sizeof(bkey), "blob:%s", hex);
 		argv[0] = "GET";
 		argv[1] = bkey;
-		if (shoal_state_command(h->st, (void **)&b, &err, 2, argv) != SHOAL_OK)
+		if (shoal_state_command(h->st, (void **)&b, &err, 2, argv) != SHOAL_OK) {
+			damaged = -1;
 			break;
+		}
 		if (b->type == REDIS_REPLY_STRING && (unsigned long long)b->len == size) {
 			files[n].name = shoal_arena_strdup(&h->arena, path);
 			files[n].data.data = shoal_arena_memdup(&h->arena, b->str, b->len);
@@ -2046,19 +2058,22 @@ static long snapshot_files(struct harness *h, struct convo *cv, struct shoal_wir
 			if (files[n].name != NULL && files[n].data.data != NULL)
 				n++;
 		} else {
-			shoal_warn("subtask %s/%llu: the snapshot's blob of %s is missing",
+			shoal_warn("subtask %s/%llu: the snapshot's blob of %.200s is missing",
 				   h->stages[cv->stage].conf->id, (unsigned long long)cv->seq, path);
+			damaged = -2;
 		}
 		freeReplyObject(b);
 	}
 	freeReplyObject(m);
+	if (damaged != 0)
+		return damaged;
 	/* the stage's staged files, unless the snapshot has a newer one */
 	for (j = 0; j < wl->nfiles; j++) {
 		uint32_t k;
 
 		for (k = 0; k < n && strcmp(files[k].name, wl->files[j].name) != 0; k++)
 			;
-		if (k == n && n < wl->nfiles + m->elements / 2)
+		if (k == n && n < cap)
 			files[n++] = wl->files[j];
 	}
 	wl->files = files;
@@ -2138,8 +2153,44 @@ static int append_results(json_t *messages, json_t *assistant, json_t *results)
 	return SHOAL_OK;
 }
 
+/* 1 when a journal entry is what journal_message / journal_tool write:
+ * {"msg": {"role": ...}} or {"tool": {"id": ..., "content": ...}}. */
+static int journal_entry_ok(const redisReply *el)
+{
+	json_t *e = el->type == REDIS_REPLY_STRING ? json_loadb(el->str, el->len, 0, NULL) : NULL;
+	json_t *msg = json_object_get(e, "msg"), *tool = json_object_get(e, "tool");
+	int ok = (json_is_object(msg) && json_is_string(json_object_get(msg, "role"))) ||
+		 (json_is_object(tool) && json_is_string(json_object_get(tool, "id")) &&
+		  json_object_get(tool, "content") != NULL);
+
+	json_decref(e);
+	return ok;
+}
+
+/* A journal or snapshot that cannot be trusted: both are dropped and the
+ * conversation starts afresh (its model turns are asked again; nothing
+ * half-restored goes on). */
+static void start_over(struct harness *h, struct convo *cv, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void start_over(struct harness *h, struct convo *cv, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	shoal_warn("subtask %s/%llu: %s: the conversation starts over",
+		   h->stages[cv->stage].conf->id, (unsigned long long)cv->seq, why);
+	journal_drop(h, cv);
+	json_array_clear(cv->messages);
+	cv->turns = 0;
+	cv->corrected = 0;
+}
+
 /* Continues a subtask from its journal: 1 when it had one, 0 when it has
- * none (start afresh), -1 when memory ran out. */
+ * none or one that cannot be trusted (start afresh), -1 when memory ran
+ * out. */
 static int resume_from_journal(struct harness *h, struct convo *cv,
 			       struct shoal_wire_lease *wl)
 {
@@ -2168,6 +2219,14 @@ static int resume_from_journal(struct harness *h, struct convo *cv,
 		freeReplyObject(r);
 		json_decref(results);
 		return 0;
+	}
+	for (i = 0; i < r->elements; i++) {
+		if (!journal_entry_ok(r->element[i])) {
+			freeReplyObject(r);
+			json_decref(results);
+			start_over(h, cv, "its journal is damaged (entry %zu)", i);
+			return 0;
+		}
 	}
 	for (i = 0; i < r->elements && rc == SHOAL_OK; i++) {
 		json_t *e = json_loadb(r->element[i]->str, r->element[i]->len, 0, NULL);
@@ -2206,14 +2265,19 @@ static int resume_from_journal(struct harness *h, struct convo *cv,
 		cv->tok_out = t->element[1]->str ? strtoull(t->element[1]->str, NULL, 10) : 0;
 	}
 	freeReplyObject(t);
-	shoal_info("subtask %s/%llu: attempt %u goes on from its journal: %zu messages, "
-		   "%ld files", h->stages[cv->stage].conf->id, (unsigned long long)cv->seq,
-		   cv->attempt, json_array_size(cv->messages), nfiles < 0 ? 0 : nfiles);
-	last = json_array_get(cv->messages, json_array_size(cv->messages) - 1);
+	if (rc == SHOAL_OK && nfiles == -2) {
+		json_decref(results);
+		start_over(h, cv, "its workspace snapshot is damaged");
+		return 0;
+	}
 	if (rc != SHOAL_OK || nfiles < 0) {
 		json_decref(results);
 		return -1;
 	}
+	shoal_info("subtask %s/%llu: attempt %u goes on from its journal: %zu messages, "
+		   "%ld files", h->stages[cv->stage].conf->id, (unsigned long long)cv->seq,
+		   cv->attempt, json_array_size(cv->messages), nfiles);
+	last = json_array_get(cv->messages, json_array_size(cv->messages) - 1);
 	if (json_array_size(cv->messages) == 0) {
 		json_decref(results);
 		return 0;

@@ -403,11 +403,44 @@ damaged_children_hash_is_a_clear_error() {
 	expect_spawn_outcome "$d"
 }
 
+# A damaged journal entry, a damaged snapshot entry or a lost blob, found
+# when a killed harness is resumed: the conversation is not half-restored
+# but starts over (its journal and snapshot dropped), with a warning, and
+# its output is whole: every line of the workspace's log once.
+damaged_journal_or_snapshot_starts_the_conversation_over() {
+	local how d sock
+	sock=$TMP/redis/redis.sock
+	for how in journal manifest blob; do
+		d=$TMP/damaged-$how
+		mkdir -p "$d"
+		script_long "$d/script.json" 8 5
+		start_server "$d" "$d/script.json" || return
+		make_job "$d" 8
+		touch "$GATES/hold"
+		kill_harness "$d" 5 0.5 || return
+		case $how in
+		journal) redis-cli -s "$sock" lset "shoal:{$RUN}:journal:work:0" 2 'not json' >/dev/null ;;
+		manifest) redis-cli -s "$sock" hset "shoal:{$RUN}:snap:work:0" log.txt 'garbage' >/dev/null ;;
+		blob) redis-cli -s "$sock" --scan --pattern "shoal:{$RUN}:blob:*" |
+			xargs redis-cli -s "$sock" del >/dev/null ;;
+		esac
+		run_shoal "$d/r2" resume "$RUN" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+		expect_eq "$RC" 0 "$how: resume exit code ($(tail -3 "$d/r2.err"))"
+		expect_contains "$d/r2.err" "the conversation starts over" "$how: the warning"
+		expect_eq "$(requests "$d")" 13 "$how: 5 turns before the kill, then all 8 again"
+		expect_log "$d" 8
+		kill "$SERVER_PID" 2>/dev/null
+		wait "$SERVER_PID" 2>/dev/null
+		SERVER_PID=""
+	done
+}
+
 run_test worker_killed_at_turn_19_of_20_redoes_one_step
 run_test worker_killed_during_model_call_19_of_20_costs_one_call
 run_test harness_killed_mid_conversation_resumes_from_the_journal
 run_test harness_killed_mid_spawn_starts_no_subagent_twice
 run_test worker_killed_mid_spawn_starts_no_subagent_twice
 run_test damaged_children_hash_is_a_clear_error
+run_test damaged_journal_or_snapshot_starts_the_conversation_over
 run_test random_faults_in_an_agent_pipeline_lose_nothing
 finish
