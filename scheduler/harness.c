@@ -1360,6 +1360,7 @@ static int start_stage(struct harness *h, struct stage_rt *s, struct shoal_error
 struct merge_ctx {
 	struct shoal_merger *m;
 	struct shoal_error *err;
+	uint64_t merged;	/* results read back from Redis */
 };
 
 static int merge_one(void *arg, uint64_t seq, const char *data, size_t len)
@@ -1367,6 +1368,7 @@ static int merge_one(void *arg, uint64_t seq, const char *data, size_t len)
 	struct merge_ctx *c = arg;
 
 	(void)seq;
+	c->merged++;
 	return shoal_merge_add(c->m, data, len, c->err);
 }
 
@@ -1380,7 +1382,16 @@ static int merge_stage(struct harness *h, struct stage_rt *s, struct shoal_error
 	if (rc != SHOAL_OK)
 		return rc;
 	c.err = err;
+	c.merged = 0;
 	rc = shoal_state_results_each(h->st, s->conf->id, s->plan.total, merge_one, &c, err);
+	/* every subtask counted done must have its result there: fewer means
+	 * Redis lost keys, and the output would silently miss records */
+	if (rc == SHOAL_OK && c.merged != s->done)
+		rc = shoal_error_set(err, SHOAL_ESTATE, "Redis holds the results of %llu of its "
+				     "%llu done subtasks: keys were lost (is Redis evicting keys? "
+				     "its maxmemory-policy must be noeviction); the output is not "
+				     "written", (unsigned long long)c.merged,
+				     (unsigned long long)s->done);
 	if (rc == SHOAL_OK)
 		rc = shoal_merge_finish(c.m, &s->records, err);
 	shoal_merge_free(c.m);

@@ -244,6 +244,40 @@ YAML
 	[ -e "$d/out/s.txt" ] && fail "nothing was run"
 }
 
+# A done subtask's result that vanishes from Redis before the merge (an
+# evicting maxmemory-policy would do it) fails the stage with the reason;
+# no output with a silent hole is written.
+lost_result_is_an_error_not_a_hole() {
+	local d=$TMP/lost t run
+	mkdir -p "$d/in"
+	printf 'fast\nslow\n' >"$d/in/x.txt"
+	start_redis
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+pool: {max_workers: 2}
+stages:
+  - id: s
+    for_each: {files: "in/x.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'if grep -q slow input; then sleep 3; fi; cat input']
+    merge: {strategy: concat}
+    output: out/s.txt
+YAML
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+		>"$d/r.out" 2>"$d/r.err" &
+	local pid=$!
+	for t in $(seq 1 100); do
+		run=$(redis-cli -s "$TMP/redis/redis.sock" zrevrange shoal:runs 0 0)
+		[ "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$run}:task:s:0" state)" = done ] && break
+		sleep 0.05
+	done
+	redis-cli -s "$TMP/redis/redis.sock" del "shoal:{$run}:task:s:0" >/dev/null
+	wait "$pid"
+	expect_eq "$?" 1 "the run fails"
+	expect_contains "$d/r.out" "Redis holds the results of 1 of its 2 done subtasks" "says what was lost"
+	[ -e "$d/out/s.txt" ] && fail "no output with a hole is written"
+}
+
 run_test multi_file_run_merges_every_line_exactly_once
 run_test killed_worker_loses_no_subtask
 run_test failing_command_is_retried_then_reported
@@ -252,4 +286,5 @@ run_test missing_command_fails_its_subtask_with_the_reason
 run_test two_stage_run_feeds_records_downstream
 run_test noop_builtin_returns_its_input
 run_test run_that_cannot_start_is_not_marked_succeeded
+run_test lost_result_is_an_error_not_a_hole
 finish
