@@ -20,6 +20,7 @@
 #include "scheduler/config.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <math.h>
 #include <regex.h>
@@ -64,6 +65,7 @@ struct stage_ref {
 	const yaml_node_t **need_nodes;	/* parallel to the stage's needs[] */
 	const yaml_node_t *from_node;	/* for_each.stage's value, or NULL */
 	const yaml_node_t *when_node;	/* when.stage's value, or NULL */
+	const yaml_node_t *output_node;	/* output's value */
 };
 
 /* A scalar whose value held ${...} or $$: its expansion, and its span in
@@ -219,6 +221,7 @@ static int apply_output_schema(struct loader *, const struct key *, const yaml_n
 static int apply_mcp_env(struct loader *, const struct key *, const yaml_node_t *, void *);
 static int apply_headers(struct loader *, const struct key *, const yaml_node_t *, void *);
 static int check_when_stage(struct loader *, const struct key *, const yaml_node_t *, const char *);
+static int note_output(struct loader *, const struct key *, const yaml_node_t *, const char *);
 static int finish_pool(struct loader *, const yaml_node_t *, void *);
 static int finish_auth(struct loader *, const yaml_node_t *, void *);
 static int finish_retry(struct loader *, const yaml_node_t *, void *);
@@ -793,8 +796,10 @@ static const struct key stage_keys[] = {
 	  .sub = &merge_section,
 	  .doc = "how the subtasks' results become `output`" },
 	{ .name = "output", .kind = K_PATH, .flags = F_REQUIRED, FIELD(ST, output),
+	  .check = note_output,
 	  .example = "output: out/entries.jsonl",
-	  .doc = "the merged output file, relative to the config's folder" },
+	  .doc = "the merged output file, relative to the config's folder; one "
+		 "per stage, never one of a stage's `for_each.files`" },
 	{ .name = "outputs", .kind = K_STRLIST, FIELD(ST, outputs),
 	  COUNT(ST, noutputs), .check = check_workspace_path,
 	  .type = "list of folders", .dflt = "`[]`",
@@ -2529,6 +2534,15 @@ static int check_agent_prompt(struct loader *ld, const struct key *k,
 	return compile_template(ld, node, value, &u);
 }
 
+static int note_output(struct loader *ld, const struct key *k, const yaml_node_t *node,
+		       const char *value)
+{
+	(void)k;
+	(void)value;
+	ld->refs[ld->stage].output_node = node;
+	return SHOAL_OK;
+}
+
 static int check_when_stage(struct loader *ld, const struct key *k,
 			    const yaml_node_t *node, const char *value)
 {
@@ -4153,6 +4167,90 @@ static int check_cycles(struct loader *ld)
 	return rc;
 }
 
+/* An absolute path with "//", "/./" and "x/.." collapsed (lexically),
+ * into out (size n); 0, or -1 when it does not fit. */
+static int lexical_path(const char *path, char *out, size_t n)
+{
+	size_t len = 0;
+	const char *p = path;
+
+	if (n < 2)
+		return -1;
+	out[len++] = '/';
+	while (*p != '\0') {
+		const char *e;
+		size_t part;
+
+		while (*p == '/')
+			p++;
+		e = strchr(p, '/');
+		part = e != NULL ? (size_t)(e - p) : strlen(p);
+		if (part == 0)
+			break;
+		if (part == 2 && p[0] == '.' && p[1] == '.') {
+			while (len > 1 && out[len - 1] != '/')
+				len--;
+			if (len > 1)
+				len--;	/* the slash before it */
+		} else if (!(part == 1 && p[0] == '.')) {
+			if (len + (len > 1) + part + 1 > n)
+				return -1;
+			if (len > 1)
+				out[len++] = '/';
+			memcpy(out + len, p, part);
+			len += part;
+		}
+		p += part;
+	}
+	out[len] = '\0';
+	return 0;
+}
+
+/* Each stage writes its own output, and none writes a file a stage reads
+ * with for_each.files: the run would overwrite its own input (and a
+ * resume would find the inputs changed). */
+static int check_outputs(struct loader *ld)
+{
+	const struct shoal_config *cfg = ld->cfg;
+	char a[PATH_MAX], b[PATH_MAX];
+	size_t i, j;
+
+	for (i = 0; i < cfg->nstages; i++) {
+		const struct shoal_stage_conf *si = &cfg->stages[i];
+		const yaml_node_t *at = ld->refs[i].output_node;
+
+		const char *shown = at != NULL && at->type == YAML_SCALAR_NODE
+				    ? (const char *)at->data.scalar.value : si->output;
+
+		if (si->output == NULL || lexical_path(si->output, a, sizeof(a)) != 0)
+			continue;
+		for (j = 0; j < cfg->nstages; j++) {
+			const struct shoal_stage_conf *sj = &cfg->stages[j];
+			char *pattern;
+			int hit;
+
+			if (j < i && sj->output != NULL &&
+			    lexical_path(sj->output, b, sizeof(b)) == 0 && strcmp(a, b) == 0)
+				return fail(ld, at, "stages '%s' and '%s' both write %s: give each "
+					    "stage its own output", sj->id, si->id, shown);
+			if (sj->glob == NULL)
+				continue;
+			pattern = shoal_path_join(cfg->dir, sj->glob);
+			if (pattern == NULL)
+				return nomem(ld);
+			hit = lexical_path(pattern, b, sizeof(b)) == 0 &&
+			      fnmatch(b, a, FNM_PATHNAME | FNM_PERIOD) == 0;
+			free(pattern);
+			if (hit)
+				return fail(ld, at, "stage '%s' writes %s, which stage '%s' reads as "
+					    "input (for_each.files: \"%s\"): put outputs outside the "
+					    "inputs, e.g. under out/", si->id, shown, sj->id,
+					    sj->glob);
+		}
+	}
+	return SHOAL_OK;
+}
+
 static int link_stages(struct loader *ld)
 {
 	size_t i;
@@ -4164,7 +4262,9 @@ static int link_stages(struct loader *ld)
 		rc = link_for_each(ld, i);
 	for (i = 0; rc == SHOAL_OK && i < ld->cfg->nstages; i++)
 		rc = check_when(ld, i);
-	return rc == SHOAL_OK ? check_cycles(ld) : rc;
+	if (rc == SHOAL_OK)
+		rc = check_cycles(ld);
+	return rc == SHOAL_OK ? check_outputs(ld) : rc;
 }
 
 static int apply_stages(struct loader *ld, const struct key *k,

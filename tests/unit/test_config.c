@@ -341,7 +341,7 @@ static void minimal_config_gets_every_default(void)
 	CHECK_EQ_INT(st->merge.ndedupe_by, 0);
 	CHECK_EQ_INT(st->merge.nsort_by, 0);
 	CHECK(strncmp(st->output, dir, strlen(dir)) == 0);
-	CHECK_STR(st->output + strlen(dir), "/out.txt");
+	CHECK_STR(st->output + strlen(dir), "/out/all.txt");
 	CHECK_EQ_INT(st->noutputs, 0);
 	check_default_sandbox(&st->sandbox);
 	check_default_stage(st);
