@@ -1417,8 +1417,12 @@ static void finish_stage(struct harness *h, struct stage_rt *s)
 	char num[32];
 
 	if (merge_stage(h, s, &err) != SHOAL_OK) {
-		harness_fail_run(h, "stage '%s': merging into %s failed: %s", s->conf->id,
-			 s->conf->output, err.msg);
+		/* the results stay in Redis: the run can be resumed once the
+		 * cause is fixed (a full disk; lost keys are redone) */
+		harness_fail_run(h, "stage '%s': merging into %s failed: %s; the results are "
+				 "kept: fix the cause and continue with `shoal resume %s`",
+				 s->conf->id, s->conf->output, err.msg, h->run_id);
+		h->interrupted = 1;
 		s->state = STAGE_FAILED;
 		return;
 	}
@@ -1808,6 +1812,38 @@ long harness_add_child(struct harness *h, const char *source, const char *input,
 	return (long)s->plan.nitems - 1;
 }
 
+/* Every stage's output can be written: checked before any work, so that a
+ * typo in a path (or a read-only folder) costs nothing instead of the
+ * whole run at its first merge. */
+static int check_outputs_writable(const struct harness *h, struct shoal_error *err)
+{
+	size_t i;
+
+	for (i = 0; i < h->cfg->nstages; i++) {
+		const struct shoal_stage_conf *c = &h->cfg->stages[i];
+		char dir[PATH_MAX];
+		struct stat st;
+		char *slash;
+
+		if (shoal_mkdir_p_parent(c->output, err) != SHOAL_OK)
+			return shoal_error_prefix(err, "stage '%s': the folder of its output", c->id);
+		if (stat(c->output, &st) == 0 && S_ISDIR(st.st_mode))
+			return shoal_error_set(err, SHOAL_EINVAL, "stage '%s': its output %s is a "
+					       "folder: name a file", c->id, c->output);
+		shoal_strlcpy(dir, c->output, sizeof(dir));
+		slash = strrchr(dir, '/');
+		if (slash != NULL)
+			*(slash == dir ? slash + 1 : slash) = '\0';
+		if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+			return shoal_error_set(err, SHOAL_EINVAL, "stage '%s': cannot write its "
+					       "output %s: %s is not a folder", c->id, c->output, dir);
+		if (access(dir, W_OK | X_OK) != 0)
+			return shoal_error_errno(err, SHOAL_EIO, "stage '%s': cannot write its output "
+						 "in %s", c->id, dir);
+	}
+	return SHOAL_OK;
+}
+
 static int plan_stages(struct harness *h, struct shoal_error *err)
 {
 	size_t i;
@@ -2060,6 +2096,8 @@ static int run_setup(struct harness *h, struct shoal_embedded_redis *emb,
 	uint32_t epoch = 0;
 
 	rc = plan_stages(h, err);
+	if (rc == SHOAL_OK)
+		rc = check_outputs_writable(h, err);
 	if (rc == SHOAL_OK)
 		rc = open_state(h, emb, err);
 	if (rc == SHOAL_OK) {

@@ -246,7 +246,8 @@ YAML
 
 # A done subtask's result that vanishes from Redis before the merge (an
 # evicting maxmemory-policy would do it) fails the stage with the reason;
-# no output with a silent hole is written.
+# no output with a silent hole is written, and a resume redoes what was
+# lost.
 lost_result_is_an_error_not_a_hole() {
 	local d=$TMP/lost t run
 	mkdir -p "$d/in"
@@ -276,6 +277,54 @@ YAML
 	expect_eq "$?" 1 "the run fails"
 	expect_contains "$d/r.out" "Redis holds the results of 1 of its 2 done subtasks" "says what was lost"
 	[ -e "$d/out/s.txt" ] && fail "no output with a hole is written"
+	# resuming redoes the subtask whose result was lost
+	run_shoal "$d/r2" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "resume ($(tail -2 "$d/r2.err"))"
+	expect_eq "$(cat "$d/out/s.txt" 2>/dev/null | tr '\n' ' ')" "fast slow " "the whole output"
+}
+
+# Outputs that cannot be written fail before any work (exit 2); one that
+# becomes unwritable during the run fails its merge, but the results stay
+# in Redis and `shoal resume` writes the output once the cause is fixed,
+# without running any subtask again.
+unwritable_output_fails_early_or_stays_resumable() {
+	local d=$TMP/unwritable run t
+	mkdir -p "$d/in" "$d/out/isdir"
+	printf 'a\nb\n' >"$d/in/x.txt"
+	start_redis
+	printf 'version: 1\nstages:\n  - {id: s, for_each: {files: "in/x.txt"}, run: [cat, input], output: out/isdir}\n' \
+		>"$d/dir.yaml"
+	run_shoal "$d/r1" run "$d/dir.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 2 "an output that is a folder"
+	expect_contains "$d/r1.err" "its output $d/out/isdir is a folder" "says so"
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+stages:
+  - id: s
+    for_each: {files: "in/x.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'if grep -q b input; then sleep 2; fi; cat input']
+    merge: {strategy: concat}
+    output: out/s/all.txt
+YAML
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+		>"$d/r2.out" 2>"$d/r2.err" &
+	local pid=$!
+	for t in $(seq 1 100); do [ -d "$d/out/s" ] && break; sleep 0.05; done
+	rm -rf "$d/out/s"
+	touch "$d/out/s"	# a file where the output's folder was
+	wait "$pid"
+	expect_eq "$?" 1 "the merge fails"
+	expect_contains "$d/r2.out" "the results are kept" "says the run can go on"
+	run=$(head -1 "$d/r2.out")
+	expect_eq "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$run}:run" status)" interrupted \
+		"the run stays resumable"
+	rm -f "$d/out/s"
+	run_shoal "$d/r3" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "resume writes the output ($(tail -2 "$d/r3.err"))"
+	expect_eq "$(cat "$d/out/s/all.txt" 2>/dev/null | tr '\n' ' ')" "a b " "the whole output"
+	expect_eq "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$run}:task:s:1" attempt)" 1 \
+		"no subtask ran again"
 }
 
 run_test multi_file_run_merges_every_line_exactly_once
@@ -287,4 +336,5 @@ run_test two_stage_run_feeds_records_downstream
 run_test noop_builtin_returns_its_input
 run_test run_that_cannot_start_is_not_marked_succeeded
 run_test lost_result_is_an_error_not_a_hole
+run_test unwritable_output_fails_early_or_stays_resumable
 finish
