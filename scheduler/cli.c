@@ -37,7 +37,8 @@ static const char USAGE[] =
 	"  help              this text\n"
 	"\n"
 	"`shoal COMMAND --help` describes each command's options.\n"
-	"exit codes: 0 success, 1 the run failed, 2 usage or config error\n";
+	"exit codes: 0 success, 1 the run failed, 2 usage or config error, or a run\n"
+	"that could not start (nothing ran)\n";
 
 static const char RUN_USAGE[] =
 	"usage: shoal run CONFIG [--redis URL] [--state-dir DIR] [--workers N] [--json]\n"
@@ -65,7 +66,8 @@ static const char RUN_USAGE[] =
 	"Without --resume or --new, an unfinished last run of the same job is an\n"
 	"error that names it.\n"
 	"\n"
-	"exit: 0 the run succeeded, 1 it failed, 2 usage or config error\n";
+	"exit: 0 the run succeeded, 1 it failed, 2 usage or config error, or it\n"
+	"could not start (an unwritable output, Redis unreachable): nothing ran\n";
 
 static const char RESUME_USAGE[] =
 	"usage: shoal resume RUN_ID [--redis URL] [--state-dir DIR] [--workers N] [--json]\n"
