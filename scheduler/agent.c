@@ -861,6 +861,8 @@ static long add_child(struct harness *h, const struct convo *cv, const char *key
 	memset(m, 0, sizeof(*m));
 	m->agent = agent;
 	m->depth = depth;
+	m->parent_stage = cv->stage;
+	m->parent_seq = cv->seq;
 	m->prompt = shoal_strdup(t->prompt ? t->prompt : "");
 	m->key = shoal_strdup(key);
 	rt->nchildren = (size_t)item + 1;
@@ -1577,6 +1579,47 @@ static void on_final(struct harness *h, struct convo *cv, const char *text)
 
 /* ---- model replies ------------------------------------------------------ */
 
+static int over_budget(struct harness *h, struct convo *cv);
+
+/* A subagent's tokens count in the budget of every conversation above it:
+ * added to each ancestor's task (sub_tok, read back on rehydration) and,
+ * when it is here, to its conversation, which stops at once when that
+ * exceeds its budget. */
+static void charge_ancestors(struct harness *h, const struct convo *cv, uint64_t n)
+{
+	struct agent_rt *rt = h->agents;
+	struct shoal_error err = { 0, "" };
+	int stage = cv->stage, hops = 0;
+	uint64_t seq = cv->seq;
+
+	while (stage == h->child_stage && seq < rt->nchildren && hops++ < 64) {
+		const struct child_meta *m = &rt->children[seq];
+		struct convo *p = shoal_u64map_get(&rt->convos, m->parent_lease);
+		char key[256], num[32];
+		const char *argv[4];
+
+		stage = m->parent_stage;
+		seq = m->parent_seq;
+		if (stage < 0 || (size_t)stage >= h->nstages)
+			break;
+		shoal_state_key(h->st, key, sizeof(key), "task:%s:%llu",
+				h->stages[stage].conf->id, (unsigned long long)seq);
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)n);
+		argv[0] = "HINCRBY";
+		argv[1] = key;
+		argv[2] = "sub_tok";
+		argv[3] = num;
+		if (shoal_state_queue(h->st, 4, argv, NULL, &err) != SHOAL_OK)
+			shoal_warn("%s", err.msg);
+		if (p != NULL && p->stage == stage && p->seq == seq && p->state != CV_CLOSING) {
+			p->sub_tok += n;
+			if (p->ag->budget.max_tokens > 0 &&
+			    p->tok_in + p->tok_out + p->sub_tok >= p->ag->budget.max_tokens)
+				(void)over_budget(h, p);
+		}
+	}
+}
+
 static void count_usage(struct harness *h, struct convo *cv,
 			const struct shoal_model_reply *r)
 {
@@ -1593,12 +1636,14 @@ static void count_usage(struct harness *h, struct convo *cv,
 	if (shoal_state_add_usage(h->st, s->conf->id, cv->seq, r->prompt_tokens,
 				  r->completion_tokens, 1, &err) != SHOAL_OK)
 		shoal_warn("%s", err.msg);
+	if (cv->depth > 0)
+		charge_ancestors(h, cv, r->prompt_tokens + r->completion_tokens);
 }
 
 /* 1 when a budget stopped the conversation (or the run). */
 static int over_budget(struct harness *h, struct convo *cv)
 {
-	uint64_t mine = cv->tok_in + cv->tok_out, run = h->tok_in + h->tok_out;
+	uint64_t mine = cv->tok_in + cv->tok_out + cv->sub_tok, run = h->tok_in + h->tok_out;
 
 	if (h->cfg->budget.max_tokens > 0 && run >= h->cfg->budget.max_tokens) {
 		fail_convo(h, cv, 1, "the run's token budget (budget.max_tokens %llu) is used up",
@@ -1611,8 +1656,9 @@ static int over_budget(struct harness *h, struct convo *cv)
 	if (cv->ag->budget.max_tokens > 0 && mine >= cv->ag->budget.max_tokens) {
 		journal_drop(h, cv);
 		fail_convo(h, cv, 1, "agent '%s' used its token budget (budget.max_tokens %llu) "
-			   "without a final answer: %llu tokens", cv->ag->name,
-			   (unsigned long long)cv->ag->budget.max_tokens, (unsigned long long)mine);
+			   "without a final answer: %llu tokens (%llu of them its subagents')",
+			   cv->ag->name, (unsigned long long)cv->ag->budget.max_tokens,
+			   (unsigned long long)mine, (unsigned long long)cv->sub_tok);
 		return 1;
 	}
 	return 0;
@@ -2259,10 +2305,12 @@ static int resume_from_journal(struct harness *h, struct convo *cv,
 	argv[1] = tkey;
 	argv[2] = "tok_in";
 	argv[3] = "tok_out";
-	if (shoal_state_command(h->st, (void **)&t, &err, 4, argv) == SHOAL_OK &&
-	    t->type == REDIS_REPLY_ARRAY && t->elements == 2) {
+	argv[4] = "sub_tok";
+	if (shoal_state_command(h->st, (void **)&t, &err, 5, argv) == SHOAL_OK &&
+	    t->type == REDIS_REPLY_ARRAY && t->elements == 3) {
 		cv->tok_in = t->element[0]->str ? strtoull(t->element[0]->str, NULL, 10) : 0;
 		cv->tok_out = t->element[1]->str ? strtoull(t->element[1]->str, NULL, 10) : 0;
+		cv->sub_tok = t->element[2]->str ? strtoull(t->element[2]->str, NULL, 10) : 0;
 	}
 	freeReplyObject(t);
 	if (rc == SHOAL_OK && nfiles == -2) {

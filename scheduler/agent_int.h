@@ -47,6 +47,8 @@ struct child_meta {
 	size_t result_len;
 	uint64_t seq;			/* its subtask, when settled before a
 					 * resume */
+	int parent_stage;		/* its parent's subtask, for the */
+	uint64_t parent_seq;		/* parent's token budget */
 };
 
 /* One tool call of the current turn. */
@@ -89,6 +91,8 @@ struct convo {
 	json_t *messages;
 	uint32_t turns;			/* model replies so far */
 	uint64_t tok_in, tok_out;
+	uint64_t sub_tok;		/* tokens its subagents used (at any
+					 * depth): they count in its budget */
 	uint64_t request;		/* the model request in flight, or 0 */
 	int state;			/* enum convo_state */
 	int forgotten;			/* its lease is gone: free when the

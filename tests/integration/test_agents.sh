@@ -536,6 +536,32 @@ YAML
 	expect_eq "$(requests_for "$d" work)" 6 "each worker: two model turns"
 }
 
+# A subagent's tokens count in its parent's budget (agents.NAME.budget:
+# "its subagents' included"): two helpers whose second turns carry 8 kB of
+# tool output each push the planner past its 1500 tokens while it waits,
+# though its own two turns would stay far below.
+spawn_subagents_tokens_count_in_the_parents_budget() {
+	local d=$TMP/spawnbudget
+	mkdir -p "$d"
+	start_server "$d" '{
+	  "plan": [{"tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": [
+	              {"agent": "helper", "prompt": "[conv:big] one"},
+	              {"agent": "helper", "prompt": "[conv:big] two"}]}}]},
+	           {"text": "{\"planned\": true}"}],
+	  "big": [{"tool_calls": [{"name": "shell", "arguments": {"command": "head -c 8000 /dev/zero | tr \"\\\\0\" x"}}]},
+	          {"text": "done"}]
+	}' || return
+	make_job "$d" "plan" "    budget: {max_tokens: 1500}"
+	sed -i 's|    tools: \[shell, read_file, write_file, list_files, apply_patch\]|    tools: [spawn_subagents]\n    max_children: 2|' "$d/run.yaml"
+	sed -i 's|^stages:|  helper:\n    model: fake\n    instructions: "Do one part."\n    prompt: "unused"\n    tools: [shell]\nstages:|' "$d/run.yaml"
+	run_job "$d"
+	expect_eq "$RC" 1 "the planner fails (exit code)"
+	expect_contains "$d/r.err" "agent 'worker' used its token budget (budget.max_tokens 1500)" "why"
+	expect_contains "$d/r.err" "of them its subagents'" "the subagents' share is named"
+	expect_eq "$(requests_for "$d" plan)" 1 "the planner was not asked again"
+	expect_eq "$(rcli hget "shoal:{$RUN}:task:work:0" state)" dead "failed for good (a budget is not retried)"
+}
+
 # spawn_subagents refuses more tasks than max_children, and a subagent
 # nesting deeper than max_depth; the parent gets the errors as results.
 spawn_subagents_limits() {
@@ -579,5 +605,6 @@ run_test mcp_tools_from_stdio_and_http_servers
 run_test mcp_tools_list_changed_is_followed
 run_test spawn_subagents_planner_workers_reviewer
 run_test spawn_subagents_limits
+run_test spawn_subagents_tokens_count_in_the_parents_budget
 stop_server
 finish
