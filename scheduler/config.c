@@ -464,6 +464,11 @@ static const struct key timeouts_keys[] = {
 	  .doc = "a worker silent this long loses its leases, which go back "
 		 "to the queue; the harness raises a value under its own "
 		 "minimum to it" },
+	{ .name = "run", .kind = K_DURATION, FIELD(TO, run_ms),
+	  .lo = 0, .hi = MAX_DURATION_MS, .dflt = "0",
+	  .doc = "top level only: the whole run's wall clock, counted from "
+		 "its creation (resumes included); past it what runs is "
+		 "cancelled and the run fails; `0`: no limit" },
 };
 #undef TO
 static const struct section timeouts_section =
@@ -2936,6 +2941,9 @@ static int settle_timeouts(struct loader *ld, const yaml_node_t *map,
 				 ? given(ld, timeouts, "start_to_close") : NULL;
 	uint64_t *ms = &st->timeouts.start_to_close_ms;
 
+	if (timeouts != NULL && given(ld, timeouts, "run") != NULL)
+		return fail(ld, given(ld, timeouts, "run"), "'timeouts.run' %s: the run's "
+			    "deadline is set once, in the top-level timeouts", ld->where);
 	if (timeout != NULL && stc != NULL)
 		return fail(ld, timeout, "'timeout' %s and "
 			    "'timeouts.start_to_close' (line %zu) are the same "

@@ -112,6 +112,8 @@ struct shoal_timeouts_conf {
 	uint64_t start_to_close_ms;	/* one attempt; default = `timeout` */
 	uint64_t heartbeat_ms;		/* worker silence that voids its
 					 * leases; default 10 s */
+	uint64_t run_ms;		/* top level: the whole run's wall
+					 * clock from its creation; 0 = none */
 };
 
 enum shoal_checkpoint_every {

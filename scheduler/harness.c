@@ -1953,8 +1953,10 @@ static int create_run(struct harness *h, struct shoal_error *err)
 		rc = shoal_state_run_set(h->st, "inputs_hash", h->inputs_hash, err);
 	if (rc == SHOAL_OK)
 		rc = shoal_state_config_set_last(h->st, h->run_key, err);
-	if (rc == SHOAL_OK)
+	if (rc == SHOAL_OK) {
 		h->run_recorded = 1;
+		h->created_wall_ms = shoal_wall_ms();
+	}
 	return rc;
 }
 

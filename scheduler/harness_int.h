@@ -198,6 +198,9 @@ struct harness {
 	char run_key[140];		/* "CONFIG_HASH:INPUTS_HASH" */
 	char error[512];
 	int64_t started_ms, stop_ms, last_progress_ms;
+	int64_t created_wall_ms;	/* the run's creation (wall clock, from
+					 * its record): timeouts.run counts
+					 * from it */
 	uint64_t rate_done;
 	int64_t rate_ms;
 	double rate;
@@ -289,5 +292,6 @@ int harness_resync_stage(struct harness *h, struct stage_rt *s, struct shoal_err
 int harness_resume(struct harness *h, struct shoal_error *err);
 int harness_recover_redis(struct harness *h, struct shoal_error *err);
 void harness_tick_run_record(struct harness *h);
+void harness_check_deadline(struct harness *h);
 
 #endif

@@ -228,14 +228,18 @@ static int resume_stage(struct harness *h, struct stage_rt *s, struct shoal_erro
 
 int harness_resume(struct harness *h, struct shoal_error *err)
 {
+	char created[32] = "";
 	size_t i;
 	int rc;
 
 	rc = shoal_state_run_set(h->st, "status", "running", err);
 	if (rc == SHOAL_OK)
 		rc = shoal_state_run_set(h->st, "cancel", "0", err);
+	if (rc == SHOAL_OK)
+		rc = shoal_state_hget(h->st, "run", "created_ms", created, sizeof(created), err);
 	if (rc != SHOAL_OK)
 		return rc;
+	h->created_wall_ms = strtoll(created, NULL, 10);
 	h->run_recorded = 1;
 	for (i = 0; i < h->nstages && rc == SHOAL_OK; i++)
 		if (!h->stages[i].hidden)	/* after the agents: below */
@@ -331,4 +335,34 @@ void harness_tick_run_record(struct harness *h)
 		h->cancelled = 1;
 		harness_fail_run(h, "cancelled by `shoal cancel %s`", h->run_id);
 	}
+	harness_check_deadline(h);
+}
+
+/* "2h", "90s", "250ms": a duration as the config would write it. */
+static void format_ms(uint64_t ms, char *buf, size_t n)
+{
+	if (ms % 3600000 == 0)
+		snprintf(buf, n, "%lluh", (unsigned long long)(ms / 3600000));
+	else if (ms % 60000 == 0)
+		snprintf(buf, n, "%llum", (unsigned long long)(ms / 60000));
+	else if (ms % 1000 == 0)
+		snprintf(buf, n, "%llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(buf, n, "%llums", (unsigned long long)ms);
+}
+
+/* timeouts.run: past the run's deadline, what runs is cancelled and the
+ * run fails (a terminal state: the deadline bounds the run, resumes
+ * included). */
+void harness_check_deadline(struct harness *h)
+{
+	uint64_t limit = h->cfg->timeouts.run_ms;
+	char len[32];
+
+	if (limit == 0 || h->stopping || h->created_wall_ms <= 0 ||
+	    shoal_wall_ms() < h->created_wall_ms + (int64_t)limit)
+		return;
+	format_ms(limit, len, sizeof(len));
+	harness_fail_run(h, "the run's deadline passed (timeouts.run: %s since it was created): "
+			 "stopping what runs", len);
 }

@@ -327,6 +327,34 @@ YAML
 		"no subtask ran again"
 }
 
+# timeouts.run bounds the whole run: past it, what runs is cancelled and
+# the run ends failed (terminal), saying why.
+run_deadline_stops_the_run() {
+	local d=$TMP/deadline run
+	mkdir -p "$d/in"
+	printf 'a\nb\n' >"$d/in/x.txt"
+	start_redis
+	cat >"$d/run.yaml" <<'YAML'
+version: 1
+timeouts: {run: 1s, heartbeat: 2s}
+stages:
+  - id: s
+    for_each: {files: "in/x.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'sleep 60; cat input']
+    merge: {strategy: concat}
+    output: out/s.txt
+YAML
+	run_shoal "$d/r" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 1 "the run fails"
+	expect_contains "$d/r.out" "the run's deadline passed (timeouts.run: 1s since it was created)" "says why"
+	run=$(head -1 "$d/r.out")
+	expect_eq "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$run}:run" status)" failed "recorded failed"
+	[ -e "$d/out/s.txt" ] && fail "no output"
+	run_shoal "$d/r2" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 2 "a run past its deadline is not resumed"
+}
+
 run_test multi_file_run_merges_every_line_exactly_once
 run_test killed_worker_loses_no_subtask
 run_test failing_command_is_retried_then_reported
@@ -337,4 +365,5 @@ run_test noop_builtin_returns_its_input
 run_test run_that_cannot_start_is_not_marked_succeeded
 run_test lost_result_is_an_error_not_a_hole
 run_test unwritable_output_fails_early_or_stays_resumable
+run_test run_deadline_stops_the_run
 finish

@@ -270,6 +270,7 @@ static void check_default_top(const struct shoal_config *cfg)
 	CHECK_EQ_INT(cfg->timeouts.schedule_to_start_ms, 0);
 	CHECK_EQ_INT(cfg->timeouts.start_to_close_ms, 0);	/* each stage's */
 	CHECK_EQ_INT(cfg->timeouts.heartbeat_ms, 10000);
+	CHECK_EQ_INT(cfg->timeouts.run_ms, 0);
 	CHECK_EQ_INT(cfg->checkpoint, SHOAL_CHECKPOINT_TURN);
 }
 
@@ -514,6 +515,7 @@ static void check_durable_top(const struct shoal_config *cfg)
 	CHECK_EQ_INT(cfg->timeouts.schedule_to_start_ms, 600000);
 	CHECK_EQ_INT(cfg->timeouts.start_to_close_ms, 45 * 60 * 1000);
 	CHECK_EQ_INT(cfg->timeouts.heartbeat_ms, 20000);
+	CHECK_EQ_INT(cfg->timeouts.run_ms, 12 * 3600 * 1000);
 	CHECK_EQ_INT(cfg->checkpoint, SHOAL_CHECKPOINT_TOOL_CALL);
 }
 
