@@ -1585,7 +1585,8 @@ static int over_budget(struct harness *h, struct convo *cv);
  * added to each ancestor's task (sub_tok, read back on rehydration) and,
  * when it is here, to its conversation, which stops at once when that
  * exceeds its budget. */
-static void charge_ancestors(struct harness *h, const struct convo *cv, uint64_t n)
+static void charge_ancestors(struct harness *h, const struct convo *cv, uint64_t n,
+			     double cost)
 {
 	struct agent_rt *rt = h->agents;
 	struct shoal_error err = { 0, "" };
@@ -1611,10 +1612,20 @@ static void charge_ancestors(struct harness *h, const struct convo *cv, uint64_t
 		argv[3] = num;
 		if (shoal_state_queue(h->st, 4, argv, NULL, &err) != SHOAL_OK)
 			shoal_warn("%s", err.msg);
+		if (cost > 0) {
+			snprintf(num, sizeof(num), "%.9f", cost);
+			argv[0] = "HINCRBYFLOAT";
+			argv[2] = "sub_cost";
+			if (shoal_state_queue(h->st, 4, argv, NULL, &err) != SHOAL_OK)
+				shoal_warn("%s", err.msg);
+		}
 		if (p != NULL && p->stage == stage && p->seq == seq && p->state != CV_CLOSING) {
 			p->sub_tok += n;
-			if (p->ag->budget.max_tokens > 0 &&
-			    p->tok_in + p->tok_out + p->sub_tok >= p->ag->budget.max_tokens)
+			p->sub_cost += cost;
+			if ((p->ag->budget.max_tokens > 0 &&
+			     p->tok_in + p->tok_out + p->sub_tok >= p->ag->budget.max_tokens) ||
+			    (p->ag->budget.max_cost > 0 &&
+			     p->cost + p->sub_cost >= p->ag->budget.max_cost))
 				(void)over_budget(h, p);
 		}
 	}
@@ -1625,7 +1636,13 @@ static void count_usage(struct harness *h, struct convo *cv,
 {
 	struct stage_rt *s = &h->stages[cv->stage];
 	struct shoal_error err = { 0, "" };
+	const struct shoal_price_conf *p = &h->cfg->models[cv->ag->model_index].price;
+	double cost = ((double)r->prompt_tokens * p->input +
+		       (double)r->completion_tokens * p->output) / 1e6;
 
+	cv->cost += cost;
+	s->cost += cost;
+	h->cost += cost;
 	cv->tok_in += r->prompt_tokens;
 	cv->tok_out += r->completion_tokens;
 	s->tok_in += r->prompt_tokens;
@@ -1634,10 +1651,10 @@ static void count_usage(struct harness *h, struct convo *cv,
 	h->tok_in += r->prompt_tokens;
 	h->tok_out += r->completion_tokens;
 	if (shoal_state_add_usage(h->st, s->conf->id, cv->seq, r->prompt_tokens,
-				  r->completion_tokens, 1, &err) != SHOAL_OK)
+				  r->completion_tokens, 1, cost, &err) != SHOAL_OK)
 		shoal_warn("%s", err.msg);
 	if (cv->depth > 0)
-		charge_ancestors(h, cv, r->prompt_tokens + r->completion_tokens);
+		charge_ancestors(h, cv, r->prompt_tokens + r->completion_tokens, cost);
 }
 
 /* 1 when a budget stopped the conversation (or the run). */
@@ -1651,6 +1668,21 @@ static int over_budget(struct harness *h, struct convo *cv)
 		harness_fail_run(h, "the run's token budget (budget.max_tokens %llu) is used up "
 				 "after %llu tokens: stopping", (unsigned long long)h->cfg->budget.max_tokens,
 				 (unsigned long long)run);
+		return 1;
+	}
+	if (h->cfg->budget.max_cost > 0 && h->cost >= h->cfg->budget.max_cost) {
+		fail_convo(h, cv, 1, "the run's cost budget (budget.max_cost $%.6g) is used up",
+			   h->cfg->budget.max_cost);
+		harness_fail_run(h, "the run's cost budget (budget.max_cost $%.6g) is used up "
+				 "after $%.4f: stopping", h->cfg->budget.max_cost, h->cost);
+		return 1;
+	}
+	if (cv->ag->budget.max_cost > 0 && cv->cost + cv->sub_cost >= cv->ag->budget.max_cost) {
+		journal_drop(h, cv);
+		fail_convo(h, cv, 1, "agent '%s' used its cost budget (budget.max_cost $%.6g) "
+			   "without a final answer: $%.4f ($%.4f of it its subagents')",
+			   cv->ag->name, cv->ag->budget.max_cost, cv->cost + cv->sub_cost,
+			   cv->sub_cost);
 		return 1;
 	}
 	if (cv->ag->budget.max_tokens > 0 && mine >= cv->ag->budget.max_tokens) {
@@ -2242,7 +2274,7 @@ static int resume_from_journal(struct harness *h, struct convo *cv,
 {
 	struct shoal_error err = { 0, "" };
 	char key[256], tkey[256];
-	const char *argv[5];
+	const char *argv[7];
 	redisReply *r = NULL, *t = NULL;
 	json_t *results = json_object(), *last = NULL;
 	long nfiles = 0;
@@ -2306,11 +2338,15 @@ static int resume_from_journal(struct harness *h, struct convo *cv,
 	argv[2] = "tok_in";
 	argv[3] = "tok_out";
 	argv[4] = "sub_tok";
-	if (shoal_state_command(h->st, (void **)&t, &err, 5, argv) == SHOAL_OK &&
-	    t->type == REDIS_REPLY_ARRAY && t->elements == 3) {
+	argv[5] = "cost";
+	argv[6] = "sub_cost";
+	if (shoal_state_command(h->st, (void **)&t, &err, 7, argv) == SHOAL_OK &&
+	    t->type == REDIS_REPLY_ARRAY && t->elements == 5) {
 		cv->tok_in = t->element[0]->str ? strtoull(t->element[0]->str, NULL, 10) : 0;
 		cv->tok_out = t->element[1]->str ? strtoull(t->element[1]->str, NULL, 10) : 0;
 		cv->sub_tok = t->element[2]->str ? strtoull(t->element[2]->str, NULL, 10) : 0;
+		cv->cost = t->element[3]->str ? strtod(t->element[3]->str, NULL) : 0;
+		cv->sub_cost = t->element[4]->str ? strtod(t->element[4]->str, NULL) : 0;
 	}
 	freeReplyObject(t);
 	if (rc == SHOAL_OK && nfiles == -2) {

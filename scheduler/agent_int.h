@@ -93,6 +93,7 @@ struct convo {
 	uint64_t tok_in, tok_out;
 	uint64_t sub_tok;		/* tokens its subagents used (at any
 					 * depth): they count in its budget */
+	double cost, sub_cost;		/* US dollars: its own, its subagents' */
 	uint64_t request;		/* the model request in flight, or 0 */
 	int state;			/* enum convo_state */
 	int forgotten;			/* its lease is gone: free when the

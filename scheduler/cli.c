@@ -213,21 +213,27 @@ static void print_summary(const struct shoal_run_summary *s, const struct shoal_
 		printf("{\"run\":\"%s\",\"status\":\"%s\",\"subtasks\":%llu,\"done\":%llu,"
 		       "\"failed\":%llu,\"retries\":%llu,\"seconds\":%.3f,"
 		       "\"peak_rss_kb\":%ld,\"tokens_in\":%llu,\"tokens_out\":%llu,"
-		       "\"model_turns\":%llu,\"snapshots\":%llu,\"snapshot_bytes\":%llu}\n",
+		       "\"model_turns\":%llu,\"cost_usd\":%.6f,\"snapshots\":%llu,"
+		       "\"snapshot_bytes\":%llu}\n",
 		       s->run_id,
 		       s->succeeded ? "succeeded" : "failed",
 		       (unsigned long long)s->subtasks, (unsigned long long)s->done,
 		       (unsigned long long)s->dead, (unsigned long long)s->retries, s->seconds,
 		       s->peak_rss_kb, (unsigned long long)s->tokens_in,
 		       (unsigned long long)s->tokens_out, (unsigned long long)s->model_turns,
-		       (unsigned long long)s->snapshots, (unsigned long long)s->snapshot_bytes);
+		       s->cost, (unsigned long long)s->snapshots,
+		       (unsigned long long)s->snapshot_bytes);
 		return;
 	}
 	printf("run %s %s: %llu/%llu subtasks done, %llu failed, %llu retried, %.1fs\n",
 	       s->run_id, s->succeeded ? "succeeded" : "failed",
 	       (unsigned long long)s->done, (unsigned long long)s->subtasks,
 	       (unsigned long long)s->dead, (unsigned long long)s->retries, s->seconds);
-	if (s->model_turns > 0)
+	if (s->model_turns > 0 && s->priced)
+		printf("  model: %llu turns, %llu prompt + %llu completion tokens, $%.4f\n",
+		       (unsigned long long)s->model_turns, (unsigned long long)s->tokens_in,
+		       (unsigned long long)s->tokens_out, s->cost);
+	else if (s->model_turns > 0)
 		printf("  model: %llu turns, %llu prompt + %llu completion tokens\n",
 		       (unsigned long long)s->model_turns, (unsigned long long)s->tokens_in,
 		       (unsigned long long)s->tokens_out);
@@ -292,6 +298,8 @@ static int run_on_server(const struct run_args *a, const struct shoal_config *cf
 	sum.tokens_in = (uint64_t)json_integer_value(json_object_get(s, "tokens_in"));
 	sum.tokens_out = (uint64_t)json_integer_value(json_object_get(s, "tokens_out"));
 	sum.model_turns = (uint64_t)json_integer_value(json_object_get(s, "model_turns"));
+	sum.cost = json_number_value(json_object_get(s, "cost_usd"));
+	sum.priced = json_is_true(json_object_get(s, "priced"));
 	e = json_string_value(json_object_get(s, "error"));
 	shoal_strlcpy(sum.error, e ? e : "", sizeof(sum.error));
 	json_decref(reply);

@@ -110,6 +110,7 @@ enum kind {
 	K_SIZE,		/* "512MiB" -> bytes in [lo, hi] */
 	K_ENUM,		/* one of names[] -> its value */
 	K_FRACTION,	/* a number in (0, 1] -> double */
+	K_USD,		/* US dollars, 0 to 10^9, like 2.50 -> double */
 	K_BOOL,		/* true or false -> int 1 or 0 */
 	K_STRLIST,	/* a list of non-empty strings -> char ** + count */
 	K_MAP,		/* a nested section, read into obj + off */
@@ -233,6 +234,8 @@ static int finish_input(struct loader *, const yaml_node_t *, void *);
 static int finish_stage(struct loader *, const yaml_node_t *, void *);
 static int finish_agent(struct loader *, const yaml_node_t *, void *);
 static int finish_mcp(struct loader *, const yaml_node_t *, void *);
+static int finish_budget(struct loader *, const yaml_node_t *, void *);
+static int finish_price(struct loader *, const yaml_node_t *, void *);
 
 static const struct enum_name backend_names[] = {
 	{ "native", SHOAL_SANDBOX_NATIVE }, { "none", SHOAL_SANDBOX_NONE },
@@ -484,14 +487,34 @@ static const struct section checkpoint_section =
 	SECTION("in checkpoint", checkpoint_keys, NULL, NULL);
 
 static const struct key budget_keys[] = {
-	{ .name = "max_tokens", .kind = K_UINT, .flags = F_REQUIRED,
+	{ .name = "max_tokens", .kind = K_UINT,
 	  FIELD(struct shoal_budget_conf, max_tokens), .lo = 1, .hi = MAX_TOKENS,
+	  .dflt_fn = leave_zero, .dflt = "no limit",
 	  .example = "budget: {max_tokens: 200000}",
 	  .doc = "prompt plus completion tokens of every model request, "
-		 "summed" },
+		 "summed; this, `max_cost` or both" },
+	{ .name = "max_cost", .kind = K_USD,
+	  FIELD(struct shoal_budget_conf, max_cost),
+	  .dflt_fn = leave_zero, .dflt = "no limit",
+	  .example = "budget: {max_cost: 25.00}",
+	  .doc = "US dollars of every model request at its model's `price` "
+		 "(every model it may use needs one)" },
 };
 static const struct section budget_section =
-	SECTION("in budget", budget_keys, NULL, NULL);
+	SECTION("in budget", budget_keys, finish_budget, NULL);
+
+#define PR struct shoal_price_conf
+static const struct key price_keys[] = {
+	{ .name = "input", .kind = K_USD, .flags = F_REQUIRED, FIELD(PR, input),
+	  .example = "price: {input: 0.25, output: 2.00}",
+	  .doc = "US dollars per million prompt tokens" },
+	{ .name = "output", .kind = K_USD, .flags = F_REQUIRED, FIELD(PR, output),
+	  .example = "price: {input: 0.25, output: 2.00}",
+	  .doc = "US dollars per million completion tokens" },
+};
+#undef PR
+static const struct section price_section =
+	SECTION("in price", price_keys, finish_price, NULL);
 
 #define MD struct shoal_model_def
 static const struct key model_keys[] = {
@@ -532,6 +555,10 @@ static const struct key model_keys[] = {
 	  .lo = 0, .hi = 100, .dflt = "6",
 	  .doc = "retries of a request after a 408, 429 or 5xx reply, a "
 		 "timeout or a lost connection, with backoff" },
+	{ .name = "price", .kind = K_MAP, FIELD(MD, price), .sub = &price_section,
+	  .dflt = "none: no cost is counted",
+	  .doc = "what the model's tokens cost, for cost accounting and "
+		 "`budget.max_cost`" },
 };
 #undef MD
 static const struct section model_section =
@@ -1747,6 +1774,22 @@ static int set_fraction(struct loader *ld, const struct key *k,
 	return SHOAL_OK;
 }
 
+static int set_usd(struct loader *ld, const struct key *k,
+		   const yaml_node_t *node, const char *text, void *obj)
+{
+	size_t digits = strspn(text, "0123456789.");
+	char *end = NULL;
+	double v = -1;
+
+	if (digits == strlen(text) && digits > 0 && strchr(text, '.') == strrchr(text, '.'))
+		v = strtod(text, &end);
+	if (end == NULL || *end != '\0' || !isfinite(v) || v < 0 || v > 1e9)
+		return fail(ld, node, "'%s' %s must be an amount of US dollars such as "
+			    "2.50 (0 to 1000000000), not '%s'", k->name, ld->where, text);
+	memcpy(field(obj, k->off), &v, sizeof(v));
+	return SHOAL_OK;
+}
+
 /* YAML 1.2's core booleans; yes/no/on/off are strings there, and an error
  * here rather than a guess. */
 static int set_bool(struct loader *ld, const struct key *k,
@@ -1812,6 +1855,8 @@ static int set_scalar(struct loader *ld, const struct key *k,
 		return set_enum(ld, k, node, text, obj);
 	case K_FRACTION:
 		return set_fraction(ld, k, node, text, obj);
+	case K_USD:
+		return set_usd(ld, k, node, text, obj);
 	case K_BOOL:
 		return set_bool(ld, k, node, text, obj);
 	default:
@@ -2615,6 +2660,28 @@ static int finish_auth(struct loader *ld, const yaml_node_t *map, void *obj)
 	return SHOAL_OK;
 }
 
+static int finish_budget(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	const struct shoal_budget_conf *b = obj;
+
+	if (map != NULL && b->max_tokens == 0 && given(ld, map, "max_cost") == NULL)
+		return fail(ld, map, "a budget needs max_tokens, max_cost or both; e.g. "
+			    "budget: {max_tokens: 200000}");
+	if (map != NULL && given(ld, map, "max_cost") != NULL && b->max_cost <= 0)
+		return fail(ld, given(ld, map, "max_cost"), "'max_cost' %s must be more "
+			    "than 0", ld->where);
+	return SHOAL_OK;
+}
+
+static int finish_price(struct loader *ld, const yaml_node_t *map, void *obj)
+{
+	struct shoal_price_conf *p = obj;
+
+	(void)ld;
+	p->given = map != NULL;
+	return SHOAL_OK;
+}
+
 static int finish_retry(struct loader *ld, const yaml_node_t *map, void *obj)
 {
 	const struct shoal_retry_conf *r = obj;
@@ -2790,6 +2857,14 @@ static int finish_agent(struct loader *ld, const yaml_node_t *map, void *obj)
 		     struct shoal_model_def, hint);
 		return fail(ld, given(ld, map, "model"), "model '%s' %s is not "
 			    "one of models%s", a->model, ld->where, hint);
+	}
+	if (a->budget.max_cost > 0 && !ld->cfg->models[a->model_index].price.given) {
+		const yaml_node_t *b = given(ld, map, "budget");
+
+		return fail(ld, b != NULL && given(ld, b, "max_cost") ? given(ld, b, "max_cost") : map,
+			    "'budget.max_cost' %s needs a price for model '%s' "
+			    "(models.%s.price: {input: ..., output: ...}, US dollars per "
+			    "million tokens)", ld->where, a->model, a->model);
 	}
 	for (i = 0; i < a->ntools && a->max_depth == 0; i++)
 		if (a->tools[i].kind == SHOAL_TOOL_SPAWN_SUBAGENTS)
@@ -4259,6 +4334,29 @@ static int check_outputs(struct loader *ld)
 	return SHOAL_OK;
 }
 
+/* The run's budget.max_cost needs a price for every model an agent uses. */
+static int check_run_cost(struct loader *ld)
+{
+	const struct shoal_config *cfg = ld->cfg;
+	size_t a;
+
+	if (cfg->budget.max_cost <= 0)
+		return SHOAL_OK;
+	for (a = 0; a < cfg->nagents; a++) {
+		const struct shoal_model_def *m = &cfg->models[cfg->agents[a].model_index];
+		const yaml_node_t *root = yaml_document_get_root_node((yaml_document_t *)&ld->doc);
+		const yaml_node_t *b = root ? given(ld, root, "budget") : NULL;
+
+		if (!m->price.given)
+			return fail(ld, b ? given(ld, b, "max_cost") : NULL,
+				    "'budget.max_cost' needs a price for every model agents use, "
+				    "and model '%s' (of agent '%s') has none (models.%s.price: "
+				    "{input: ..., output: ...}, US dollars per million tokens)",
+				    m->name, cfg->agents[a].name, m->name);
+	}
+	return SHOAL_OK;
+}
+
 static int link_stages(struct loader *ld)
 {
 	size_t i;
@@ -4272,6 +4370,8 @@ static int link_stages(struct loader *ld)
 		rc = check_when(ld, i);
 	if (rc == SHOAL_OK)
 		rc = check_cycles(ld);
+	if (rc == SHOAL_OK)
+		rc = check_run_cost(ld);
 	return rc == SHOAL_OK ? check_outputs(ld) : rc;
 }
 
@@ -4785,7 +4885,7 @@ static const char *kind_type(const struct key *k)
 	static const char *const names[] = {
 		[K_STR] = "string", [K_PATH] = "path", [K_UINT] = "integer",
 		[K_DURATION] = "duration", [K_SIZE] = "size", [K_ENUM] = NULL,
-		[K_FRACTION] = "number", [K_BOOL] = "boolean",
+		[K_FRACTION] = "number", [K_USD] = "number (USD)", [K_BOOL] = "boolean",
 		[K_STRLIST] = "list of strings",
 		[K_MAP] = "mapping", [K_CUSTOM] = "?",
 	};

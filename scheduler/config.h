@@ -154,6 +154,15 @@ struct shoal_file_conf {
 struct shoal_budget_conf {
 	uint64_t max_tokens;	/* prompt plus completion tokens; 0 = no
 				 * budget (the key is absent) */
+	double max_cost;	/* US dollars at the models' prices; 0 =
+				 * none */
+};
+
+/* `price:` of a model: US dollars per million tokens. */
+struct shoal_price_conf {
+	double input;		/* prompt tokens */
+	double output;		/* completion tokens */
+	int given;		/* the key is there (a price of 0 is one) */
 };
 
 enum shoal_model_provider {
@@ -183,6 +192,7 @@ struct shoal_model_def {
 	uint32_t tokens_per_minute;	/* 0 = unlimited (default) */
 	uint64_t timeout_ms;		/* one attempt; default 120 s */
 	uint32_t max_retries;		/* default 6 */
+	struct shoal_price_conf price;	/* for cost accounting; optional */
 };
 
 /* The tools an agent may call: built-ins, and tools of MCP servers. */

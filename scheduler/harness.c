@@ -1974,6 +1974,9 @@ static void summarize(struct harness *h, struct shoal_run_summary *sum)
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
 		sum->peak_rss_kb = ru.ru_maxrss;
 	sum->tokens_in = h->tok_in;
+	sum->cost = h->cost;
+	for (i = 0; i < h->cfg->nmodels; i++)
+		sum->priced |= h->cfg->models[i].price.given;
 	sum->tokens_out = h->tok_out;
 	sum->snapshots = h->snapshots;
 	sum->snapshot_bytes = h->snap_bytes;

@@ -78,6 +78,8 @@ struct shoal_run_summary {
 	long peak_rss_kb;	/* the harness process's peak RSS */
 	uint64_t tokens_in;	/* model prompt tokens (agent stages) */
 	uint64_t tokens_out;	/* model completion tokens */
+	double cost;		/* their US dollars, at the models' prices */
+	int priced;		/* some model has a price: cost means something */
 	uint64_t model_turns;	/* model replies */
 	uint64_t snapshots;	/* agent workspace checkpoints stored */
 	uint64_t snapshot_bytes; /* file bytes they carried (changed files) */

@@ -81,6 +81,7 @@ struct stage_rt {
 					 * subtask final before its turn */
 	int streaming;			/* consumer: fed while upstream runs */
 	uint64_t tok_in, tok_out;	/* agent stages: model tokens */
+	double cost;			/* and their US dollars (priced models) */
 	uint64_t turns;			/* agent stages: model replies */
 	char first_error[512];
 };
@@ -178,6 +179,8 @@ struct harness {
 	struct shoal_stage_conf child_conf;
 	char child_id[48];
 	uint64_t tok_in, tok_out;	/* model tokens of the whole run */
+	double cost;			/* US dollars of them (priced models) */
+	int priced;			/* some model has a price */
 	uint64_t snapshots, snap_bytes;	/* agent workspace snapshots stored,
 					 * and their new bytes (blobs) */
 	struct shoal_arena arena;	/* lease bytes of this turn */

@@ -255,6 +255,15 @@ static int render_model(const struct shoal_metrics_snapshot *s,
 		rc = put_single(b, "shoal_model_rate_limited_total", "counter",
 				"Model replies with HTTP status 429.",
 				s->model_rate_limited);
+	if (rc == SHOAL_OK) {
+		char usd[48];
+
+		snprintf(usd, sizeof(usd), "%.6f", s->model_cost_usd);
+		rc = put_header(b, "shoal_model_cost_usd_total", "counter",
+				"US dollars of model tokens, at the models' prices.");
+		if (rc == SHOAL_OK)
+			rc = put_sample(b, "shoal_model_cost_usd_total", NULL, NULL, NULL, usd);
+	}
 	return rc;
 }
 

@@ -94,6 +94,7 @@ struct shoal_metrics_snapshot {
 	uint64_t model_output_tokens;
 	uint64_t model_retries;
 	uint64_t model_rate_limited;	/* HTTP 429 replies */
+	double model_cost_usd;		/* at the models' prices; 0 unpriced */
 };
 
 /* Renders s as exposition text into out (appended).  age_s is the

@@ -281,6 +281,7 @@ static void publish_metrics(struct harness *h)
 			     &snap.model_rate_limited);
 	snap.model_input_tokens = h->tok_in;
 	snap.model_output_tokens = h->tok_out;
+	snap.model_cost_usd = h->cost;
 	shoal_metrics_publish(h->metrics, &snap);
 }
 

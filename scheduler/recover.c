@@ -226,6 +226,16 @@ static int resume_stage(struct harness *h, struct stage_rt *s, struct shoal_erro
 	return harness_resync_stage(h, s, err);
 }
 
+static double run_field_double(struct harness *h, const char *field)
+{
+	struct shoal_error err = { 0, "" };
+	char buf[64] = "";
+
+	if (shoal_state_hget(h->st, "run", field, buf, sizeof(buf), &err) != SHOAL_OK)
+		return 0;
+	return strtod(buf, NULL);
+}
+
 int harness_resume(struct harness *h, struct shoal_error *err)
 {
 	char created[32] = "";
@@ -240,6 +250,10 @@ int harness_resume(struct harness *h, struct shoal_error *err)
 	if (rc != SHOAL_OK)
 		return rc;
 	h->created_wall_ms = strtoll(created, NULL, 10);
+	/* the run's budget counts what earlier harnesses spent too */
+	h->tok_in = (uint64_t)run_field_double(h, "tokens_in");
+	h->tok_out = (uint64_t)run_field_double(h, "tokens_out");
+	h->cost = run_field_double(h, "cost");
 	h->run_recorded = 1;
 	for (i = 0; i < h->nstages && rc == SHOAL_OK; i++)
 		if (!h->stages[i].hidden)	/* after the agents: below */

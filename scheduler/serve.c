@@ -12,7 +12,8 @@
  *   {"op": "run", "config": "/abs/path.yaml", "token": "...",
  *    "resume": false, "new": false}
  *   -> {"ok": true, "summary": {run, status, subtasks, done, failed,
- *       retries, seconds, tokens_in, tokens_out, model_turns, error}}
+ *       retries, seconds, tokens_in, tokens_out, model_turns, cost_usd,
+ *       priced, error}}
  *   -> {"ok": false, "code": 2, "error": "why"}
  *
  * The reply comes when the run ends (queued requests wait their turn in
@@ -95,13 +96,14 @@ static void apply_server(struct shoal_config *run, const struct shoal_config *sr
 
 static json_t *summary_json(const struct shoal_run_summary *s)
 {
-	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:s}",
+	return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:f, s:b, s:s}",
 			 "run", s->run_id, "status", s->succeeded ? "succeeded" : "failed",
 			 "subtasks", (json_int_t)s->subtasks, "done", (json_int_t)s->done,
 			 "failed", (json_int_t)s->dead, "retries", (json_int_t)s->retries,
 			 "seconds", s->seconds, "tokens_in", (json_int_t)s->tokens_in,
 			 "tokens_out", (json_int_t)s->tokens_out,
-			 "model_turns", (json_int_t)s->model_turns, "error", s->error);
+			 "model_turns", (json_int_t)s->model_turns, "cost_usd", s->cost,
+			 "priced", s->priced, "error", s->error);
 }
 
 static json_t *refusal(int code, const char *why)

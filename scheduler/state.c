@@ -485,13 +485,18 @@ static const char USAGE_LUA[] =
 	"  redis.call('HINCRBY', KEYS[i], 'tokens_in', ARGV[1])\n"
 	"  redis.call('HINCRBY', KEYS[i], 'tokens_out', ARGV[2])\n"
 	"end\n"
+	"if ARGV[4] ~= '0' then\n"
+	"  for i = 1, 3 do\n"
+	"    redis.call('HINCRBYFLOAT', KEYS[i], 'cost', ARGV[4])\n"
+	"  end\n"
+	"end\n"
 	"return 1\n";
 
 int shoal_state_add_usage(struct shoal_state *st, const char *stage, uint64_t seq,
 			  uint64_t tokens_in, uint64_t tokens_out, uint32_t turns,
-			  struct shoal_error *err)
+			  double cost, struct shoal_error *err)
 {
-	char key[256];
+	char key[256], usd[48];
 	int rc = begin_cmd(st);
 
 	rc = rc ? rc : push_str(st, "EVAL");
@@ -505,6 +510,11 @@ int shoal_state_add_usage(struct shoal_state *st, const char *stage, uint64_t se
 	rc = rc ? rc : push_u64(st, tokens_in);
 	rc = rc ? rc : push_u64(st, tokens_out);
 	rc = rc ? rc : push_u64(st, turns);
+	if (cost > 0)
+		snprintf(usd, sizeof(usd), "%.9f", cost);
+	else
+		snprintf(usd, sizeof(usd), "0");
+	rc = rc ? rc : push_str(st, usd);
 	if (rc != SHOAL_OK)
 		return shoal_error_set(err, rc, "out of memory queueing token usage");
 	end_cmd(st);

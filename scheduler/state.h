@@ -105,10 +105,11 @@ int shoal_state_append_settle(struct shoal_state *st, const char *stage,
 
 /* Queues the usage of one model reply of subtask (stage, seq): adds to its
  * hash's tok_in, tok_out and turns, and to tokens_in/tokens_out of the
- * stage and the run.  Sent with the next flush. */
+ * stage and the run; a cost (US dollars, > 0 when the model has a price)
+ * to `cost` of all three.  Sent with the next flush. */
 int shoal_state_add_usage(struct shoal_state *st, const char *stage, uint64_t seq,
 			  uint64_t tokens_in, uint64_t tokens_out, uint32_t turns,
-			  struct shoal_error *err);
+			  double cost, struct shoal_error *err);
 
 /* Queues one command (binary-safe: lens may be NULL for C strings) for
  * the next flush; its reply is only checked for an error. */

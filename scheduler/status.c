@@ -49,6 +49,18 @@ static long long num(json_t *obj, const char *name)
 	return (long long)v;
 }
 
+/* ", $1.2345" when the hash has a cost (its models have prices), else "". */
+static const char *cost_text(json_t *obj)
+{
+	static char buf[64];
+	const char *c = field(obj, "cost");
+
+	if (c[0] == '\0')
+		return "";
+	snprintf(buf, sizeof(buf), ", $%.4f", strtod(c, NULL));
+	return buf;
+}
+
 static void format_time(long long ms, char *buf, size_t n)
 {
 	time_t t = (time_t)(ms / 1000);
@@ -178,15 +190,15 @@ static void print_run(FILE *out, const char *run_id, json_t *run, json_t *stages
 	for (i = 0; i < json_array_size(stages); i++)
 		print_stage(out, json_array_get(stages, i));
 	if (num(run, "tokens_in") + num(run, "tokens_out") > 0) {
-		fprintf(out, "\nmodel tokens: %lld prompt + %lld completion\n",
-			num(run, "tokens_in"), num(run, "tokens_out"));
+		fprintf(out, "\nmodel tokens: %lld prompt + %lld completion%s\n",
+			num(run, "tokens_in"), num(run, "tokens_out"), cost_text(run));
 		for (i = 0; i < json_array_size(stages); i++) {
 			json_t *st = json_array_get(stages, i);
 
 			if (num(st, "tokens_in") + num(st, "tokens_out") > 0)
-				fprintf(out, "  %-16s %lld prompt + %lld completion\n",
+				fprintf(out, "  %-16s %lld prompt + %lld completion%s\n",
 					field(st, "id"), num(st, "tokens_in"),
-					num(st, "tokens_out"));
+					num(st, "tokens_out"), cost_text(st));
 		}
 	}
 	if (json_array_size(failures) == 0)

@@ -335,6 +335,49 @@ limits_stop_a_conversation() {
 	expect_eq "$(requests_for "$d" costly)" 1 "turns before the budget stopped it"
 }
 
+# With models.NAME.price the run counts US dollars: in Redis (task, stage
+# and run `cost`), in the summary and `shoal status`; budget.max_cost
+# stops a conversation like max_tokens does.
+cost_is_counted_and_budgeted() {
+	local d=$TMP/cost
+	mkdir -p "$d"
+	start_server "$d" '{
+	  "priced": [{"tool_calls": [{"name": "shell", "arguments": {"command": "true"}}]},
+	             {"text": "{\"priced\": 1}"}]
+	}' || return
+	make_job "$d" "priced" "" "    price: {input: 2.00, output: 8.00}"
+	run_job "$d"
+	expect_eq "$RC" 0 "exit code ($(tail -3 "$d/r.err"))"
+	python3 - "$REDIS_URL" "$RUN" <<'PY' || fail "cost = tokens x price, in the task, stage and run"
+import subprocess, sys
+sock = sys.argv[1][len("unix://"):]
+def h(key):
+    out = subprocess.run(["redis-cli", "-s", sock, "--raw", "hgetall", key], capture_output=True, text=True).stdout.split("\n")
+    return dict(zip(out[0::2], out[1::2]))
+run = h("shoal:{%s}:run" % sys.argv[2])
+task = h("shoal:{%s}:task:work:0" % sys.argv[2])
+want = (int(run["tokens_in"]) * 2.0 + int(run["tokens_out"]) * 8.0) / 1e6
+assert want > 0 and abs(float(run["cost"]) - want) < 1e-9, (run, want)
+assert abs(float(task["cost"]) - want) < 1e-9, task
+PY
+	expect_contains "$d/r.out" "completion tokens, \$0.0" "the summary shows the cost"
+	run_shoal "$d/st" status "$RUN" --redis "$REDIS_URL"
+	expect_contains "$d/st.out" "completion, \$0.0" "status shows it"
+
+	d=$TMP/costbudget
+	mkdir -p "$d"
+	start_server "$d" '{
+	  "spender": [{"tool_calls": [{"name": "shell", "arguments": {"command": "true"}}]},
+	              {"tool_calls": [{"name": "shell", "arguments": {"command": "true"}}]},
+	              {"text": "{}"}]
+	}' || return
+	make_job "$d" "spender" "    budget: {max_cost: 0.0001}" "    price: {input: 2.00, output: 8.00}"
+	run_job "$d"
+	expect_eq "$RC" 1 "exit code"
+	expect_contains "$d/r.err" "used its cost budget (budget.max_cost \$0.0001)" "why"
+	expect_eq "$(requests_for "$d" spender)" 1 "turns before the budget stopped it"
+}
+
 # AGENTS.md from the staged files joins the instructions; skills are named
 # in the prompt and load_skill stages a skill's files into the sandbox.
 agentsmd_and_skills() {
@@ -598,6 +641,7 @@ run_test provider_errors_are_retried
 run_test fatal_provider_errors_fail_cleanly
 run_test output_schema_gets_one_corrective_turn
 run_test limits_stop_a_conversation
+run_test cost_is_counted_and_budgeted
 run_test agentsmd_and_skills
 run_test responses_api
 run_test agent_reducer_reads_the_merged_records

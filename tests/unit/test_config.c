@@ -767,10 +767,13 @@ static void check_agents_models(const struct shoal_config *cfg)
 	CHECK_EQ_INT(m->tokens_per_minute, 2000000);
 	CHECK_EQ_INT(m->timeout_ms, 90000);
 	CHECK_EQ_INT(m->max_retries, 3);
+	CHECK_EQ_INT(m->price.given, 1);
+	CHECK(m->price.input == 0.25 && m->price.output == 2.0);
 	m = &cfg->models[1];
 	CHECK_STR(m->name, "local.qwen");
 	CHECK_STR(m->api_key, "");		/* '' is a value */
 	CHECK_STR(m->model, "qwen3");
+	CHECK_EQ_INT(m->price.given, 0);
 	CHECK_EQ_INT(shoal_config_model_index(cfg, "local.qwen"), 1);
 	CHECK_EQ_INT(shoal_config_model_index(cfg, "slow"), -1);
 	CHECK_EQ_INT(cfg->budget.max_tokens, 5000000);
@@ -868,6 +871,7 @@ static void check_agents_agents(const struct shoal_config *cfg)
 	snprintf(path, sizeof(path), "%s/skills/", cfg->dir);
 	CHECK_STR(a->skills, path);
 	CHECK_EQ_INT(a->budget.max_tokens, 200000);
+	CHECK(a->budget.max_cost == 12.5);
 	CHECK_EQ_INT(a->max_children, 4);
 	CHECK_EQ_INT(a->max_depth, 1);
 	a = &cfg->agents[1];

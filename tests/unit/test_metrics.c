@@ -458,6 +458,7 @@ static void fill_snapshot(struct shoal_metrics_snapshot *s,
 	s->backlog = 40;
 	s->workers = 3;
 	s->workers_wanted = 7;
+	s->model_cost_usd = 1.25;
 	s->slots = 12;
 	s->slots_free = 4;
 }
@@ -543,6 +544,7 @@ static void serves_metrics_healthz_and_404(void)
 		CHECK(sample_value(r.body,
 			"shoal_stage_subtasks_finished_total{stage=\"we\\\"ird\\\\st\\nage\",status=\"done\"}") == 7);
 		CHECK(sample_value(r.body, "shoal_model_tokens_total{kind=\"input\"}") == 0);
+		CHECK(sample_value(r.body, "shoal_model_cost_usd_total") == 1.25);
 		/* The odd stage id reads back exactly from its escaped form. */
 		snprintf(key, sizeof(key), "shoal_subtask_run_seconds|stage=%s,", odd_id);
 		CHECK(c.nser >= 4);
