@@ -1093,14 +1093,13 @@ static char *children_text(const struct harness *h, const struct call *c)
 	return out;
 }
 
+static void deliver_child(struct harness *h, uint32_t item);
+
 void harness_agent_child_settled(struct harness *h, uint32_t item, int ok, const char *out,
 				 size_t out_len, const char *error)
 {
 	struct agent_rt *rt = h->agents;
 	struct child_meta *m;
-	struct convo *cv;
-	struct call *c = NULL;
-	size_t i;
 
 	if (rt == NULL || item >= rt->nchildren || rt->children[item].settled)
 		return;
@@ -1118,14 +1117,26 @@ void harness_agent_child_settled(struct harness *h, uint32_t item, int ok, const
 		m->result[out_len] = '\0';
 		m->result_len = out_len;
 	}
-	cv = shoal_u64map_get(&rt->convos, m->parent_lease);
+	deliver_child(h, item);
+}
+
+/* A settled child's answer to its parent's call, if the parent waits for
+ * it (else the parent finds it when it replays its spawn). */
+static void deliver_child(struct harness *h, uint32_t item)
+{
+	struct agent_rt *rt = h->agents;
+	struct child_meta *m = &rt->children[item];
+	struct convo *cv = shoal_u64map_get(&rt->convos, m->parent_lease);
+	struct call *c = NULL;
+	size_t i;
+
 	for (i = 0; cv != NULL && i < cv->ncalls; i++)
 		if (cv->calls[i].spawn_id == m->spawn_id && m->spawn_id != 0)
 			c = &cv->calls[i];
 	if (c == NULL || cv->state != CV_TOOLS || c->pending == 0 || m->index >= c->nchildren ||
 	    c->child_text[m->index] != NULL)
-		return;		/* the parent is gone: it finds the answer when it replays */
-	if (m->result == NULL || take_child_answer(h, c, m->index, m) != SHOAL_OK) {
+		return;
+	if (take_child_answer(h, c, m->index, m) != SHOAL_OK && c->child_text[m->index] == NULL) {
 		c->child_ok[m->index] = 0;
 		c->child_text[m->index] = shoal_strdup("error: out of memory");
 	}
@@ -1140,11 +1151,24 @@ void harness_agent_child_was_settled(struct harness *h, uint32_t item, uint64_t 
 {
 	struct agent_rt *rt = h->agents;
 
-	if (rt == NULL || item >= rt->nchildren)
+	if (rt == NULL || item >= rt->nchildren || rt->children[item].settled)
 		return;
 	rt->children[item].settled = 1;
 	rt->children[item].ok = ok;
 	rt->children[item].seq = seq;
+	rt->children[item].notify = 1;	/* after the resync: no command now */
+}
+
+void harness_agent_deliver_settled(struct harness *h)
+{
+	struct agent_rt *rt = h->agents;
+	size_t i;
+
+	for (i = 0; rt != NULL && i < rt->nchildren; i++)
+		if (rt->children[i].notify) {
+			rt->children[i].notify = 0;
+			deliver_child(h, (uint32_t)i);
+		}
 }
 
 struct loaded_child {

@@ -47,6 +47,7 @@ struct child_meta {
 	size_t result_len;
 	uint64_t seq;			/* its subtask, when settled before a
 					 * resume */
+	int notify;			/* settled by a resync: tell the parent */
 	int parent_stage;		/* its parent's subtask, for the */
 	uint64_t parent_seq;		/* parent's token budget */
 };

@@ -265,6 +265,9 @@ int harness_agent_load_children(struct harness *h, struct shoal_error *err);
 /* On resume: child `item` (subtask seq) had settled before (Redis says
  * done or dead); its answer is read from Redis when a parent asks. */
 void harness_agent_child_was_settled(struct harness *h, uint32_t item, uint64_t seq, int ok);
+/* After a resync: parents waiting for children it found settled get
+ * their answers (read from Redis then, not during the scan). */
+void harness_agent_deliver_settled(struct harness *h);
 /* Children [from, to) written (queued) to the run's `children` hash. */
 int harness_agent_persist_children(struct harness *h, size_t from, size_t to,
 				   struct shoal_error *err);

@@ -290,6 +290,8 @@ static int resync_all(struct harness *h, struct shoal_error *err)
 	for (i = 0; i < h->nstages && rc == SHOAL_OK; i++)
 		if (h->stages[i].state == STAGE_RUNNING)
 			rc = harness_resync_stage(h, &h->stages[i], err);
+	if (rc == SHOAL_OK)
+		harness_agent_deliver_settled(h);
 	/* the children's records queued before the outage may be lost */
 	if (rc == SHOAL_OK && h->agents != NULL)
 		rc = harness_agent_persist_children(h, 0, (size_t)-1, err);

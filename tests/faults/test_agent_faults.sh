@@ -108,18 +108,28 @@ wait_requests() {
 	return 1
 }
 
-# kill_worker_and_finish DIR N PAUSE: runs the job, kills its worker PAUSE s
-# after the server saw request N, opens the gate and waits for the run.
-kill_worker_and_finish() {
-	local d=$1 wpid rc
-	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
-		>"$d/r.out" 2>"$d/r.err" &
+# kill_and_finish DIR N PAUSE [redis]: runs the job, kills its worker (or,
+# with "redis", its embedded Redis: the job then runs without --redis)
+# PAUSE s after the server saw request N, opens the gate and waits for the
+# run, which must succeed.
+kill_and_finish() {
+	local d=$1 victim rc
+	if [ "${4:-}" = redis ]; then
+		"$SHOAL_BIN" run "$d/run.yaml" --state-dir "$d/.shoal" >"$d/r.out" 2>"$d/r.err" &
+	else
+		"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" \
+			>"$d/r.out" 2>"$d/r.err" &
+	fi
 	HPID=$!
 	wait_requests "$d" "$2" || return 1
 	sleep "$3"
-	wpid=$(pgrep -f "shoal worker --connect ipc://$d/.shoal" | head -1)
-	[ -n "$wpid" ] || { fail "no worker to kill"; return 1; }
-	kill -9 "$wpid"
+	if [ "${4:-}" = redis ]; then
+		victim=$(cat "$d"/.shoal/redis*/redis.pid 2>/dev/null | head -1)
+	else
+		victim=$(pgrep -f "shoal worker --connect ipc://$d/.shoal" | head -1)
+	fi
+	[ -n "$victim" ] || { fail "no ${4:-worker} to kill"; return 1; }
+	kill -9 "$victim"
 	sleep 0.5
 	rm -f "$GATES/hold"
 	wait "$HPID"
@@ -171,7 +181,7 @@ worker_killed_at_turn_19_of_20_redoes_one_step() {
 	start_server "$d" "$d/script.json" || return
 	make_job "$d" 20
 	touch "$GATES/hold"
-	kill_worker_and_finish "$d" 19 0.5 || return	# turn 19's reply is in: its call runs
+	kill_and_finish "$d" 19 0.5 || return	# turn 19's reply is in: its call runs
 	expect_eq "$(requests "$d")" 20 "model requests: 20 turns, none asked twice"
 	expect_contains "$d/r.err" "goes on from its journal" "the second attempt replays the journal"
 	expect_log "$d" 20
@@ -374,7 +384,7 @@ worker_killed_mid_spawn_starts_no_subagent_twice() {
 	mkdir -p "$d"
 	touch "$GATES/hold"
 	spawn_job "$d" || return
-	kill_worker_and_finish "$d" 4 1 || return
+	kill_and_finish "$d" 4 1 || return
 	expect_contains "$d/r.err" "finds 3 of its 3 subagents" "the planner's second attempt found them"
 	expect_spawn_outcome "$d"
 }
@@ -435,11 +445,26 @@ damaged_journal_or_snapshot_starts_the_conversation_over() {
 	done
 }
 
+# The embedded Redis dies while one of three subagents still runs: the
+# harness restarts it, resyncs every stage, the subagents' one included,
+# and the run completes with no subagent asked twice.
+redis_killed_mid_spawn_is_resynced() {
+	local d=$TMP/spawnredis
+	mkdir -p "$d"
+	touch "$GATES/hold"
+	spawn_job "$d" || return
+	# 1.5 s: past appendfsync everysec, what settled is on disk
+	kill_and_finish "$d" 4 1.5 redis || return
+	expect_contains "$d/r.err" "Redis is back" "the harness reconnected"
+	expect_spawn_outcome "$d"
+}
+
 run_test worker_killed_at_turn_19_of_20_redoes_one_step
 run_test worker_killed_during_model_call_19_of_20_costs_one_call
 run_test harness_killed_mid_conversation_resumes_from_the_journal
 run_test harness_killed_mid_spawn_starts_no_subagent_twice
 run_test worker_killed_mid_spawn_starts_no_subagent_twice
+run_test redis_killed_mid_spawn_is_resynced
 run_test damaged_children_hash_is_a_clear_error
 run_test damaged_journal_or_snapshot_starts_the_conversation_over
 run_test random_faults_in_an_agent_pipeline_lose_nothing
