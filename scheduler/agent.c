@@ -62,6 +62,10 @@
 					   * the model */
 #define OPS_BYTES_PER_WORK ((size_t)8 << 20)
 #define TOOL_RESULT_MAX ((size_t)1 << 20) /* one tool message */
+#define SESSION_OPS_WINDOW 48	/* ops one session holds at once, below
+				 * the worker's SESSION_QUEUE_MAX (64) with
+				 * room for a snapshot and the close; a
+				 * turn's further calls wait here */
 #define OPS_OUT_MAX 960		/* ops a worker holds at once, below its
 				 * own WORKER_OPS_MAX (1024) */
 
@@ -309,14 +313,21 @@ uint32_t harness_agent_take_ops(struct harness *h, int worker, struct shoal_wire
 	for (i = 0; i < rt->nout; i++) {
 		struct out_op *o = &rt->out[i];
 		size_t len = o->op.data.len + (o->op.command ? strlen(o->op.command) : 0);
+		struct convo *cv = o->worker == worker
+				   ? shoal_u64map_get(&rt->convos, o->op.lease_id) : NULL;
 
 		/* a worker holds at most WORKER_OPS_MAX ops and undelivered
-		 * results (pool/worker.c): past that it refuses them */
+		 * results (pool/worker.c), and a session SESSION_QUEUE_MAX:
+		 * past that it refuses them.  A session's ops stay in order:
+		 * once one waits, the ones after it wait too. */
 		if (o->worker != worker || (n > 0 && bytes + len > OPS_BYTES_PER_WORK) ||
-		    h->workers[worker].ops_out + n >= OPS_OUT_MAX) {
+		    h->workers[worker].ops_out + n >= OPS_OUT_MAX ||
+		    (cv != NULL && cv->ops_sent >= SESSION_OPS_WINDOW)) {
 			rt->out[keep++] = *o;
 			continue;
 		}
+		if (cv != NULL)
+			cv->ops_sent++;
 		/* the bytes move to the arena: the WORK is encoded this turn */
 		(*ops)[n] = o->op;
 		if (o->op.command != NULL)
@@ -1818,6 +1829,8 @@ static void on_op_result(struct harness *h, const struct shoal_wire_op_result *r
 	struct convo *cv = shoal_u64map_del(&rt->ops, r->op_id);
 	struct call *c;
 
+	if (cv != NULL && cv->ops_sent > 0)
+		cv->ops_sent--;
 	if (cv != NULL && cv->state != CV_CLOSING && mcp_op_result(h, cv, r))
 		return;
 	if (cv != NULL && cv->state == CV_CLOSING && r->op_id == cv->close_op) {

@@ -110,6 +110,7 @@ struct convo {
 	int checkpoint;			/* enum shoal_checkpoint_every */
 	uint32_t attempt;
 	uint64_t close_op;		/* its close op, once closing */
+	uint32_t ops_sent;		/* ops on the worker, not answered */
 	uint32_t depth;			/* 0: a stage's subtask; a child of a
 					 * conversation at depth d is at d + 1 */
 	struct cv_mcp *mcp;		/* its stdio MCP servers */

@@ -232,6 +232,35 @@ bad_tool_calls_become_tool_errors() {
 	expect_contains "$d/out/results.jsonl" '{"recovered":true}' "the answer after the errors"
 }
 
+# A turn of 200 calls (more than a session queues at once on its worker):
+# the harness sends them as room frees, so each runs and answers in order;
+# none is refused and the turn's snapshot is taken.
+many_calls_in_one_turn_all_run() {
+	local d=$TMP/many script
+	mkdir -p "$d"
+	script=$(python3 -c '
+import json
+calls = [{"name": "shell", "arguments": {"command": "echo call-%d" % i}} for i in range(200)]
+calls.append({"name": "write_file", "arguments": {"path": "done.txt", "content": "x"}})
+print(json.dumps({"many": [{"tool_calls": calls}, {"text": "{\"many\": true}"}]}))')
+	start_server "$d" "$script" || return
+	make_job "$d" "many"
+	run_job "$d"
+	expect_eq "$RC" 0 "exit code ($(tail -3 "$d/r.err"))"
+	tool_messages "$d" many 1 >"$d/t1"
+	expect_eq "$(wc -l <"$d/t1")" 201 "one tool message per call"
+	expect_eq "$(grep -c 'queue is full' "$d/t1")" 0 "no call refused"
+	python3 - "$d/t1" <<'PY' || fail "each call's own output, in call order"
+import json, sys
+msgs = [json.loads(l) for l in open(sys.argv[1])]
+for i in range(200):
+    assert "call-%d\n" % i in msgs[i], (i, msgs[i][:120])
+PY
+	if grep -q "snapshot failed" "$d/r.err"; then
+		fail "the turn's snapshot was taken: $(grep 'snapshot failed' "$d/r.err" | head -1)"
+	fi
+}
+
 # A 429 storm with Retry-After and a run of 500s are retried; the subtask
 # succeeds and the server saw every attempt.
 provider_errors_are_retried() {
@@ -637,6 +666,7 @@ start_redis
 run_test tool_loop_runs_in_the_sandbox_and_merges_the_answer
 run_test api_key_never_reaches_a_sandbox_redis_or_logs
 run_test bad_tool_calls_become_tool_errors
+run_test many_calls_in_one_turn_all_run
 run_test provider_errors_are_retried
 run_test fatal_provider_errors_fail_cleanly
 run_test output_schema_gets_one_corrective_turn
