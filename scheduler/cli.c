@@ -271,6 +271,9 @@ static int run_on_server(const struct run_args *a, const struct shoal_config *cf
 
 	if (a->token_file != NULL && read_token(a->token_file, &token) != 0)
 		return SHOAL_EXIT_USAGE;
+	fprintf(stderr, "shoal: sending %s to the server at %s; it answers when the run ends "
+		"(a busy server runs it after the jobs before it; the server's log and "
+		"/metrics show progress)\n", cfg->path, a->server);
 	if (shoal_serve_submit(a->server, cfg->path, token, a->opts.resume_last,
 			       a->opts.new_run, &reply, &err) != SHOAL_OK) {
 		free(token);

@@ -223,8 +223,14 @@ int shoal_serve(const char *config_path, const char *listen_url,
 	opts.serve = 1;
 	if (rc == SHOAL_OK && srv->metrics_listen != NULL) {
 		rc = shoal_metrics_open(srv->metrics_listen, &metrics, err);
-		if (rc == SHOAL_OK)
-			shoal_info("metrics on http://%s/metrics", srv->metrics_listen);
+		if (rc == SHOAL_OK) {
+			const char *colon = strrchr(srv->metrics_listen, ':');
+
+			/* the port it got, when the config asked for any (:0) */
+			shoal_info("metrics on http://%.*s:%d/metrics",
+				   colon ? (int)(colon - srv->metrics_listen) : 0,
+				   srv->metrics_listen, shoal_metrics_port(metrics));
+		}
 		opts.metrics = metrics;
 	}
 	if (rc == SHOAL_OK && (rv = nng_rep0_open(&sock)) != 0)

@@ -83,6 +83,15 @@ wait_port() {
 	return 1
 }
 
+# free_ports N: N TCP ports of 127.0.0.1 that were free a moment ago (the
+# kernel's choice, not a random guess), on one line.
+free_ports() {
+	python3 -c 'import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+
 # SHOAL_ONLY=REGEX runs only the tests whose names match (for debugging).
 run_test() {
 	local before=$FAILURES

@@ -493,7 +493,7 @@ mcp_tools_from_stdio_and_http_servers() {
 		return
 	fi
 	mkdir -p "$d"
-	hport=$((30000 + RANDOM % 20000))
+	hport=$(free_ports 1)
 	PORT=$hport node "$mods/@modelcontextprotocol/server-everything/dist/index.js" streamableHttp \
 		>"$d/everything.out" 2>&1 &
 	ev_pid=$!

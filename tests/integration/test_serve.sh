@@ -70,8 +70,8 @@ expect_idle_server() {
 }
 
 one_server_runs_runs_and_keeps_its_remote_worker() {
-	local port=$((20000 + RANDOM % 20000)) url run1 run2 t mport sock
-	mport=$((port + 1))
+	local port url run1 run2 t mport sock
+	read -r port mport < <(free_ports 2)
 	mkdir -p "$TMP/srv"
 	printf 'serve-secret-%s\n' "$$" >"$TMP/tok"
 	printf 'wrong\n' >"$TMP/bad"

@@ -37,7 +37,7 @@ start_worker() {
 
 mutual_tls_admits_only_certificates_of_the_pool_ca() {
 	local d=$TMP/run good rogue none run
-	PORT=$((20000 + RANDOM % 20000))
+	PORT=$(free_ports 1)
 	mkdir -p "$d/in"
 	seq 1 12 >"$d/in/n.txt"
 	cat >"$d/run.yaml" <<YAML
@@ -99,7 +99,7 @@ worker_tls_flags_are_checked() {
 # gets nothing.
 token_over_tls_admits_only_the_token() {
 	local d=$TMP/tok good bad run
-	PORT=$((20000 + RANDOM % 20000))
+	PORT=$(free_ports 1)
 	mkdir -p "$d/in"
 	seq 1 8 >"$d/in/n.txt"
 	printf 'tls-token-%s\n' "$$" >"$d/token"
