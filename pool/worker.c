@@ -396,6 +396,9 @@ static int start_command(struct worker *w, const struct shoal_wire_lease *l)
 
 	if (slot == NULL)
 		return fail_lease(w, l->lease_id, "worker has no free slot");
+	if (w->opts->cmd_slots > 0 && w->nrunning >= w->opts->cmd_slots)
+		return fail_lease(w, l->lease_id, "worker has no free command slot "
+				  "(the others are for agent sessions: --sessions)");
 	if (l->sandbox.backend == SHOAL_SANDBOX_NATIVE && w->sandbox_err[0] != '\0')
 		return fail_lease(w, l->lease_id, w->sandbox_err);
 	rc = spec_from_lease(l, &spec, &mem);
@@ -503,6 +506,7 @@ static int send_hello(struct worker *w, struct shoal_error *err)
 	m.u.hello.token = w->opts->token;
 	m.u.hello.sessions = 1;
 	m.u.hello.mcp = 1;
+	m.u.hello.cmds = w->opts->cmd_slots;	/* --sessions: the rest are theirs */
 	return send_msg(w, SHOAL_CHAN_CTL, &m, 10000, err);
 }
 

@@ -14,6 +14,9 @@
 struct shoal_worker_opts {
 	const char *connect_url;	/* ipc://... or tcp://... */
 	uint32_t slots;			/* concurrent leases (>= 1) */
+	uint32_t cmd_slots;		/* of them, those command leases may
+					 * take (the rest hold agent sessions
+					 * only); 0 = all */
 	const char *token;		/* shared token or NULL */
 	int64_t hello_timeout_ms;	/* give up when no harness answers */
 	/* tls+tcp:// only: the CA the harness's certificate must chain to

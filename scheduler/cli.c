@@ -99,13 +99,17 @@ static const char STATUS_USAGE[] =
 	"exit: 0 shown, 2 usage error or unknown run\n";
 
 static const char WORKER_USAGE[] =
-	"usage: shoal worker --connect URL [--slots N] [--token-file F]\n"
+	"usage: shoal worker --connect URL [--slots N] [--sessions N] [--token-file F]\n"
 	"                    [--tls-ca F [--tls-cert F --tls-key F] [--tls-server-name N]]\n"
 	"\n"
 	"A worker process: dials the harness at URL (ipc://..., tcp://host:port or\n"
 	"tls+tcp://host:port), runs leased subtasks in sandboxes, N at a time\n"
 	"(default 1), and returns their results.  SIGTERM drains it: running work\n"
 	"finishes, then it exits.\n"
+	"  --sessions N         agent sessions beside the --slots: an agent's sandbox\n"
+	"                       mostly waits for its model, so a worker can hold\n"
+	"                       many (say 64-256) while --slots bounds its commands;\n"
+	"                       without it sessions and commands share --slots\n"
 	"  --token-file F       the pool's shared token (pool.auth.token_file)\n"
 	"  --tls-ca F           tls+tcp: the CA that signed the harness's certificate\n"
 	"  --tls-cert F, --tls-key F  tls+tcp: this worker's certificate (mutual TLS)\n"
@@ -760,6 +764,7 @@ static int cmd_worker(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "connect", required_argument, NULL, 'c' },
 		{ "slots", required_argument, NULL, 'n' },
+		{ "sessions", required_argument, NULL, 's' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "tls-ca", required_argument, NULL, 'A' },
 		{ "tls-cert", required_argument, NULL, 'C' },
@@ -769,6 +774,7 @@ static int cmd_worker(int argc, char **argv)
 	};
 	struct shoal_error err = { 0, "" };
 	struct shoal_worker_opts o;
+	uint32_t sessions = 0;
 	char *token = NULL;
 	int c, rc;
 
@@ -784,6 +790,8 @@ static int cmd_worker(int argc, char **argv)
 			o.connect_url = optarg;
 		else if (c == 'n' && parse_count(optarg, &o.slots) != 0)
 			return usage_error(WORKER_USAGE, "--slots takes a number from 1 to 4096, not '%s'", optarg);
+		else if (c == 's' && parse_count(optarg, &sessions) != 0)
+			return usage_error(WORKER_USAGE, "--sessions takes a number from 1 to 4096, not '%s'", optarg);
 		else if (c == 't' && read_token(optarg, &token) != 0)
 			return SHOAL_EXIT_USAGE;
 		else if (c == 'A')
@@ -807,6 +815,10 @@ static int cmd_worker(int argc, char **argv)
 		return usage_error(WORKER_USAGE, "%s", "--tls-* options need a tls+tcp:// URL");
 	if ((o.tls_cert == NULL) != (o.tls_key == NULL))
 		return usage_error(WORKER_USAGE, "%s", "--tls-cert and --tls-key go together");
+	if (sessions > 0) {	/* sessions beside the command slots */
+		o.cmd_slots = o.slots;
+		o.slots += sessions;
+	}
 	o.token = token;
 	shoal_log_setup(SHOAL_LOG_INFO, 0, "shoal worker");
 	rc = shoal_worker_run(&o, &err);

@@ -130,6 +130,7 @@ static int add_worker(struct harness *h, uint32_t pipe, const struct shoal_msg_h
 	w->pid = (long)m->pid;
 	shoal_strlcpy(w->host, m->host ? m->host : "", sizeof(w->host));
 	w->sessions = m->sessions;
+	w->cmds = m->cmds;
 	w->mcp = m->mcp;
 	w->local = is_local_worker(h, (pid_t)m->pid);
 	return (int)h->nworkers++;
@@ -609,7 +610,8 @@ static int record_leases(struct harness *h, int stage, int worker,
 /* How many of want leases of stage s worker may take: agent stages only
  * go to workers that serve sessions; a local worker of a run with agent
  * stages has slots for sessions on top of its slots_per_worker, which
- * bound its command subtasks. */
+ * bound its command subtasks, and so has a remote worker started with
+ * --sessions (its HELLO's cmds). */
 static uint32_t stage_room(const struct harness *h, const struct stage_rt *s, int worker,
 			   uint32_t want)
 {
@@ -624,7 +626,9 @@ static uint32_t stage_room(const struct harness *h, const struct stage_rt *s, in
 		 * flowing while hundreds open */
 		return want < SESSIONS_PER_WORK ? want : SESSIONS_PER_WORK;
 	}
-	if (h->agents == NULL || !w->local)
+	if (w->cmds > 0)		/* the worker says (shoal worker --sessions) */
+		cap = w->cmds;
+	else if (h->agents == NULL || !w->local)
 		return want;
 	return w->ncommands >= cap ? 0 : cap - w->ncommands < want ? cap - w->ncommands : want;
 }

@@ -114,6 +114,8 @@ struct worker_ent {
 	uint32_t ops_out;		/* session ops sent, not yet answered */
 	int local;			/* a worker of our own pool */
 	uint32_t ncommands;		/* its leases that are not sessions */
+	uint32_t cmds;			/* of its slots, those commands may
+					 * take (HELLO); 0 = any */
 };
 
 struct held_poll {

@@ -104,9 +104,19 @@ static uint64_t remote_free_slots(const struct harness *h, int kind)
 	for (i = 0; i < h->nworkers; i++) {
 		const struct worker_ent *w = &h->workers[i];
 
-		if (w->alive && !w->draining && !is_local(h, w) && w->slots > w->nleases &&
-		    (kind != KIND_SESSIONS || w->sessions))
-			n += w->slots - w->nleases;
+		uint32_t free_slots;
+
+		if (!w->alive || w->draining || is_local(h, w) || w->slots <= w->nleases ||
+		    (kind == KIND_SESSIONS && !w->sessions))
+			continue;
+		free_slots = w->slots - w->nleases;
+		if (kind == KIND_COMMANDS && w->cmds > 0) {	/* --sessions */
+			uint32_t cmd_free = w->cmds > w->ncommands ? w->cmds - w->ncommands : 0;
+
+			if (cmd_free < free_slots)
+				free_slots = cmd_free;
+		}
+		n += free_slots;
 	}
 	return n;
 }

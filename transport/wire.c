@@ -306,6 +306,7 @@ static const struct field hello_fields[] = {
 	F("token", FT_STR, OPT, struct shoal_msg_hello, token),
 	F_INT("sess", FT_BOOL, OPT, struct shoal_msg_hello, sessions, 0, 1),
 	F_INT("mcp", FT_BOOL, OPT, struct shoal_msg_hello, mcp, 0, 1),
+	F_INT("cmds", FT_U32, OPT, struct shoal_msg_hello, cmds, 0, UINT32_MAX),
 };
 
 static const struct field welcome_fields[] = {

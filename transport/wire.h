@@ -255,6 +255,9 @@ struct shoal_msg_hello {
 				 * send neither to a worker without it */
 	uint8_t mcp;		/* added: 1 = serves op kind SHOAL_OP_MCP;
 				 * send no mcp op to a worker without it */
+	uint32_t cmds;		/* added: how many of `slots` take command
+				 * leases (the rest: sessions only); 0 or
+				 * absent = any of them */
 };
 
 struct shoal_msg_welcome {

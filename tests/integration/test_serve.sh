@@ -7,6 +7,7 @@
 # errors.
 . "$(dirname "$0")/lib.sh"
 
+MODEL_SERVER=$(cd "$(dirname "$0")/../model_server" && pwd)/model_server.py
 SERVER_PID=""
 WORKER_PID=""
 stop_all() {
@@ -37,8 +38,7 @@ YAML
 
 # remote_tasks RUN: tasks of RUN leased to the remote worker.
 remote_tasks() {
-	local sock k n=0
-	sock=$(find "$TMP/srv" -name redis.sock | head -1)
+	local sock=$SOCK k n=0
 	for k in $(redis-cli -s "$sock" --scan --pattern "shoal:{$1}:task:*"); do
 		case $(redis-cli -s "$sock" hget "$k" worker) in
 		*-"$WORKER_PID"-*) n=$((n + 1)) ;;
@@ -69,34 +69,53 @@ expect_idle_server() {
 	expect_eq "$(redis-cli -s "$2" hget shoal:pool:wanted backlog)" 0 "the Redis key shows no backlog $3"
 }
 
-one_server_runs_runs_and_keeps_its_remote_worker() {
-	local port url run1 run2 t mport sock
-	read -r port mport < <(free_ports 2)
-	mkdir -p "$TMP/srv"
+# serve_up DIR [POOL_YAML_EXTRA]: `shoal serve --no-local-workers` with its
+# state in DIR, remote workers on a free port (PORT), metrics on another
+# (MPORT), the token in $TMP/tok; sets SERVER_PID, URL and SOCK (its Redis).
+serve_up() {
+	local dir=$1 t
+	read -r PORT MPORT < <(free_ports 2)
+	mkdir -p "$dir"
 	printf 'serve-secret-%s\n' "$$" >"$TMP/tok"
-	printf 'wrong\n' >"$TMP/bad"
-	cat >"$TMP/server.yaml" <<YAML
+	cat >"$dir/server.yaml" <<YAML
 version: 1
 pool:
   max_workers: 1
-  listen: "tcp://127.0.0.1:$port"
+  listen: "tcp://127.0.0.1:$PORT"
   auth: {token_file: $TMP/tok}
-metrics: {listen: "127.0.0.1:$mport"}
+${2:-}
+metrics: {listen: "127.0.0.1:$MPORT"}
 YAML
-	"$SHOAL_BIN" serve --config "$TMP/server.yaml" --state-dir "$TMP/srv" --no-local-workers \
-		>"$TMP/serve.out" 2>"$TMP/serve.err" &
+	"$SHOAL_BIN" serve --config "$dir/server.yaml" --state-dir "$dir" --no-local-workers \
+		>"$dir/serve.out" 2>"$dir/serve.err" &
 	SERVER_PID=$!
-	url=ipc://$TMP/srv/serve.sock
+	URL=ipc://$dir/serve.sock
 	for t in $(seq 1 100); do
-		[ -S "$TMP/srv/serve.sock" ] && break
+		[ -S "$dir/serve.sock" ] && break
 		sleep 0.05
 	done
-	[ -S "$TMP/srv/serve.sock" ] || { fail "the server did not listen: $(cat "$TMP/serve.err")"; return; }
-	sock=$(find "$TMP/srv" -name redis.sock | head -1)
-	expect_idle_server "$mport" "$sock" "before any run"
-	"$SHOAL_BIN" worker --connect "tcp://127.0.0.1:$port" --token-file "$TMP/tok" --slots 2 \
-		>/dev/null 2>"$TMP/worker.err" &
+	[ -S "$dir/serve.sock" ] || { fail "the server did not listen: $(cat "$dir/serve.err")"; return 1; }
+	SOCK=$(find "$dir" -name redis.sock | head -1)
+}
+
+# remote_worker ERRFILE ARGS...: a worker dialing the server; sets WORKER_PID.
+remote_worker() {
+	local errf=$1
+	shift
+	"$SHOAL_BIN" worker --connect "tcp://127.0.0.1:$PORT" --token-file "$TMP/tok" "$@" \
+		>/dev/null 2>"$errf" &
 	WORKER_PID=$!
+}
+
+one_server_runs_runs_and_keeps_its_remote_worker() {
+	local url run1 run2 t mport sock
+	printf 'wrong\n' >"$TMP/bad"
+	serve_up "$TMP/srv" || return
+	url=$URL
+	mport=$MPORT
+	sock=$SOCK
+	expect_idle_server "$mport" "$sock" "before any run"
+	remote_worker "$TMP/worker.err" --slots 2
 
 	make_job "$TMP/a" a
 	run_shoal "$TMP/a/r" run --server "$url" --token-file "$TMP/tok" "$TMP/a/a.yaml"
@@ -133,6 +152,74 @@ YAML
 	wait "$SERVER_PID"
 	expect_eq "$?" 0 "SIGTERM stops the server cleanly"
 	SERVER_PID=""
+	kill "$WORKER_PID" 2>/dev/null
+	wait "$WORKER_PID" 2>/dev/null
+	WORKER_PID=""
+}
+
+# A remote worker started with --slots 1 --sessions 8 holds 4 agent
+# sessions at once (the model sees 4 requests in flight) while it runs its
+# command subtasks one at a time (their intervals never overlap).
+remote_worker_sessions_beside_command_slots() {
+	local d=$TMP/sess mport srv_pid
+	serve_up "$TMP/srv2" "  sessions_per_worker: 8" || return
+	remote_worker "$TMP/worker2.err" --slots 1 --sessions 8
+	mkdir -p "$d/in"
+	printf '[conv:a1]\n[conv:a2]\n[conv:a3]\n[conv:a4]\n' >"$d/in/convs.txt"
+	seq 1 4 >"$d/in/n.txt"
+	printf '{"a1": [{"latency_ms": 1500, "text": "{}"}], "a2": [{"latency_ms": 1500, "text": "{}"}],
+	  "a3": [{"latency_ms": 1500, "text": "{}"}], "a4": [{"latency_ms": 1500, "text": "{}"}]}\n' \
+		>"$d/script.json"
+	python3 "$MODEL_SERVER" --port 0 --script "$d/script.json" --log "$d/requests.log" \
+		>"$d/model.out" 2>"$d/model.err" &
+	srv_pid=$!
+	mport=$(wait_port "$d/model.out") || { fail "the model server did not start"; return; }
+	cat >"$d/job.yaml" <<YAML
+version: 1
+name: sessions
+models:
+  fake: {base_url: "http://127.0.0.1:$mport/v1", api_key: "k", model: m}
+agents:
+  waiter: {model: fake, instructions: "-", prompt: "{{input}}", tools: [shell]}
+stages:
+  - id: cmds
+    for_each: {files: "in/n.txt"}
+    split: {by: lines, size: 1}
+    run: [sh, -c, 'echo "\$(date +%s%N) \$(cat input)"; sleep 0.3; echo "\$(date +%s%N) \$(cat input)"']
+    merge: {strategy: concat}
+    output: out/cmds.txt
+  - id: agents
+    for_each: {files: "in/convs.txt"}
+    split: {by: lines, size: 1}
+    agent: waiter
+    merge: {strategy: jsonl}
+    output: out/agents.jsonl
+YAML
+	run_shoal "$d/r" run --server "$URL" --token-file "$TMP/tok" "$d/job.yaml"
+	expect_eq "$RC" 0 "the run ($(tail -3 "$d/r.err"))"
+	expect_eq "$(remote_tasks "$(head -1 "$d/r.out")")" 8 "all 8 subtasks on the remote worker"
+	python3 - "$mport" <<'PY' || fail "4 agent sessions at once (4 model requests in flight)"
+import json, sys, urllib.request
+s = json.loads(urllib.request.urlopen("http://127.0.0.1:%s/stats" % sys.argv[1]).read())
+assert s["max_concurrent"] == 4, s
+PY
+	python3 - "$d/out/cmds.txt" <<'PY' || fail "one command at a time (--slots 1)"
+import sys
+t = {}
+for line in open(sys.argv[1]):
+    ns, n = line.split()
+    t.setdefault(n, []).append(int(ns))
+spans = sorted((min(v), max(v)) for v in t.values())
+assert len(spans) == 4, spans
+for (a0, a1), (b0, b1) in zip(spans, spans[1:]):
+    assert a1 <= b0, ("overlap", spans)
+PY
+	kill "$srv_pid" 2>/dev/null
+	wait "$srv_pid" 2>/dev/null
+	kill "$WORKER_PID" "$SERVER_PID" 2>/dev/null
+	wait "$WORKER_PID" "$SERVER_PID" 2>/dev/null
+	WORKER_PID=""
+	SERVER_PID=""
 }
 
 server_errors_are_clear() {
@@ -151,5 +238,6 @@ server_errors_are_clear() {
 
 start_redis
 run_test one_server_runs_runs_and_keeps_its_remote_worker
+run_test remote_worker_sessions_beside_command_slots
 run_test server_errors_are_clear
 finish

@@ -1474,6 +1474,14 @@ static void session_lease_and_hello_flag_roundtrip(void)
 	in.u.hello.mcp = 1;
 	out = roundtrip(&in);
 	CHECK(out != NULL && out->u.hello.sessions == 1 && out->u.hello.mcp == 1);
+	CHECK(out != NULL && out->u.hello.cmds == 0);	/* absent: any slot */
+	shoal_wire_msg_free(out);
+	make_hello(&in);	/* shoal worker --slots 4 --sessions 64 */
+	in.u.hello.slots = 68;
+	in.u.hello.sessions = 1;
+	in.u.hello.cmds = 4;
+	out = roundtrip(&in);
+	CHECK(out != NULL && out->u.hello.slots == 68 && out->u.hello.cmds == 4);
 	shoal_wire_msg_free(out);
 }
 
