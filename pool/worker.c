@@ -74,7 +74,7 @@ static void on_term(int sig)
 	got_term = 1;
 }
 
-uint32_t busy_slots(const struct worker *w)
+uint32_t wk_busy_slots(const struct worker *w)
 {
 	return w->nrunning + w->nsessions;
 }
@@ -137,8 +137,8 @@ static size_t pend_queued(const struct worker *w)
 
 /* ---- pending op results ---------------------------------------------- */
 
-struct op_done *opd_add(struct worker *w, uint64_t op_id,
-			uint64_t lease_id)
+struct op_done *wk_opd_add(struct worker *w, uint64_t op_id,
+			   uint64_t lease_id)
 {
 	struct op_done *d;
 
@@ -159,7 +159,7 @@ struct op_done *opd_add(struct worker *w, uint64_t op_id,
 	return d;
 }
 
-void snap_files_free(struct shoal_wire_snap_file *f, size_t n)
+void wk_snap_files_free(struct shoal_wire_snap_file *f, size_t n)
 {
 	size_t i;
 
@@ -175,7 +175,7 @@ static void opd_free(struct op_done *d)
 	free(d->out);
 	free(d->err);
 	free(d->error);
-	snap_files_free(d->files, d->nfiles);
+	wk_snap_files_free(d->files, d->nfiles);
 }
 
 static void opd_settle(struct worker *w, int chan, int ok)
@@ -227,18 +227,18 @@ static size_t queued_results(const struct worker *w)
 }
 
 /* An op result with no bytes and no reason: status OK. */
-void op_ok(struct worker *w, uint64_t op_id, uint64_t lease_id)
+void wk_op_ok(struct worker *w, uint64_t op_id, uint64_t lease_id)
 {
-	if (opd_add(w, op_id, lease_id) == NULL)
+	if (wk_opd_add(w, op_id, lease_id) == NULL)
 		shoal_warn("out of memory answering op %llu; the harness will time it out",
 			   (unsigned long long)op_id);
 }
 
 /* An op result with no bytes but a reason (copied). */
-void op_fail(struct worker *w, uint64_t op_id, uint64_t lease_id,
-	     int status, const char *reason)
+void wk_op_fail(struct worker *w, uint64_t op_id, uint64_t lease_id,
+		int status, const char *reason)
 {
-	struct op_done *d = opd_add(w, op_id, lease_id);
+	struct op_done *d = wk_opd_add(w, op_id, lease_id);
 
 	if (d == NULL) {
 		shoal_warn("out of memory answering op %llu; the harness will time it out",
@@ -287,8 +287,8 @@ static void result_from_outcome(struct pending *p, uint64_t lease_id)
 }
 
 /* A lease's result with a status and a reason (copied; NULL for none). */
-int end_lease(struct worker *w, uint64_t lease_id, int status,
-	      const char *reason, uint64_t run_us)
+int wk_end_lease(struct worker *w, uint64_t lease_id, int status,
+		 const char *reason, uint64_t run_us)
 {
 	struct pending *p = pend_add(w);
 
@@ -304,9 +304,9 @@ int end_lease(struct worker *w, uint64_t lease_id, int status,
 }
 
 /* A result for a lease that could not start; reason is copied. */
-int fail_lease(struct worker *w, uint64_t lease_id, const char *reason)
+int wk_fail_lease(struct worker *w, uint64_t lease_id, const char *reason)
 {
-	return end_lease(w, lease_id, SHOAL_STATUS_ERROR, reason, 0);
+	return wk_end_lease(w, lease_id, SHOAL_STATUS_ERROR, reason, 0);
 }
 
 static int run_noop(struct worker *w, const struct shoal_wire_lease *l)
@@ -327,8 +327,8 @@ static int run_noop(struct worker *w, const struct shoal_wire_lease *l)
 }
 
 /* Builds the sandbox spec of a lease; arrays are allocated in *mem. */
-int spec_from_lease(const struct shoal_wire_lease *l,
-		    struct shoal_sandbox_spec *spec, void **mem)
+int wk_spec_from_lease(const struct shoal_wire_lease *l,
+		       struct shoal_sandbox_spec *spec, void **mem)
 {
 	size_t envbytes = 0, i, off = 0;
 	const char **envp;
@@ -378,7 +378,7 @@ static struct running *free_slot(struct worker *w)
 {
 	uint32_t i;
 
-	if (busy_slots(w) >= w->opts->slots)
+	if (wk_busy_slots(w) >= w->opts->slots)
 		return NULL;
 	for (i = 0; i < w->opts->slots; i++)
 		if (w->run[i].job == NULL)
@@ -395,20 +395,20 @@ static int start_command(struct worker *w, const struct shoal_wire_lease *l)
 	int rc;
 
 	if (slot == NULL)
-		return fail_lease(w, l->lease_id, "worker has no free slot");
+		return wk_fail_lease(w, l->lease_id, "worker has no free slot");
 	if (w->opts->cmd_slots > 0 && w->nrunning >= w->opts->cmd_slots)
-		return fail_lease(w, l->lease_id, "worker has no free command slot "
+		return wk_fail_lease(w, l->lease_id, "worker has no free command slot "
 				  "(the others are for agent sessions: --sessions)");
 	if (l->sandbox.backend == SHOAL_SANDBOX_NATIVE && w->sandbox_err[0] != '\0')
-		return fail_lease(w, l->lease_id, w->sandbox_err);
-	rc = spec_from_lease(l, &spec, &mem);
+		return wk_fail_lease(w, l->lease_id, w->sandbox_err);
+	rc = wk_spec_from_lease(l, &spec, &mem);
 	if (rc != SHOAL_OK)
-		return fail_lease(w, l->lease_id, "worker out of memory");
+		return wk_fail_lease(w, l->lease_id, "worker out of memory");
 	rc = shoal_sandbox_start(&spec, &slot->job, &err);
 	free(mem);
 	if (rc != SHOAL_OK) {
 		slot->job = NULL;
-		return fail_lease(w, l->lease_id, err.msg);
+		return wk_fail_lease(w, l->lease_id, err.msg);
 	}
 	slot->lease_id = l->lease_id;
 	slot->started_us = shoal_now_us();
@@ -421,17 +421,17 @@ static int start_lease(struct worker *w, const struct shoal_wire_lease *l)
 	if (l->kind == SHOAL_TASK_NOOP)
 		return run_noop(w, l);
 	if (l->kind == SHOAL_TASK_SESSION)
-		return start_session(w, l);
+		return wk_start_session(w, l);
 	return start_command(w, l);
 }
 
 static void cancel_lease(struct worker *w, uint64_t lease_id)
 {
-	struct session *s = find_session(w, lease_id);
+	struct session *s = wk_find_session(w, lease_id);
 	uint32_t i;
 
 	if (s != NULL) {
-		end_session(w, s, SHOAL_STATUS_CANCELLED, "cancelled");
+		wk_end_session(w, s, SHOAL_STATUS_CANCELLED, "cancelled");
 		return;
 	}
 	for (i = 0; i < w->opts->slots; i++)
@@ -580,7 +580,7 @@ static int send_poll_or_report(struct worker *w, int type, int chan,
 	m.type = (uint8_t)type;
 	fill_poll(w, &m.u.poll, chan, res, opres, running);
 	if (type == SHOAL_MSG_POLL)
-		m.u.poll.free_slots = w->draining ? 0 : w->opts->slots - busy_slots(w);
+		m.u.poll.free_slots = w->draining ? 0 : w->opts->slots - wk_busy_slots(w);
 	rc = send_msg(w, chan, &m, (int64_t)w->poll_ms + WORKER_SLACK_MS, err);
 	if (rc != SHOAL_OK)
 		settle(w, chan, 0);
@@ -630,7 +630,7 @@ static void on_work(struct worker *w, const struct shoal_msg_work *work)
 			shoal_warn("out of memory starting a lease");
 	/* after the leases: a WORK may open a session and bring its ops */
 	for (i = 0; i < work->nops; i++)
-		accept_op(w, &work->ops[i]);
+		wk_accept_op(w, &work->ops[i]);
 	if (work->drain && !w->draining) {
 		w->draining = 1;
 		w->drain_since_ms = shoal_now_ms();
@@ -701,7 +701,7 @@ static int wants_poll(const struct worker *w)
 
 	if (w->draining)
 		return queued > 0;
-	return busy_slots(w) < w->opts->slots || queued > 0 || w->nsessions > 0;
+	return wk_busy_slots(w) < w->opts->slots || queued > 0 || w->nsessions > 0;
 }
 
 static void maybe_send(struct worker *w, int64_t now)
@@ -740,7 +740,7 @@ static int poll_timeout(struct worker *w, int64_t now)
 		int64_t d = w->run[i].job != NULL ?
 			    shoal_sandbox_job_deadline(w->run[i].job) : 0;
 		int64_t sd = w->sess[i].state != SESS_FREE ?
-			     session_deadline(&w->sess[i]) : 0;
+			     wk_session_deadline(&w->sess[i]) : 0;
 
 		if (d > 0 && d < until)
 			until = d;
@@ -816,7 +816,7 @@ static int is_finished(struct worker *w)
 {
 	if (w->done || gave_up_draining(w))
 		return 1;
-	return w->draining && busy_slots(w) == 0 && w->npend == 0 && w->nopd == 0 &&
+	return w->draining && wk_busy_slots(w) == 0 && w->npend == 0 && w->nopd == 0 &&
 	       !shoal_dialer_busy(w->dialer, SHOAL_CHAN_CTL);
 }
 
@@ -832,7 +832,7 @@ static void loop(struct worker *w)
 		take_channel(w, SHOAL_CHAN_CTL);
 		take_channel(w, SHOAL_CHAN_POLL);
 		step_jobs(w);
-		step_sessions(w);
+		wk_step_sessions(w);
 		if (!w->welcomed && w->opts->hello_timeout_ms > 0 &&
 		    shoal_now_ms() > give_up) {
 			shoal_errorf("no harness answered at %s", w->opts->connect_url);
@@ -878,7 +878,7 @@ static void worker_free(struct worker *w)
 	for (i = 0; i < w->opts->slots; i++) {
 		shoal_sandbox_job_free(w->run[i].job);
 		if (w->sess[i].state != SESS_FREE)
-			end_session(w, &w->sess[i], SHOAL_STATUS_ERROR,
+			wk_end_session(w, &w->sess[i], SHOAL_STATUS_ERROR,
 				    "the worker exited");
 	}
 	for (j = 0; j < w->npend; j++)

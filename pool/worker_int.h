@@ -114,58 +114,58 @@ struct worker {
 /* ---- worker.c -------------------------------------------------------- */
 
 /* Slots held: command jobs plus open sessions. */
-uint32_t busy_slots(const struct worker *w);
+uint32_t wk_busy_slots(const struct worker *w);
 
 /* A new op result, zeroed and queued (status OK); NULL when out of memory.
  * The worker owns it and frees it once the harness acknowledged it. */
-struct op_done *opd_add(struct worker *w, uint64_t op_id, uint64_t lease_id);
+struct op_done *wk_opd_add(struct worker *w, uint64_t op_id, uint64_t lease_id);
 
 /* Frees f and the paths and data its n entries own. */
-void snap_files_free(struct shoal_wire_snap_file *f, size_t n);
+void wk_snap_files_free(struct shoal_wire_snap_file *f, size_t n);
 
 /* An op result with no bytes and no reason: status OK. */
-void op_ok(struct worker *w, uint64_t op_id, uint64_t lease_id);
+void wk_op_ok(struct worker *w, uint64_t op_id, uint64_t lease_id);
 
 /* An op result with no bytes but a reason (copied). */
-void op_fail(struct worker *w, uint64_t op_id, uint64_t lease_id, int status,
-	     const char *reason);
+void wk_op_fail(struct worker *w, uint64_t op_id, uint64_t lease_id, int status,
+		const char *reason);
 
 /* A lease's result with a status and a reason (copied; NULL for none). */
-int end_lease(struct worker *w, uint64_t lease_id, int status,
-	      const char *reason, uint64_t run_us);
+int wk_end_lease(struct worker *w, uint64_t lease_id, int status,
+		 const char *reason, uint64_t run_us);
 
 /* A result for a lease that could not start; reason is copied. */
-int fail_lease(struct worker *w, uint64_t lease_id, const char *reason);
+int wk_fail_lease(struct worker *w, uint64_t lease_id, const char *reason);
 
 /* Builds the sandbox spec of a lease; arrays are allocated in *mem, which
  * the caller frees (the spec borrows l's strings and data). */
-int spec_from_lease(const struct shoal_wire_lease *l,
-		    struct shoal_sandbox_spec *spec, void **mem);
+int wk_spec_from_lease(const struct shoal_wire_lease *l,
+		       struct shoal_sandbox_spec *spec, void **mem);
 
 /* ---- worker_session.c ------------------------------------------------ */
 
 /* The open session of lease_id, or NULL. */
-struct session *find_session(struct worker *w, uint64_t lease_id);
+struct session *wk_find_session(struct worker *w, uint64_t lease_id);
 
 /* Opens a SESSION lease's sandbox in a free slot (OPENING), or queues the
  * lease's failure.  SHOAL_OK unless out of memory. */
-int start_session(struct worker *w, const struct shoal_wire_lease *l);
+int wk_start_session(struct worker *w, const struct shoal_wire_lease *l);
 
 /* Ends a session: every op it still holds is answered, the lease's result
  * is queued (why is its reason; NULL for a clean close) and the sandbox
  * is freed (killed, if it still runs).  s is FREE afterwards. */
-void end_session(struct worker *w, struct session *s, int status,
-		 const char *why);
+void wk_end_session(struct worker *w, struct session *s, int status,
+		    const char *why);
 
 /* Queues an op from WORK on its session, or answers it at once with an
  * ERROR op result (no such session, draining, a queue full). */
-void accept_op(struct worker *w, const struct shoal_wire_op *o);
+void wk_accept_op(struct worker *w, const struct shoal_wire_op *o);
 
 /* Steps every open session: its sandbox's I/O, the op in flight, the next
  * queued op, its limits. */
-void step_sessions(struct worker *w);
+void wk_step_sessions(struct worker *w);
 
 /* When s must be stepped without I/O: an exec's timeout, a limit. */
-int64_t session_deadline(const struct session *s);
+int64_t wk_session_deadline(const struct session *s);
 
 #endif

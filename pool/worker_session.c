@@ -63,7 +63,7 @@ static uint64_t clamp_ms(uint64_t ms)
  *
  * | transition                  | done by                            |
  * |-----------------------------|------------------------------------|
- * | lease -> OPENING            | start_session                      |
+ * | lease -> OPENING            | wk_start_session                      |
  * | OPENING -> IDLE             | step_session (the sandbox is ready) |
  * | IDLE -> BUSY                | start_op (exec, read, write, list, |
  * |                             | snapshot: one sandbox operation;   |
@@ -73,14 +73,14 @@ static uint64_t clamp_ms(uint64_t ms)
  * | BUSY -> IDLE                | op_finished; mcp_done              |
  * | BUSY -> BUSY                | snap_step (the next file's read);  |
  * |                             | mcp_step (spawned, then talking)   |
- * | any -> ended                | end_session                        |
+ * | any -> ended                | wk_end_session                        |
  *
  * Invariants:
  *  1. A session is FREE exactly when its job is NULL; each other state
  *     holds a slot (worker.nsessions).
  *  2. cur holds an op only in BUSY (or, for a patch or close, inside
  *     start_op); every op accepted gets exactly one op result, from
- *     op_release, op_fail or end_session.
+ *     op_release, wk_op_fail or wk_end_session.
  *  3. prev is the last snapshot that succeeded; a failed snapshot leaves
  *     it as it was, so the next one again reports every change since.
  *  4. Nothing runs in the sandbox between ops (the sandbox kills what a
@@ -93,7 +93,7 @@ static uint64_t clamp_ms(uint64_t ms)
  *     cur.
  */
 
-struct session *find_session(struct worker *w, uint64_t lease_id)
+struct session *wk_find_session(struct worker *w, uint64_t lease_id)
 {
 	uint32_t i;
 
@@ -107,7 +107,7 @@ static struct session *free_session(struct worker *w)
 {
 	uint32_t i;
 
-	if (busy_slots(w) >= w->opts->slots)
+	if (wk_busy_slots(w) >= w->opts->slots)
 		return NULL;
 	for (i = 0; i < w->opts->slots; i++)
 		if (w->sess[i].state == SESS_FREE)
@@ -115,7 +115,7 @@ static struct session *free_session(struct worker *w)
 	return NULL;
 }
 
-int start_session(struct worker *w, const struct shoal_wire_lease *l)
+int wk_start_session(struct worker *w, const struct shoal_wire_lease *l)
 {
 	struct shoal_sandbox_spec spec;
 	struct shoal_error err = { 0, "" };
@@ -124,18 +124,18 @@ int start_session(struct worker *w, const struct shoal_wire_lease *l)
 	int rc;
 
 	if (w->draining)
-		return fail_lease(w, l->lease_id, "the worker is draining");
-	if (s == NULL || find_session(w, l->lease_id) != NULL)
-		return fail_lease(w, l->lease_id, s == NULL ? "worker has no free slot"
+		return wk_fail_lease(w, l->lease_id, "the worker is draining");
+	if (s == NULL || wk_find_session(w, l->lease_id) != NULL)
+		return wk_fail_lease(w, l->lease_id, s == NULL ? "worker has no free slot"
 					       : "a session with this lease id is open");
 	if (l->sandbox.backend == SHOAL_SANDBOX_NATIVE && w->sandbox_err[0] != '\0')
-		return fail_lease(w, l->lease_id, w->sandbox_err);
+		return wk_fail_lease(w, l->lease_id, w->sandbox_err);
 	memset(s, 0, sizeof(*s));
 	s->queue = calloc(SESSION_QUEUE_MAX, sizeof(*s->queue));
-	if (s->queue == NULL || spec_from_lease(l, &spec, &mem) != SHOAL_OK) {
+	if (s->queue == NULL || wk_spec_from_lease(l, &spec, &mem) != SHOAL_OK) {
 		free(s->queue);
 		s->queue = NULL;
-		return fail_lease(w, l->lease_id, "worker out of memory");
+		return wk_fail_lease(w, l->lease_id, "worker out of memory");
 	}
 	spec.noutputs = 0;	/* a session's files come back by snapshot */
 	spec.outputs_max_bytes = SESSION_FILE_MAX;
@@ -145,7 +145,7 @@ int start_session(struct worker *w, const struct shoal_wire_lease *l)
 	if (rc != SHOAL_OK) {
 		free(s->queue);
 		memset(s, 0, sizeof(*s));
-		return fail_lease(w, l->lease_id, err.msg);
+		return wk_fail_lease(w, l->lease_id, err.msg);
 	}
 	s->state = SESS_OPENING;
 	s->lease_id = l->lease_id;
@@ -170,7 +170,7 @@ static void snap_entries_free(struct snap_entry *e, size_t n)
 static void snap_run_free(struct snap_run *sr)
 {
 	snap_entries_free(sr->files, sr->nfiles);
-	snap_files_free(sr->changed, sr->nchanged);
+	wk_snap_files_free(sr->changed, sr->nchanged);
 	memset(sr, 0, sizeof(*sr));
 }
 
@@ -198,8 +198,8 @@ static struct op *queue_pop(struct session *s)
 /* Ends a session: every op it still holds is answered, the lease's result
  * is queued (why is its reason; NULL for a clean close) and the sandbox
  * is freed (killed, if it still runs). */
-void end_session(struct worker *w, struct session *s, int status,
-		 const char *why)
+void wk_end_session(struct worker *w, struct session *s, int status,
+		    const char *why)
 {
 	int op_status = status == SHOAL_STATUS_CANCELLED ? SHOAL_STATUS_CANCELLED
 							 : SHOAL_STATUS_ERROR;
@@ -211,15 +211,15 @@ void end_session(struct worker *w, struct session *s, int status,
 	snprintf(reason, sizeof(reason), "the session ended: %s",
 		 why != NULL ? why : "closed");
 	if (s->state == SESS_BUSY) {
-		op_fail(w, s->cur.w.op_id, s->lease_id, op_status, reason);
+		wk_op_fail(w, s->cur.w.op_id, s->lease_id, op_status, reason);
 		op_release(w, s);
 	}
 	while (s->qlen > 0) {
 		s->cur = *queue_pop(s);
-		op_fail(w, s->cur.w.op_id, s->lease_id, op_status, reason);
+		wk_op_fail(w, s->cur.w.op_id, s->lease_id, op_status, reason);
 		op_release(w, s);
 	}
-	if (end_lease(w, s->lease_id, status, why,
+	if (wk_end_lease(w, s->lease_id, status, why,
 		      (uint64_t)(shoal_now_us() - s->opened_us)) != SHOAL_OK)
 		shoal_warn("out of memory queueing a result; lease %llu will expire",
 			   (unsigned long long)s->lease_id);
@@ -236,7 +236,7 @@ static void session_died(struct worker *w, struct session *s)
 	const struct shoal_sandbox_outcome *o = shoal_sandbox_job_outcome(s->job);
 	int status = o->status == SHOAL_STATUS_OK ? SHOAL_STATUS_ERROR : o->status;
 
-	end_session(w, s, status, o->reason[0] != '\0' ? o->reason
+	wk_end_session(w, s, status, o->reason[0] != '\0' ? o->reason
 				  : "the sandbox ended");
 }
 
@@ -309,19 +309,19 @@ static const char *op_refusal(struct worker *w, const struct session *s,
 	return NULL;
 }
 
-void accept_op(struct worker *w, const struct shoal_wire_op *o)
+void wk_accept_op(struct worker *w, const struct shoal_wire_op *o)
 {
-	struct session *s = find_session(w, o->lease_id);
+	struct session *s = wk_find_session(w, o->lease_id);
 	const char *why = op_refusal(w, s, o);
 	struct op *slot;
 
 	if (why != NULL) {
-		op_fail(w, o->op_id, o->lease_id, SHOAL_STATUS_ERROR, why);
+		wk_op_fail(w, o->op_id, o->lease_id, SHOAL_STATUS_ERROR, why);
 		return;
 	}
 	slot = &s->queue[(s->qhead + s->qlen) % SESSION_QUEUE_MAX];
 	if (op_copy(slot, o) != SHOAL_OK) {
-		op_fail(w, o->op_id, o->lease_id, SHOAL_STATUS_ERROR,
+		wk_op_fail(w, o->op_id, o->lease_id, SHOAL_STATUS_ERROR,
 			"worker out of memory");
 		return;
 	}
@@ -359,7 +359,7 @@ static void op_done_from_outcome(struct worker *w, struct session *s)
 {
 	const struct shoal_sandbox_outcome *o = shoal_sandbox_job_outcome(s->job);
 	const struct shoal_wire_op *op = &s->cur.w;
-	struct op_done *d = opd_add(w, op->op_id, s->lease_id);
+	struct op_done *d = wk_opd_add(w, op->op_id, s->lease_id);
 	size_t room = op->max_output ? (size_t)op->max_output : SIZE_MAX;
 	int cut = 0;
 
@@ -390,7 +390,7 @@ static void op_done_from_outcome(struct worker *w, struct session *s)
 static void op_error(struct worker *w, struct session *s, int status,
 		     const char *reason)
 {
-	op_fail(w, s->cur.w.op_id, s->lease_id, status, reason);
+	wk_op_fail(w, s->cur.w.op_id, s->lease_id, status, reason);
 	op_release(w, s);
 }
 
@@ -604,7 +604,7 @@ static int snap_finish(struct worker *w, struct session *s)
 		    snap_add_changed(sr, &s->prev[i], NULL, 1) != SHOAL_OK)
 			return SHOAL_ENOMEM;
 	}
-	d = opd_add(w, s->cur.w.op_id, s->lease_id);
+	d = wk_opd_add(w, s->cur.w.op_id, s->lease_id);
 	if (d == NULL)
 		return SHOAL_ENOMEM;
 	d->files = sr->changed;
@@ -832,7 +832,7 @@ static void run_patch(struct worker *w, struct session *s)
 	shoal_buf_init(&summary, PATCH_SUMMARY_MAX);
 	rc = shoal_patch_apply(s->cur.w.data.data, s->cur.w.data.len, &fs, &summary,
 			       &err);
-	d = opd_add(w, s->cur.w.op_id, s->lease_id);
+	d = wk_opd_add(w, s->cur.w.op_id, s->lease_id);
 	if (d != NULL) {
 		d->r.status = rc == SHOAL_OK ? SHOAL_STATUS_OK
 			      : f.broken ? SHOAL_STATUS_ERROR
@@ -848,7 +848,7 @@ static void run_patch(struct worker *w, struct session *s)
 	if (f.broken && shoal_sandbox_session_ended(s->job))
 		session_died(w, s);
 	else if (f.broken)
-		end_session(w, s, SHOAL_STATUS_ERROR, err.msg);
+		wk_end_session(w, s, SHOAL_STATUS_ERROR, err.msg);
 }
 
 /* ---- sessions: mcp ----
@@ -869,7 +869,7 @@ static void mcp_done(struct worker *w, struct session *s)
 	struct op_done *d;
 
 	wmcp_take_result(s->mcp, &r);
-	d = opd_add(w, s->cur.w.op_id, s->lease_id);
+	d = wk_opd_add(w, s->cur.w.op_id, s->lease_id);
 	if (d == NULL) {
 		shoal_warn("out of memory answering op %llu",
 			   (unsigned long long)s->cur.w.op_id);
@@ -989,9 +989,9 @@ static void start_op(struct worker *w, struct session *s)
 	s->cur_start_us = shoal_now_us();
 	s->state = SESS_BUSY;	/* cur is held (invariant 2) */
 	if (s->cur.w.kind == SHOAL_OP_CLOSE) {
-		op_ok(w, s->cur.w.op_id, s->lease_id);
+		wk_op_ok(w, s->cur.w.op_id, s->lease_id);
 		op_release(w, s);
-		end_session(w, s, SHOAL_STATUS_OK, NULL);
+		wk_end_session(w, s, SHOAL_STATUS_OK, NULL);
 		return;
 	}
 	if (s->cur.w.kind == SHOAL_OP_PATCH) {
@@ -1035,17 +1035,17 @@ static int session_expired(struct worker *w, struct session *s, int64_t now)
 	if (s->life_ms > 0 && now - s->opened_us / 1000 >= (int64_t)s->life_ms) {
 		fmt_limit(why, sizeof(why), "the session reached its life limit of",
 			  s->life_ms);
-		end_session(w, s, SHOAL_STATUS_TIMEOUT, why);
+		wk_end_session(w, s, SHOAL_STATUS_TIMEOUT, why);
 		return 1;
 	}
 	if (s->state == SESS_IDLE && s->qlen == 0 &&
 	    now - s->active_ms >= (int64_t)s->idle_ms) {
 		fmt_limit(why, sizeof(why), "the session was idle for", s->idle_ms);
-		end_session(w, s, SHOAL_STATUS_TIMEOUT, why);
+		wk_end_session(w, s, SHOAL_STATUS_TIMEOUT, why);
 		return 1;
 	}
 	if (w->draining && s->state != SESS_BUSY) {
-		end_session(w, s, SHOAL_STATUS_ERROR, "the worker is draining");
+		wk_end_session(w, s, SHOAL_STATUS_ERROR, "the worker is draining");
 		return 1;
 	}
 	return 0;
@@ -1075,7 +1075,7 @@ static void step_session(struct worker *w, struct session *s, int64_t now)
 		(void)session_expired(w, s, now);
 }
 
-void step_sessions(struct worker *w)
+void wk_step_sessions(struct worker *w)
 {
 	uint32_t i;
 
@@ -1085,7 +1085,7 @@ void step_sessions(struct worker *w)
 }
 
 /* When s must be stepped without I/O: an exec's timeout, a limit. */
-int64_t session_deadline(const struct session *s)
+int64_t wk_session_deadline(const struct session *s)
 {
 	int64_t d = shoal_sandbox_job_deadline(s->job);
 
