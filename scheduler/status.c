@@ -238,10 +238,54 @@ static int read_stages(struct shoal_state *st, json_t *run, json_t *stages,
 	return rc;
 }
 
+/* The run's subagents (spawn_subagents): the hidden stage's counters and
+ * how many were spawned; *out stays NULL when the run spawned none. */
+static int read_subagents(struct shoal_state *st, json_t **out, json_t *failures,
+			  struct shoal_error *err)
+{
+	char key[256], num_buf[32];
+	const char *argv[2];
+	redisReply *r = NULL;
+	int rc;
+
+	*out = NULL;
+	shoal_state_key(st, key, sizeof(key), "children");
+	argv[0] = "HLEN";
+	argv[1] = key;
+	rc = shoal_state_command(st, (void **)&r, err, 2, argv);
+	if (rc != SHOAL_OK)
+		return rc;
+	if (r->type != REDIS_REPLY_INTEGER || r->integer <= 0) {
+		freeReplyObject(r);
+		return SHOAL_OK;
+	}
+	snprintf(num_buf, sizeof(num_buf), "%lld", (long long)r->integer);
+	freeReplyObject(r);
+	shoal_state_key(st, key, sizeof(key), "stage:_subagents");
+	rc = read_hash(st, key, out, err);
+	if (rc != SHOAL_OK)
+		return rc;
+	json_object_set_new(*out, "spawned", json_string(num_buf));
+	return read_failures(st, "_subagents", failures, err);
+}
+
+static void print_subagents(FILE *out, json_t *s)
+{
+	long long spawned = num(s, "spawned"), done = num(s, "done"), dead = num(s, "dead");
+	long long leased = num(s, "leased"), waiting = spawned - done - dead - leased;
+
+	fprintf(out, "\nsubagents (spawn_subagents): %lld spawned, %lld done, %lld running, "
+		"%lld waiting, %lld failed\n", spawned, done, leased, waiting < 0 ? 0 : waiting,
+		dead);
+	if (num(s, "tokens_in") + num(s, "tokens_out") > 0)
+		fprintf(out, "  model tokens: %lld prompt + %lld completion%s\n",
+			num(s, "tokens_in"), num(s, "tokens_out"), cost_text(s));
+}
+
 int shoal_status_run(struct shoal_state *st, const char *run_id, FILE *out,
 		     int json, struct shoal_error *err)
 {
-	json_t *run = NULL, *stages = json_array(), *failures = json_array();
+	json_t *run = NULL, *stages = json_array(), *failures = json_array(), *subs = NULL;
 	char key[256];
 	int rc;
 
@@ -254,15 +298,22 @@ int shoal_status_run(struct shoal_state *st, const char *run_id, FILE *out,
 				     run_id);
 	if (rc == SHOAL_OK)
 		rc = read_stages(st, run, stages, failures, err);
+	if (rc == SHOAL_OK)
+		rc = read_subagents(st, &subs, failures, err);
 	if (rc == SHOAL_OK && json) {
 		json_object_set_new(run, "id", json_string(run_id));
 		json_object_set(run, "stages", stages);
 		json_object_set(run, "failures", failures);
+		if (subs != NULL)
+			json_object_set(run, "subagents", subs);
 		json_dumpf(run, out, JSON_INDENT(2));
 		fputc('\n', out);
 	} else if (rc == SHOAL_OK) {
 		print_run(out, run_id, run, stages, failures);
+		if (subs != NULL)
+			print_subagents(out, subs);
 	}
+	json_decref(subs);
 	json_decref(run);
 	json_decref(stages);
 	json_decref(failures);

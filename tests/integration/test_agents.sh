@@ -606,6 +606,9 @@ YAML
 	expect_eq "$(sed -n 3p "$d/out/results.jsonl" | grep -c gamma)" 1 "worker 3's answer is third"
 	expect_eq "$(cat "$d/out/review.txt" 2>/dev/null)" 3 "the reviewer saw the three answers"
 	expect_eq "$(requests_for "$d" work)" 6 "each worker: two model turns"
+	run_shoal "$d/st" status "$RUN" --redis "$REDIS_URL"
+	expect_contains "$d/st.out" "subagents (spawn_subagents): 3 spawned, 3 done, 0 running, 0 waiting, 0 failed" \
+		"shoal status shows the subagents"
 }
 
 # A subagent's tokens count in its parent's budget (agents.NAME.budget:
