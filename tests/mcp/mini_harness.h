@@ -1,8 +1,12 @@
-/* mini_harness.h - the smallest harness a real `shoal worker` will serve:
- * a raw REP listener that answers HELLO, holds POLLs and replies WORK with
- * the leases, ops and cancels queued here, and keeps every POLL/REPORT so
- * that tests can look up op results.  The same conversation as
- * tests/sandbox/test_session_ops.c, trimmed to what MCP tests need. */
+/* mini_harness.h - the smallest harness a real `shoal worker` will serve,
+ * shared by the tests that drive one: tests/sandbox/test_session_ops.c
+ * (SESSION leases and every op kind) and tests/mcp/test_mcp_stdio.c (MCP
+ * servers through mcp ops); both link the shoal_mini_harness library
+ * (tests/CMakeLists.txt).  A raw REP listener (transport/endpoint.h) that
+ * answers HELLO, holds POLLs, replies WORK with the leases, ops, cancels
+ * and drain queued here, ACKs REPORTs, and keeps every POLL/REPORT so that
+ * tests can look up op results.  One harness per process; the test owns
+ * the checking (see struct mh_hooks). */
 #ifndef SHOAL_TEST_MINI_HARNESS_H
 #define SHOAL_TEST_MINI_HARNESS_H
 
@@ -11,11 +15,25 @@
 
 #include "transport/wire.h"
 
+/* What a test may hear from the harness; either may be NULL. */
+struct mh_hooks {
+	/* Each promise of the conversation the harness verifies (one POLL at
+	 * a time, only messages it knows, every WORK delivered), as it is
+	 * verified: ok is 0 when the promise was broken.  A test counts them
+	 * with its own CHECK. */
+	void (*check)(int ok, const char *what);
+	/* Each POLL or REPORT as it is kept; borrowed until mh_stop. */
+	void (*kept)(const struct shoal_msg *m);
+};
+
+/* Sets the hooks (copied); call before mh_start. */
+void mh_set_hooks(const struct mh_hooks *hooks);
+
 /* Opens the listener in a fresh folder under /tmp and starts
  * `SHOAL_BIN worker --connect ... --slots slots`.  0 or -1. */
 int mh_start(const char *shoal_bin, uint32_t slots);
 
-/* Kills the worker and frees everything. */
+/* Kills the worker (unless it exited) and frees everything. */
 void mh_stop(void);
 
 /* Serves the worker for ms milliseconds (0: one round). */
@@ -30,11 +48,21 @@ int mh_hello_mcp(void);
  * then too. */
 struct shoal_wire_lease *mh_session(uint64_t lease_id);
 
-/* Queues an op (zeroed but for id, lease and kind) for the next WORK. */
+/* Queues an op (zeroed but for id, lease and kind) for the next WORK.
+ * When the outbox is full it serves the worker until the outbox is sent;
+ * aborts if that takes over 20 seconds. */
 struct shoal_wire_op *mh_op(uint64_t lease_id, int kind);
 
 /* Queues a cancel of a lease. */
 void mh_cancel(uint64_t lease_id);
+
+/* Sets drain in the next WORK. */
+void mh_drain(void);
+
+/* The result of an op or a lease if it came (NULL if not yet), without
+ * waiting; how many results for an op came (exactly one is right). */
+const struct shoal_wire_op_result *mh_find_op(uint64_t op_id);
+int mh_count_op(uint64_t op_id);
 
 /* Waits (serving the worker) up to ms for the result of an op or a
  * lease; NULL if none came.  Results live until mh_stop. */
@@ -43,5 +71,10 @@ const struct shoal_wire_result *mh_wait_result(uint64_t lease_id, int ms);
 
 /* The worker's pid (for tests that look at its children). */
 pid_t mh_worker_pid(void);
+
+/* Waits (serving the worker) up to ms for the worker to exit, as after a
+ * drain: its exit status (128: killed by a signal), or -1 if it did not
+ * exit. */
+int mh_wait_worker_exit(int ms);
 
 #endif

@@ -1,6 +1,6 @@
-/* test_session_ops.c - SESSION leases end to end.  This program is a
- * minimal harness (the raw REP listener of transport/endpoint.h: it
- * answers HELLO, holds POLLs, replies WORK, ACKs REPORTs) and drives a
+/* test_session_ops.c - SESSION leases end to end.  The mini harness
+ * (tests/mcp/mini_harness.h: the raw REP listener of transport/endpoint.h;
+ * it answers HELLO, holds POLLs, replies WORK, ACKs REPORTs) drives a
  * real `shoal worker` process, whose sessions are real sandboxes, through
  * every op kind: write, exec, list, read, patch (atomic across files),
  * snapshot (only what changed), exec timeouts, the environment, close,
@@ -8,24 +8,18 @@
  *
  * SHOAL_BIN is the shoal binary (a compile definition).  SHOAL_TEST_BACKEND
  * =none runs the sessions without namespaces (hosts without them). */
-#include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/buf.h"
-#include "common/err.h"
 #include "common/sha256.h"
 #include "common/util.h"
-#include "transport/endpoint.h"
 #include "transport/wire.h"
+#include "mini_harness.h"
 #include "test.h"
 
 #ifndef SHOAL_BIN
@@ -34,248 +28,58 @@
 
 #define SECRET_NAME "SHOAL_TEST_HARNESS_SECRET"
 #define SECRET_VALUE "hs-5ec7e7-0f-7he-hArne55"
-#define MAX_KEPT 8192
-#define OUTBOX_MAX 128
+#define WAIT_MS 20000	/* for any one result */
 
-/* ---- the harness ------------------------------------------------------ */
+/* ---- the harness's hooks ---------------------------------------------- */
 
-struct harness {
-	char dir[64];
-	char url[128];
-	struct shoal_listener *l;
-	pid_t worker;
-	int hello_sessions;		/* the worker's HELLO said sess */
-	int held;			/* a POLL is held */
-	struct shoal_route poll_route;
-	uint64_t poll_corr;
-	int64_t poll_since_ms;
-	struct shoal_msg *kept[MAX_KEPT];	/* POLL/REPORT: results live here */
-	size_t nkept;
-	/* the next WORK */
-	struct shoal_wire_lease leases[OUTBOX_MAX];
-	uint32_t nleases;
-	struct shoal_wire_op ops[OUTBOX_MAX];
-	uint32_t nops;
-	uint64_t cancels[OUTBOX_MAX];
-	uint32_t ncancels;
-	int drain;
-	/* what came back */
+/* What came back, noted by note_poll. */
+static struct {
 	uint32_t min_free_with_sessions;	/* lowest POLL free seen */
 	int saw_running[4];			/* leases 1001..1004 in run[] */
-};
+} seen = { UINT32_MAX, { 0 } };
 
-static struct harness H;
 static const char *backend_env;
 
-static int reply(const struct shoal_route *route, struct shoal_msg *m,
-		 uint64_t corr)
-{
-	struct shoal_error err;
-	struct shoal_buf b;
-	int rc;
-
-	m->corr = corr;
-	shoal_buf_init(&b, 0);
-	rc = shoal_wire_encode(m, &b, &err);
-	if (rc == SHOAL_OK)
-		rc = shoal_listener_reply(H.l, route, b.data, b.len, &err);
-	if (rc != SHOAL_OK)
-		fprintf(stderr, "reply: %s\n", err.msg);
-	shoal_buf_free(&b);
-	return rc;
-}
-
-static int outbox_empty(void)
-{
-	return H.nleases == 0 && H.nops == 0 && H.ncancels == 0 && !H.drain;
-}
-
-/* Answers the held POLL with the outbox (or nothing). */
-static void send_work(void)
-{
-	struct shoal_msg m;
-
-	memset(&m, 0, sizeof(m));
-	m.type = SHOAL_MSG_WORK;
-	m.u.work.leases = H.leases;
-	m.u.work.nleases = H.nleases;
-	m.u.work.ops = H.ops;
-	m.u.work.nops = H.nops;
-	m.u.work.cancels = H.cancels;
-	m.u.work.ncancels = H.ncancels;
-	m.u.work.drain = (uint8_t)H.drain;
-	CHECK_EQ_INT(reply(&H.poll_route, &m, H.poll_corr), SHOAL_OK);
-	H.nleases = H.nops = H.ncancels = 0;
-	H.drain = 0;
-	H.held = 0;
-}
-
+/* Notes, from each POLL or REPORT kept, the fewest free slots while a
+ * session runs and which leases were heartbeated as running. */
 static void note_poll(const struct shoal_msg *m)
 {
 	uint32_t i;
 
 	if (m->type == SHOAL_MSG_POLL && m->u.poll.nrunning > 0 &&
-	    m->u.poll.free_slots < H.min_free_with_sessions)
-		H.min_free_with_sessions = m->u.poll.free_slots;
+	    m->u.poll.free_slots < seen.min_free_with_sessions)
+		seen.min_free_with_sessions = m->u.poll.free_slots;
 	for (i = 0; i < m->u.poll.nrunning; i++) {
 		uint64_t id = m->u.poll.running[i];
 
 		if (id >= 1001 && id <= 1004)
-			H.saw_running[id - 1001] = 1;
+			seen.saw_running[id - 1001] = 1;
 	}
 }
 
-static void on_request(struct shoal_request *req)
+/* The harness's checks of the conversation count as this program's. */
+static void conversation_check(int ok, const char *what)
 {
-	struct shoal_msg *m = NULL, out;
-	struct shoal_error err;
-
-	if (shoal_wire_decode(req->body, req->len, NULL, &m, &err) != SHOAL_OK) {
-		fprintf(stderr, "bad message from the worker: %s\n", err.msg);
-		CHECK(0);
-		return;
-	}
-	memset(&out, 0, sizeof(out));
-	switch (m->type) {
-	case SHOAL_MSG_HELLO:
-		H.hello_sessions = m->u.hello.sessions;
-		out.type = SHOAL_MSG_WELCOME;
-		out.u.welcome.heartbeat_ms = 300;
-		out.u.welcome.poll_ms = 200;
-		reply(&req->route, &out, m->corr);
-		break;
-	case SHOAL_MSG_POLL:
-		CHECK(!H.held);	/* one POLL at a time */
-		H.held = 1;
-		H.poll_route = req->route;
-		H.poll_corr = m->corr;
-		H.poll_since_ms = shoal_now_ms();
-		break;
-	case SHOAL_MSG_REPORT:
-	case SHOAL_MSG_BYE:
-		out.type = SHOAL_MSG_ACK;
-		reply(&req->route, &out, m->corr);
-		break;
-	default:
-		CHECK(0);
-	}
-	if ((m->type == SHOAL_MSG_POLL || m->type == SHOAL_MSG_REPORT) &&
-	    H.nkept < MAX_KEPT) {
-		note_poll(m);
-		H.kept[H.nkept++] = m;
-		return;
-	}
-	shoal_wire_msg_free(m);
-}
-
-/* Serves the worker for up to ms milliseconds. */
-static void pump(int ms)
-{
-	int64_t until = shoal_now_ms() + ms;
-
-	do {
-		struct pollfd p = { shoal_listener_recv_fd(H.l), POLLIN, 0 };
-		struct shoal_request req;
-
-		while (shoal_listener_recv(H.l, &req) == SHOAL_OK) {
-			on_request(&req);
-			shoal_request_release(&req);
-		}
-		if (H.held && (!outbox_empty() ||
-			       shoal_now_ms() - H.poll_since_ms >= 150))
-			send_work();
-		(void)poll(&p, 1, 10);
-	} while (shoal_now_ms() < until);
-}
-
-static const struct shoal_wire_op_result *find_op(uint64_t op_id)
-{
-	size_t i;
-	uint32_t j;
-
-	for (i = 0; i < H.nkept; i++)
-		for (j = 0; j < H.kept[i]->u.poll.nop_results; j++)
-			if (H.kept[i]->u.poll.op_results[j].op_id == op_id)
-				return &H.kept[i]->u.poll.op_results[j];
-	return NULL;
-}
-
-static const struct shoal_wire_result *find_result(uint64_t lease_id)
-{
-	size_t i;
-	uint32_t j;
-
-	for (i = 0; i < H.nkept; i++)
-		for (j = 0; j < H.kept[i]->u.poll.nresults; j++)
-			if (H.kept[i]->u.poll.results[j].lease_id == lease_id)
-				return &H.kept[i]->u.poll.results[j];
-	return NULL;
-}
-
-/* How many op results for op_id arrived (exactly one is right). */
-static int count_op(uint64_t op_id)
-{
-	size_t i;
-	uint32_t j;
-	int n = 0;
-
-	for (i = 0; i < H.nkept; i++)
-		for (j = 0; j < H.kept[i]->u.poll.nop_results; j++)
-			n += H.kept[i]->u.poll.op_results[j].op_id == op_id;
-	return n;
+	if (!ok)
+		fprintf(stderr, "  the worker broke a promise: %s\n", what);
+	CHECK(ok);
 }
 
 static const struct shoal_wire_op_result *wait_op(uint64_t op_id)
 {
-	int64_t until = shoal_now_ms() + 20000;
-	const struct shoal_wire_op_result *r;
-
-	while ((r = find_op(op_id)) == NULL && shoal_now_ms() < until)
-		pump(10);
-	if (r == NULL)
-		fprintf(stderr, "  no result for op %llu\n", (unsigned long long)op_id);
-	return r;
+	return mh_wait_op(op_id, WAIT_MS);
 }
 
 static const struct shoal_wire_result *wait_result(uint64_t lease_id)
 {
-	int64_t until = shoal_now_ms() + 20000;
-	const struct shoal_wire_result *r;
-
-	while ((r = find_result(lease_id)) == NULL && shoal_now_ms() < until)
-		pump(10);
-	if (r == NULL)
-		fprintf(stderr, "  no result for lease %llu\n",
-			(unsigned long long)lease_id);
-	return r;
+	return mh_wait_result(lease_id, WAIT_MS);
 }
 
 /* ---- building ops ----------------------------------------------------- */
 
-static uint64_t next_op_id = 1;
-
-static struct shoal_wire_op *add_op(uint64_t lease_id, int kind)
-{
-	struct shoal_wire_op *op;
-	int64_t give_up = shoal_now_ms() + 20000;
-
-	while (H.nops == OUTBOX_MAX && shoal_now_ms() < give_up)
-		pump(10);	/* sends them with the next POLL */
-	if (H.nops == OUTBOX_MAX) {
-		fprintf(stderr, "the worker takes no more ops\n");
-		abort();
-	}
-	op = &H.ops[H.nops++];
-	memset(op, 0, sizeof(*op));
-	op->op_id = next_op_id++;
-	op->lease_id = lease_id;
-	op->kind = (uint8_t)kind;
-	return op;
-}
-
 static uint64_t op_exec(uint64_t lease, const char *cmd, uint64_t timeout_ms)
 {
-	struct shoal_wire_op *op = add_op(lease, SHOAL_OP_EXEC);
+	struct shoal_wire_op *op = mh_op(lease, SHOAL_OP_EXEC);
 
 	op->command = cmd;
 	op->timeout_ms = timeout_ms;
@@ -284,7 +88,7 @@ static uint64_t op_exec(uint64_t lease, const char *cmd, uint64_t timeout_ms)
 
 static uint64_t op_path(uint64_t lease, int kind, const char *path)
 {
-	struct shoal_wire_op *op = add_op(lease, kind);
+	struct shoal_wire_op *op = mh_op(lease, kind);
 
 	op->path = path;
 	return op->op_id;
@@ -293,7 +97,7 @@ static uint64_t op_path(uint64_t lease, int kind, const char *path)
 static uint64_t op_write(uint64_t lease, const char *path, const char *data,
 			 uint32_t mode)
 {
-	struct shoal_wire_op *op = add_op(lease, SHOAL_OP_WRITE);
+	struct shoal_wire_op *op = mh_op(lease, SHOAL_OP_WRITE);
 
 	op->path = path;
 	op->data.data = data;
@@ -304,7 +108,7 @@ static uint64_t op_write(uint64_t lease, const char *path, const char *data,
 
 static uint64_t op_patch(uint64_t lease, const char *patch)
 {
-	struct shoal_wire_op *op = add_op(lease, SHOAL_OP_PATCH);
+	struct shoal_wire_op *op = mh_op(lease, SHOAL_OP_PATCH);
 
 	op->data.data = patch;
 	op->data.len = strlen(patch);
@@ -313,7 +117,7 @@ static uint64_t op_patch(uint64_t lease, const char *patch)
 
 static uint64_t op_simple(uint64_t lease, int kind)
 {
-	return add_op(lease, kind)->op_id;
+	return mh_op(lease, kind)->op_id;
 }
 
 /* The status an op ended with (-1: no result). */
@@ -387,16 +191,15 @@ static int snap_has(const struct shoal_wire_op_result *r, const char *path,
 	return 1;
 }
 
-static void lease_session(uint64_t id, const struct shoal_wire_file *files,
-			  uint32_t nfiles, struct shoal_wire_kv *env, uint32_t nenv)
+/* Queues a session lease; the lease may be changed until the next pump. */
+static struct shoal_wire_lease *lease_session(uint64_t id,
+					      const struct shoal_wire_file *files,
+					      uint32_t nfiles,
+					      struct shoal_wire_kv *env,
+					      uint32_t nenv)
 {
-	struct shoal_wire_lease *l = &H.leases[H.nleases++];
+	struct shoal_wire_lease *l = mh_session(id);
 
-	memset(l, 0, sizeof(*l));
-	l->lease_id = id;
-	l->task = "agent/1";
-	l->attempt = 1;
-	l->kind = SHOAL_TASK_SESSION;
 	l->files = (struct shoal_wire_file *)(uintptr_t)files;
 	l->nfiles = nfiles;
 	l->env = env;
@@ -405,53 +208,7 @@ static void lease_session(uint64_t id, const struct shoal_wire_file *files,
 	l->sandbox.max_output = 1 << 20;
 	if (backend_env != NULL && strcmp(backend_env, "none") == 0)
 		l->sandbox.backend = SHOAL_SANDBOX_NONE;
-}
-
-/* ---- the worker process ----------------------------------------------- */
-
-static int start_harness(void)
-{
-	struct shoal_error err;
-
-	snprintf(H.dir, sizeof(H.dir), "/tmp/shoal-sess-XXXXXX");
-	if (mkdtemp(H.dir) == NULL)
-		return -1;
-	snprintf(H.url, sizeof(H.url), "ipc://%s/h.sock", H.dir);
-	if (shoal_listener_open(H.url, (size_t)256 << 20, &H.l, &err) != SHOAL_OK) {
-		fprintf(stderr, "listener: %s\n", err.msg);
-		return -1;
-	}
-	H.min_free_with_sessions = UINT32_MAX;
-	return 0;
-}
-
-static pid_t spawn_worker(void)
-{
-	pid_t pid = fork();
-
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(SHOAL_BIN, "shoal", "worker", "--connect", H.url, "--slots",
-		      "2", (char *)NULL);
-		_exit(127);
-	}
-	return pid;
-}
-
-/* The worker's exit status after a drain (-1: it did not exit). */
-static int wait_worker_exit(int ms)
-{
-	int64_t until = shoal_now_ms() + ms;
-	int status;
-
-	while (shoal_now_ms() < until) {
-		pid_t r = waitpid(H.worker, &status, WNOHANG);
-
-		if (r == H.worker)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-		pump(20);
-	}
-	return -1;
+	return l;
 }
 
 /* ---- the tests --------------------------------------------------------- */
@@ -472,9 +229,9 @@ static void worker_says_it_serves_sessions(void)
 {
 	int64_t until = shoal_now_ms() + 10000;
 
-	while (!H.hello_sessions && shoal_now_ms() < until)
-		pump(20);
-	CHECK_EQ_INT(H.hello_sessions, 1);
+	while (!mh_hello_sessions() && shoal_now_ms() < until)
+		mh_pump(20);
+	CHECK_EQ_INT(mh_hello_sessions(), 1);
 }
 
 static void session_files_exec_list_and_read(void)
@@ -485,11 +242,11 @@ static void session_files_exec_list_and_read(void)
 	lease_session(1001, seed_files, 4, session_env, 2);
 	w = op_write(1001, "notes/a.txt", "hello session\n", 0640);
 	cat = op_exec(1001, "cat notes/a.txt", 0);
-	ls = add_op(1001, SHOAL_OP_LIST)->op_id;
+	ls = mh_op(1001, SHOAL_OP_LIST)->op_id;
 	rd = op_path(1001, SHOAL_OP_READ, "notes/a.txt");
 	missing = op_path(1001, SHOAL_OP_READ, "missing.txt");
 	ghost = op_simple(9999, SHOAL_OP_LIST);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(w), SHOAL_STATUS_OK);
 	CHECK_EQ_INT(op_status(cat), SHOAL_STATUS_OK);
 	CHECK(out_is(cat, "hello session\n"));
@@ -506,11 +263,11 @@ static void session_files_exec_list_and_read(void)
 	CHECK(error_has(missing, "No such file"));
 	CHECK_EQ_INT(op_status(ghost), SHOAL_STATUS_ERROR);
 	CHECK(error_has(ghost, "no such session"));
-	CHECK_EQ_INT(count_op(cat), 1);
+	CHECK_EQ_INT(mh_count_op(cat), 1);
 	/* the session holds a slot and is heartbeated as running */
-	pump(400);
-	CHECK(H.saw_running[0]);
-	CHECK(H.min_free_with_sessions <= 1);
+	mh_pump(400);
+	CHECK(seen.saw_running[0]);
+	CHECK(seen.min_free_with_sessions <= 1);
 }
 
 static void patch_updates_two_files_atomically(void)
@@ -534,7 +291,7 @@ static void patch_updates_two_files_atomically(void)
 	p = op_patch(1001, ok_patch);
 	one = op_path(1001, SHOAL_OP_READ, "src/one.txt");
 	two = op_path(1001, SHOAL_OP_READ, "src/two.txt");
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(p), SHOAL_STATUS_OK);
 	CHECK(out_is(p, "M src/one.txt\nM src/two.txt\n"));
 	CHECK(out_is(one, "alpha\nBETA\ngamma\n"));
@@ -574,7 +331,7 @@ static void failing_patch_changes_nothing(void)
 	two = op_path(1001, SHOAL_OP_READ, "src/two.txt");
 	ro = op_path(1001, SHOAL_OP_READ, "ro.txt");
 	ls = op_simple(1001, SHOAL_OP_LIST);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(p1), SHOAL_STATUS_FAILED);
 	CHECK(error_has(p1, "src/two.txt"));
 	CHECK_EQ_INT(op_status(p2), SHOAL_STATUS_FAILED);
@@ -604,7 +361,7 @@ static void patch_adds_moves_and_deletes(void)
 	p = op_patch(1001, patch);
 	ls = op_simple(1001, SHOAL_OP_LIST);
 	moved = op_path(1001, SHOAL_OP_READ, "src/moved.txt");
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(p), SHOAL_STATUS_OK);
 	CHECK(out_is(p, "A added.txt\nM src/two.txt -> src/moved.txt\nD seed.txt\n"));
 	CHECK(out_has(ls, "f 6 added.txt\n"));
@@ -619,7 +376,7 @@ static void snapshots_send_only_what_changed(void)
 	uint64_t s1, s2, s3, s4, e1, e2;
 
 	s1 = op_simple(1001, SHOAL_OP_SNAPSHOT);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(s1), SHOAL_STATUS_OK);
 	r = wait_op(s1);
 	CHECK(r != NULL && r->nfiles == 5);
@@ -632,7 +389,7 @@ static void snapshots_send_only_what_changed(void)
 	/* one file changes: only it comes back */
 	e1 = op_exec(1001, "echo delta >> src/one.txt", 0);
 	s2 = op_simple(1001, SHOAL_OP_SNAPSHOT);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(e1), SHOAL_STATUS_OK);
 	CHECK_EQ_INT(op_status(s2), SHOAL_STATUS_OK);
 	r = wait_op(s2);
@@ -643,7 +400,7 @@ static void snapshots_send_only_what_changed(void)
 	e2 = op_exec(1001, "rm added.txt && chmod 755 notes/a.txt && mkdir -p empty/dir", 0);
 	s3 = op_simple(1001, SHOAL_OP_SNAPSHOT);
 	s4 = op_simple(1001, SHOAL_OP_SNAPSHOT);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(e2), SHOAL_STATUS_OK);
 	CHECK_EQ_INT(op_status(s3), SHOAL_STATUS_OK);
 	r = wait_op(s3);
@@ -664,14 +421,14 @@ static void snapshot_over_its_cap_fails_and_keeps_the_baseline(void)
 	uint64_t e, s1, s2, s3;
 
 	e = op_exec(1001, "printf 0123456789 > big.txt", 0);
-	op = add_op(1001, SHOAL_OP_SNAPSHOT);
+	op = mh_op(1001, SHOAL_OP_SNAPSHOT);
 	op->max_output = 4;
 	s1 = op->op_id;
-	op = add_op(1001, SHOAL_OP_SNAPSHOT);
+	op = mh_op(1001, SHOAL_OP_SNAPSHOT);
 	op->max_files = 3;
 	s2 = op->op_id;
 	s3 = op_simple(1001, SHOAL_OP_SNAPSHOT);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(e), SHOAL_STATUS_OK);
 	CHECK_EQ_INT(op_status(s1), SHOAL_STATUS_LIMIT);
 	CHECK(error_has(s1, "max_out"));
@@ -691,15 +448,15 @@ static void exec_timeout_kills_the_command_not_the_session(void)
 
 	slow = op_exec(1001, "sleep 30", 300);
 	alive = op_exec(1001, "echo alive", 0);
-	op = add_op(1001, SHOAL_OP_EXEC);
+	op = mh_op(1001, SHOAL_OP_EXEC);
 	op->argv = exit3;
 	op->argc = 3;
 	fail = op->op_id;
-	op = add_op(1001, SHOAL_OP_EXEC);
+	op = mh_op(1001, SHOAL_OP_EXEC);
 	op->command = "echo 0123456789";
 	op->max_output = 5;
 	cut = op->op_id;
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(slow), SHOAL_STATUS_TIMEOUT);
 	CHECK(error_has(slow, "timed out after 300ms"));
 	r = wait_op(slow);
@@ -720,7 +477,7 @@ static void exec_env_shows_no_harness_secret(void)
 	const struct shoal_wire_op_result *r;
 	uint64_t env = op_exec(1001, "env", 0);
 
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(env), SHOAL_STATUS_OK);
 	r = wait_op(env);
 	CHECK(r != NULL && r->out.data != NULL);
@@ -739,12 +496,12 @@ static void close_ends_the_lease_with_its_result(void)
 	uint64_t c, after;
 
 	c = op_simple(1001, SHOAL_OP_CLOSE);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(c), SHOAL_STATUS_OK);
 	res = wait_result(1001);
 	CHECK(res != NULL && res->status == SHOAL_STATUS_OK && res->error == NULL);
 	after = op_exec(1001, "true", 0);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(after), SHOAL_STATUS_ERROR);
 	CHECK(error_has(after, "no such session"));
 }
@@ -761,18 +518,18 @@ static void sessions_run_side_by_side_and_cancel_ends_one(void)
 	slow = op_exec(1002, "sleep 20; echo late", 0);
 	queued = op_exec(1002, "echo never", 0);
 	fast = op_exec(1003, "echo fast", 0);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(fast), SHOAL_STATUS_OK);
 	CHECK(out_is(fast, "fast\n"));
-	CHECK(find_op(slow) == NULL && find_op(queued) == NULL);
-	H.cancels[H.ncancels++] = 1002;
-	pump(0);
+	CHECK(mh_find_op(slow) == NULL && mh_find_op(queued) == NULL);
+	mh_cancel(1002);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(slow), SHOAL_STATUS_CANCELLED);
 	CHECK_EQ_INT(op_status(queued), SHOAL_STATUS_CANCELLED);
 	res = wait_result(1002);
 	CHECK(res != NULL && res->status == SHOAL_STATUS_CANCELLED);
 	c = op_simple(1003, SHOAL_OP_CLOSE);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(c), SHOAL_STATUS_OK);
 	res = wait_result(1003);
 	CHECK(res != NULL && res->status == SHOAL_STATUS_OK);
@@ -782,11 +539,11 @@ static void sessions_run_side_by_side_and_cancel_ends_one(void)
 static int kill_worker_children(void)
 {
 	char path[64], buf[256], *p, *end;
+	int worker = (int)mh_worker_pid();
 	ssize_t len;
 	int fd, n = 0;
 
-	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)H.worker,
-		 (int)H.worker);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", worker, worker);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return 0;
@@ -812,12 +569,12 @@ static void a_dead_sandbox_ends_its_session(void)
 
 	lease_session(1004, NULL, 0, session_env, 2);
 	up = op_exec(1004, "echo up", 0);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(up), SHOAL_STATUS_OK);
 	CHECK(kill_worker_children() >= 1);
-	pump(50);
+	mh_pump(50);
 	after = op_exec(1004, "echo after", 0);
-	pump(0);
+	mh_pump(0);
 	res = wait_result(1004);
 	CHECK(res != NULL && res->status == SHOAL_STATUS_ERROR);
 	CHECK(res != NULL && res->error != NULL &&
@@ -842,7 +599,7 @@ static void a_full_queue_refuses_ops_one_by_one(void)
 			first = id;
 		last = id;
 	}
-	pump(0);
+	mh_pump(0);
 	for (i = 0; i < 70; i++) {
 		const struct shoal_wire_op_result *r = wait_op(first + (uint64_t)i);
 
@@ -857,7 +614,7 @@ static void a_full_queue_refuses_ops_one_by_one(void)
 	CHECK(out_is(first, "first\n"));
 	CHECK(error_has(last, "the session's queue is full"));
 	c = op_simple(1005, SHOAL_OP_CLOSE);
-	pump(0);
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(c), SHOAL_STATUS_OK);
 	CHECK(wait_result(1005) != NULL);
 }
@@ -867,12 +624,10 @@ static void idle_and_life_limits_end_sessions(void)
 	const struct shoal_wire_result *res;
 	uint64_t busy;
 
-	lease_session(1006, NULL, 0, session_env, 2);
-	H.leases[H.nleases - 1].idle_ms = 300;
-	lease_session(1007, NULL, 0, session_env, 2);
-	H.leases[H.nleases - 1].life_ms = 500;
+	lease_session(1006, NULL, 0, session_env, 2)->idle_ms = 300;
+	lease_session(1007, NULL, 0, session_env, 2)->life_ms = 500;
 	busy = op_exec(1007, "sleep 5", 0);
-	pump(0);
+	mh_pump(0);
 	res = wait_result(1006);
 	CHECK(res != NULL && res->status == SHOAL_STATUS_TIMEOUT);
 	CHECK(res != NULL && res->error != NULL && strstr(res->error, "idle") != NULL);
@@ -894,48 +649,31 @@ static void drain_ends_sessions_and_the_worker_exits(void)
 	lease_session(1008, NULL, 0, session_env, 2);
 	running = op_exec(1008, "sleep 0.5; echo finished", 0);
 	queued = op_exec(1008, "echo never", 0);
-	pump(100);
-	H.drain = 1;
-	pump(0);
+	mh_pump(100);
+	mh_drain();
+	mh_pump(0);
 	CHECK_EQ_INT(op_status(running), SHOAL_STATUS_OK);
 	CHECK(out_is(running, "finished\n"));
 	CHECK_EQ_INT(op_status(queued), SHOAL_STATUS_ERROR);
 	res = wait_result(1008);
 	CHECK(res != NULL && res->status == SHOAL_STATUS_ERROR && res->error != NULL &&
 	      strcmp(res->error, "the worker is draining") == 0);
-	CHECK_EQ_INT(wait_worker_exit(15000), 0);
-	H.worker = 0;
-}
-
-static void cleanup(void)
-{
-	size_t i;
-	char path[160];
-
-	if (H.worker > 0) {
-		kill(H.worker, SIGKILL);
-		waitpid(H.worker, NULL, 0);
-	}
-	for (i = 0; i < H.nkept; i++)
-		shoal_wire_msg_free(H.kept[i]);
-	shoal_listener_close(H.l);
-	snprintf(path, sizeof(path), "%s/h.sock", H.dir);
-	unlink(path);
-	rmdir(H.dir);
+	CHECK_EQ_INT(mh_wait_worker_exit(15000), 0);
 }
 
 int main(void)
 {
+	static const struct mh_hooks hooks = { conversation_check, note_poll };
+
 	/* a harness secret the worker inherits: no sandbox may see it */
 	setenv(SECRET_NAME, SECRET_VALUE, 1);
 	backend_env = getenv("SHOAL_TEST_BACKEND");
 	signal(SIGPIPE, SIG_IGN);
-	if (start_harness() != 0) {
+	mh_set_hooks(&hooks);
+	if (mh_start(SHOAL_BIN, 2) != 0) {
 		fprintf(stderr, "cannot start the harness\n");
 		return 1;
 	}
-	H.worker = spawn_worker();
-	CHECK(H.worker > 0);
 	RUN(worker_says_it_serves_sessions);
 	RUN(session_files_exec_list_and_read);
 	RUN(patch_updates_two_files_atomically);
@@ -951,6 +689,6 @@ int main(void)
 	RUN(a_full_queue_refuses_ops_one_by_one);
 	RUN(idle_and_life_limits_end_sessions);
 	RUN(drain_ends_sessions_and_the_worker_exits);
-	cleanup();
+	mh_stop();
 	return test_done();
 }
