@@ -20,9 +20,13 @@ stop_all() {
 }
 trap 'stop_all; cleanup' EXIT
 
-# start_server DIR SCRIPT_FILE: sets PORT.
+# start_server DIR SCRIPT_FILE: sets PORT (the previous server is stopped).
 start_server() {
 	local d=$1 t
+	if [ -n "$SERVER_PID" ]; then
+		kill "$SERVER_PID" 2>/dev/null
+		wait "$SERVER_PID" 2>/dev/null
+	fi
 	python3 "$MODEL_SERVER" --port 0 --script "$2" --log "$d/requests.log" \
 		>"$d/server.out" 2>"$d/server.err" &
 	SERVER_PID=$!

@@ -64,10 +64,38 @@ expect_contains() {
 
 # run_shoal OUTPREFIX ARGS...: runs shoal, stdout/stderr to OUTPREFIX.out/.err;
 # sets RC.
+#
+# A command that hangs is stopped after SHOAL_CMD_TIMEOUT seconds (default
+# 150; SIGTERM, then SIGKILL 15 s later) and reported with the end of its
+# stderr and the processes it left, so that a hang is a failure that says
+# where, not a whole test script killed by ctest.
 run_shoal() {
 	local prefix=$1
 	shift
-	"$SHOAL_BIN" "$@" >"$prefix.out" 2>"$prefix.err"
+	timeout -k 15 "${SHOAL_CMD_TIMEOUT:-150}" "$SHOAL_BIN" "$@" >"$prefix.out" 2>"$prefix.err"
+	RC=$?
+	if [ "$RC" -eq 124 ] || [ "$RC" -eq 137 ]; then
+		fail "shoal $* hung for ${SHOAL_CMD_TIMEOUT:-150} s; its last stderr lines:
+$(tail -15 "$prefix.err")
+processes: $(ps -eo pid,ppid,stat,etimes,args | grep '[s]hoal' | head -20)"
+	fi
+}
+
+# wait_shoal PID PREFIX: waits for a shoal started in the background (its
+# stderr in PREFIX.err), as run_shoal bounds it; sets RC.
+wait_shoal() {
+	local t
+	for t in $(seq 1 $((${SHOAL_CMD_TIMEOUT:-150} * 10))); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		fail "shoal (pid $1) hung for ${SHOAL_CMD_TIMEOUT:-150} s; its last stderr lines:
+$(tail -15 "$2.err")
+processes: $(ps -eo pid,ppid,stat,etimes,args | grep '[s]hoal' | head -20)"
+		kill -9 "$1" 2>/dev/null
+	fi
+	wait "$1"
 	RC=$?
 }
 

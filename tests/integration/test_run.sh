@@ -273,8 +273,8 @@ YAML
 		sleep 0.05
 	done
 	redis-cli -s "$TMP/redis/redis.sock" del "shoal:{$run}:task:s:0" >/dev/null
-	wait "$pid"
-	expect_eq "$?" 1 "the run fails"
+	wait_shoal "$pid" "$d/r"
+	expect_eq "$RC" 1 "the run fails"
 	expect_contains "$d/r.out" "Redis holds the results of 1 of its 2 done subtasks" "says what was lost"
 	[ -e "$d/out/s.txt" ] && fail "no output with a hole is written"
 	# resuming redoes the subtask whose result was lost
@@ -313,8 +313,8 @@ YAML
 	for t in $(seq 1 100); do [ -d "$d/out/s" ] && break; sleep 0.05; done
 	rm -rf "$d/out/s"
 	touch "$d/out/s"	# a file where the output's folder was
-	wait "$pid"
-	expect_eq "$?" 1 "the merge fails"
+	wait_shoal "$pid" "$d/r2"
+	expect_eq "$RC" 1 "the merge fails"
 	expect_contains "$d/r2.out" "the results are kept" "says the run can go on"
 	run=$(head -1 "$d/r2.out")
 	expect_eq "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$run}:run" status)" interrupted \
