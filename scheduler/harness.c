@@ -1171,7 +1171,15 @@ static void apply_effect(struct harness *h, struct effect *e)
 		shoal_histogram_observe(&s->run, (double)e->run_us / 1e6);
 	if (e->outcome != SHOAL_OUTCOME_DONE)
 		s->failed_attempts++;
-	if (!e->accepted) {
+	if (e->accepted == SHOAL_SETTLE_LOST) {
+		/* its task key is gone (evicted, deleted): not another harness's
+		 * run, lost state; a resume redoes what Redis lost */
+		harness_fail_run(h, "Redis has no record of %s/%llu any more: keys were lost (is "
+				 "Redis evicting keys? its maxmemory-policy must be noeviction); "
+				 "continue with `shoal resume %s`", s->conf->id,
+				 (unsigned long long)e->lease.seq, h->run_id);
+		h->interrupted = 1;
+	} else if (e->accepted != 1) {
 		/* Redis had another lease: someone else runs this run. */
 		harness_fail_run(h, "Redis refused the result of %s/%llu: is another harness "
 			 "running run %s?", s->conf->id, (unsigned long long)e->lease.seq,
@@ -1183,11 +1191,11 @@ static void apply_effect(struct harness *h, struct effect *e)
 	} else {
 		note_dead(h, s, e);
 	}
-	if (s->feeds >= 0 && e->accepted && e->outcome != SHOAL_OUTCOME_RETRY)
+	if (s->feeds >= 0 && e->accepted == 1 && e->outcome != SHOAL_OUTCOME_RETRY)
 		harness_stream_final(h, s, e->lease.seq,
 				     e->outcome == SHOAL_OUTCOME_DONE ? (e->out ? e->out : "") : NULL,
 				     e->outcome == SHOAL_OUTCOME_DONE ? e->out_len : 0);
-	if (s->hidden && e->accepted && e->outcome != SHOAL_OUTCOME_RETRY)
+	if (s->hidden && e->accepted == 1 && e->outcome != SHOAL_OUTCOME_RETRY)
 		harness_agent_child_settled(h, e->lease.def.item, e->outcome == SHOAL_OUTCOME_DONE,
 					    e->out, e->out_len, e->error);
 	free(e->out);

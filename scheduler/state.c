@@ -57,6 +57,8 @@ static const char SETTLE_LUA[] =
 	"    if o == 'dead' then redis.call('ZADD', KEYS[2], ARGV[b+5], ARGV[b+5]) end\n"
 	"    c[o] = c[o] + 1\n"
 	"    res[#res + 1] = 1\n"
+	"  elseif not cur[1] then\n"
+	"    res[#res + 1] = 2\n"
 	"  else\n"
 	"    res[#res + 1] = 0\n"
 	"  end\n"
@@ -557,7 +559,8 @@ static int read_settle_reply(const struct queued_cmd *c, redisReply *r,
 				       "unexpected reply to a settle batch");
 	for (i = 0; i < c->nsettle; i++) {
 		if (c->settle[i].accepted != NULL)
-			*c->settle[i].accepted = r->element[i]->integer == 1;
+			*c->settle[i].accepted = r->element[i]->integer == 1 ? 1
+						 : r->element[i]->integer == 2 ? SHOAL_SETTLE_LOST : 0;
 	}
 	return SHOAL_OK;
 }

@@ -58,7 +58,9 @@ struct shoal_settle_rec {
 	int status;		/* enum shoal_task_status */
 	int exit_code;
 	uint64_t run_us;
-	int *accepted;		/* set at flush: 1 accepted, 0 refused */
+	int *accepted;		/* set at flush: 1 accepted, 0 refused (another
+				 * lease holds it), SHOAL_SETTLE_LOST (Redis
+				 * has no record of the subtask any more) */
 };
 
 /* Connects to url: redis://[:password@]host[:port][/db] or
@@ -96,6 +98,8 @@ int shoal_state_stage_set(struct shoal_state *st, const char *stage,
 int shoal_state_append_lease(struct shoal_state *st, const char *stage,
 			     const char *worker, const struct shoal_lease_rec *recs,
 			     size_t n, uint64_t issued, struct shoal_error *err);
+
+#define SHOAL_SETTLE_LOST (-1)
 
 /* Queues settlements of one stage.  recs[i].accepted (when not NULL) and
  * the bytes they point to must stay valid until flush. */

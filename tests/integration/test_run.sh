@@ -281,6 +281,26 @@ YAML
 	run_shoal "$d/r2" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
 	expect_eq "$RC" 0 "resume ($(tail -2 "$d/r2.err"))"
 	expect_eq "$(cat "$d/out/s.txt" 2>/dev/null | tr '\n' ' ')" "fast slow " "the whole output"
+
+	# the record of a subtask still running vanishes: its result comes
+	# back to nothing, which is lost state, not another harness's run
+	rm -rf "$d/out" "$d/.shoal"
+	sed -i 's/if grep -q slow input; then sleep 3; fi/sleep 2/' "$d/run.yaml"
+	"$SHOAL_BIN" run "$d/run.yaml" --redis "$REDIS_URL" --state-dir "$d/.shoal" --new \
+		>"$d/r3.out" 2>"$d/r3.err" &
+	pid=$!
+	for t in $(seq 1 100); do
+		run=$(redis-cli -s "$TMP/redis/redis.sock" zrevrange shoal:runs 0 0)
+		[ "$(redis-cli -s "$TMP/redis/redis.sock" hget "shoal:{$run}:task:s:0" state)" = leased ] && break
+		sleep 0.05
+	done
+	redis-cli -s "$TMP/redis/redis.sock" del "shoal:{$run}:task:s:0" >/dev/null
+	wait_shoal "$pid" "$d/r3"
+	expect_eq "$RC" 1 "the run stops"
+	expect_contains "$d/r3.out" "Redis has no record of s/0 any more" "says what was lost"
+	run_shoal "$d/r4" resume "$run" --redis "$REDIS_URL" --state-dir "$d/.shoal"
+	expect_eq "$RC" 0 "resume ($(tail -2 "$d/r4.err"))"
+	expect_eq "$(cat "$d/out/s.txt" 2>/dev/null | tr '\n' ' ')" "fast slow " "the whole output, again"
 }
 
 # Outputs that cannot be written fail before any work (exit 2); one that
