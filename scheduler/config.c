@@ -4324,11 +4324,16 @@ static int check_outputs(struct loader *ld)
 			hit = lexical_path(pattern, b, sizeof(b)) == 0 &&
 			      fnmatch(b, a, FNM_PATHNAME | FNM_PERIOD) == 0;
 			free(pattern);
+			if (hit && i == j)
+				return fail(ld, at, "stage '%s' writes %s, which its own for_each.files "
+					    "(\"%s\") reads: put outputs outside the inputs, e.g. "
+					    "under out/", si->id, shown, sj->glob);
 			if (hit)
 				return fail(ld, at, "stage '%s' writes %s, which stage '%s' reads as "
-					    "input (for_each.files: \"%s\"): put outputs outside the "
-					    "inputs, e.g. under out/", si->id, shown, sj->id,
-					    sj->glob);
+					    "input (for_each.files: \"%s\", matched when the run "
+					    "starts, before '%s' writes it): to feed '%s' from '%s', "
+					    "use for_each: {stage: %s}", si->id, shown, sj->id,
+					    sj->glob, si->id, sj->id, si->id, si->id);
 		}
 	}
 	return SHOAL_OK;
