@@ -463,6 +463,90 @@ redis_killed_mid_spawn_is_resynced() {
 	expect_spawn_outcome "$d"
 }
 
+# Seeded random faults while planners fan out subagents: 4 planners each
+# spawn 3 helpers (two turns, a shell call between); the harness, a
+# worker, a sandbox's init or the embedded Redis is killed at a random
+# moment and the run resumed until it completes.  Every planner's answer
+# holds its three helpers' answers in order, and no conversation is asked
+# more than once beyond its turns.
+random_faults_while_subagents_run_lose_nothing() {
+	local seed
+	for seed in $(seq 1 "${SHOAL_FAULT_SEEDS:-3}"); do
+		local d=$TMP/spawnrand$seed pid victim what rc tries=0 i
+		RANDOM=$((seed + 100))
+		mkdir -p "$d/in"
+		: >"$d/in/plans.txt"
+		python3 - "$d/script.json" <<'PY'
+import json, sys
+script = {}
+for p in range(4):
+    script["p%d" % p] = [
+        {"tool_calls": [{"name": "spawn_subagents", "arguments": {"tasks": [
+            {"agent": "helper", "prompt": "[conv:h%d_%d] part" % (p, k), "input": "p%d-%d\n" % (p, k)}
+            for k in range(3)]}}]},
+        {"text_from_tool": "all"}]
+    for k in range(3):
+        script["h%d_%d" % (p, k)] = [
+            {"tool_calls": [{"name": "shell", "arguments": {"command": "sleep 0.3; cat input"}}]},
+            {"text_from_tool": "stdout"}]
+json.dump(script, open(sys.argv[1], "w"))
+PY
+		for i in 0 1 2 3; do echo "[conv:p$i]" >>"$d/in/plans.txt"; done
+		start_server "$d" "$d/script.json" || return
+		cat >"$d/run.yaml" <<YAML
+version: 1
+name: spawn-random
+pool: {max_workers: 2, slots_per_worker: 2, sessions_per_worker: 16}
+timeouts: {heartbeat: 2s}
+models:
+  fake: {base_url: "http://127.0.0.1:$PORT/v1", api_key: "k", model: m, timeout: 10s}
+agents:
+  planner: {model: fake, instructions: "Plan.", prompt: "{{input}}", tools: [spawn_subagents], max_children: 3}
+  helper: {model: fake, instructions: "Help.", prompt: "unused", tools: [shell]}
+stages:
+  - id: plans
+    for_each: {files: "in/plans.txt"}
+    split: {by: lines, size: 1}
+    agent: planner
+    retries: 5
+    merge: {strategy: jsonl}
+    output: out/plans.jsonl
+YAML
+		"$SHOAL_BIN" run "$d/run.yaml" --state-dir "$d/.shoal" >"$d/r1.out" 2>"$d/r1.err" &
+		pid=$!
+		sleep "0.$((RANDOM % 8 + 2))"	# 0.2-0.9 s: helpers run
+		case $((RANDOM % 4)) in
+		0) what=harness; victim=$pid ;;
+		1) what=worker; victim=$(pgrep -f "shoal worker --connect ipc://$d" | head -1) ;;
+		2) what=sandbox
+		   victim=$(for w in $(pgrep -f "shoal worker --connect ipc://$d"); do
+				pgrep -P "$w"; done | head -1) ;;
+		*) what=redis; victim=$(cat "$d"/.shoal/redis*/redis.pid 2>/dev/null | head -1) ;;
+		esac
+		[ -n "$victim" ] && kill -9 "$victim"
+		wait_shoal "$pid" "$d/r1"
+		rc=$RC
+		while [ "$rc" -ne 0 ] && [ $tries -lt 3 ]; do
+			pkill -9 -f "shoal worker --connect ipc://$d" 2>/dev/null
+			run_shoal "$d/rr" run "$d/run.yaml" --resume --state-dir "$d/.shoal"
+			rc=$RC
+			tries=$((tries + 1))
+		done
+		echo "  seed $seed: $what killed$([ -z "$victim" ] && echo ' (none found)'), $tries resumes, $(requests "$d") model requests"
+		expect_eq "$rc" 0 "seed $seed ($what killed): the run completes ($(tail -2 "$d/rr.err" "$d/r1.err" 2>/dev/null | tail -2))"
+		python3 - "$d/out/plans.jsonl" "$d/requests.log" <<'PY' || fail "seed $seed ($what): every helper's answer once, in order; no conversation asked twice beyond its turns"
+import collections, json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+got = sorted(r["result"] for r in recs)
+assert got == sorted("p%d-%d" % (p, k) for p in range(4) for k in range(3)), got
+for i in range(0, len(recs), 3):
+    assert [r["result"][-1] for r in recs[i:i + 3]] == ["0", "1", "2"], recs[i:i + 3]
+n = collections.Counter(json.loads(l)["conv"] for l in open(sys.argv[2]))
+assert all(v <= 3 for v in n.values()), n
+PY
+	done
+}
+
 run_test worker_killed_at_turn_19_of_20_redoes_one_step
 run_test worker_killed_during_model_call_19_of_20_costs_one_call
 run_test harness_killed_mid_conversation_resumes_from_the_journal
@@ -472,4 +556,5 @@ run_test redis_killed_mid_spawn_is_resynced
 run_test damaged_children_hash_is_a_clear_error
 run_test damaged_journal_or_snapshot_starts_the_conversation_over
 run_test random_faults_in_an_agent_pipeline_lose_nothing
+run_test random_faults_while_subagents_run_lose_nothing
 finish
