@@ -348,6 +348,12 @@ int shoal_mcp_http_new(struct shoal_mcp_http_pool *p,
  * after). */
 void shoal_mcp_http_free(struct shoal_mcp_http *h);
 
+/* Ends the server's session, if it gave one (Mcp-Session-Id): an HTTP
+ * DELETE, as the Streamable HTTP transport asks of a client that is done,
+ * waiting at most timeout_ms.  0 when ended (or refused with 405, or
+ * already gone), -1 otherwise; the session id is forgotten either way. */
+int shoal_mcp_http_end_session(struct shoal_mcp_http *h, long timeout_ms);
+
 /* Starts a POST for every message the pool's clients have queued, and
  * runs their ticks (timeouts).  Call after making requests and in every
  * loop turn. */

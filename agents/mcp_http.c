@@ -774,6 +774,52 @@ int shoal_mcp_http_new(struct shoal_mcp_http_pool *p,
 	return SHOAL_OK;
 }
 
+/* The body of a DELETE is not read. */
+static size_t discard_body(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * n;
+}
+
+int shoal_mcp_http_end_session(struct shoal_mcp_http *h, long timeout_ms)
+{
+	struct curl_slist *headers;
+	long status = 0;
+	CURLcode rc = CURLE_OK;
+	CURL *e;
+
+	if (h == NULL || h->session_id == NULL)
+		return 0;
+	headers = request_headers(h);
+	e = curl_easy_init();
+	if (headers == NULL || e == NULL) {
+		curl_slist_free_all(headers);
+		if (e != NULL)
+			curl_easy_cleanup(e);
+		return -1;
+	}
+	rc |= curl_easy_setopt(e, CURLOPT_URL, h->url);
+	rc |= curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+	rc |= curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
+	rc |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	rc |= curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+	rc |= curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard_body);
+	rc |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+	rc |= curl_easy_setopt(e, CURLOPT_USERAGENT, "shoal/" SHOAL_VERSION);
+	if (rc == CURLE_OK)
+		rc = curl_easy_perform(e);
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(e);
+	curl_slist_free_all(headers);
+	free(h->session_id);
+	h->session_id = NULL;
+	/* 405: the server does not let clients end sessions (allowed) */
+	return rc == CURLE_OK && ((status >= 200 && status < 300) || status == 405 ||
+				  status == 404) ? 0 : -1;
+}
+
 void shoal_mcp_http_free(struct shoal_mcp_http *h)
 {
 	struct shoal_mcp_http_pool *p;

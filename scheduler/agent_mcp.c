@@ -34,6 +34,7 @@
 
 #define MCP_START_LIST_MS 30000	/* the remote servers' tools/list at start */
 #define MCP_OP_MIN_MS 1000	/* the least an mcp op may wait */
+#define MCP_END_SESSION_MS 2000	/* the DELETE that ends an HTTP session */
 
 struct remote {
 	struct harness *h;
@@ -223,6 +224,9 @@ void mcp_close(struct harness *h)
 	if (m == NULL)
 		return;
 	for (i = 0; i < m->nremotes; i++) {
+		if (shoal_mcp_http_end_session(m->remotes[i].http, MCP_END_SESSION_MS) != 0)
+			shoal_debug("MCP server '%s': ending its session failed",
+				    server_def(h, m->remotes[i].server)->name);
 		shoal_mcp_http_free(m->remotes[i].http);
 		/* a relisting's callback runs here: nobody waits any more */
 		m->remotes[i].nwaiting = 0;

@@ -570,6 +570,7 @@ PY
 	expect_eq "$(grep -c 'extra works' "$d/t2")" 2 "both new tools answered"
 	expect_contains "$d/r.err" "MCP server 'loc' changed its tools" "the stdio relisting is logged"
 	expect_contains "$d/r.err" "MCP server 'web' changed its tools" "the HTTP relisting is logged"
+	expect_contains "$d/http.out" "DELETE changing-1" "the run ends its HTTP session (DELETE)"
 }
 
 # planner -> workers -> reviewer: a planner agent fans out worker

@@ -10,7 +10,9 @@ whose tools depend on what was done may.  `extra` answers "extra works".
   changing_server.py --http PORT  Streamable HTTP at http://127.0.0.1:PORT/mcp
                                   (each POST answered as an SSE stream; the
                                   notification is an event of the `grow`
-                                  call's stream); prints "PORT n" when up.
+                                  call's stream); prints "PORT n" when up,
+                                  and "DELETE ID" when a client ends its
+                                  session ID.
 
 State is per process: with --http, every client sees the change.
 """
@@ -115,6 +117,8 @@ def http(port):
             self.end_headers()
 
         def do_DELETE(self):
+            # the client ends its session: said on stdout for the test
+            print("DELETE %s" % self.headers.get("Mcp-Session-Id", "-"), flush=True)
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
