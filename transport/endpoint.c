@@ -111,11 +111,22 @@ fail:
 	return rc;
 }
 
+#define DIALER_CLOSE_WAIT_MS 3000	/* a socket's close, bounded: see
+					 * close_socket_bounded */
+
+static int close_socket_bounded(nng_socket sock, void *keep);
+
 void shoal_listener_close(struct shoal_listener *l)
 {
 	if (l == NULL)
 		return;
-	nng_close(l->sock);
+	/* bounded like a dialer's (below): a harness whose close of its
+	 * listening socket never returns would never exit */
+	if (!close_socket_bounded(l->sock, l)) {
+		shoal_debug("the listening nng socket did not close in %d ms; leaving it "
+			    "to exit", DIALER_CLOSE_WAIT_MS);
+		return;	/* l stays: the socket's callbacks may still use it */
+	}
 	close(l->wake[0]);
 	close(l->wake[1]);
 	pthread_mutex_destroy(&l->lock);
@@ -535,7 +546,6 @@ int shoal_dialer_open_tls(const char *url, size_t max_msg,
  * never exited.  The close runs on its own thread and is given
  * DIALER_CLOSE_WAIT_MS; past that the socket is left to the process's exit,
  * which is the only time a dialer is closed with a pipe still up. */
-#define DIALER_CLOSE_WAIT_MS 3000
 
 struct closer {
 	pthread_mutex_t lock;
