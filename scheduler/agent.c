@@ -686,19 +686,7 @@ int harness_agent_start(struct harness *h, const struct lease_ent *l,
 	}
 	if (rc != SHOAL_OK)
 		return rc;
-	memset(&ctx, 0, sizeof(ctx));
-	ctx.source = it->source;
-	ctx.chunk = l->def.chunk;
-	ctx.line_offset = l->def.line_offset;
-	ctx.byte_offset = l->def.byte_offset;
-	ctx.stage = s->conf->id;
-	ctx.attempt = l->attempt;
-	ctx.chunk_data = wl->input.data;
-	ctx.chunk_len = wl->input.len;
-	if (it->path == NULL && !s->conf->reduce) {	/* a record of for_each: {stage} */
-		ctx.record = it->data;
-		ctx.record_len = it->len;
-	}
+	harness_input_ctx(s, l, it, wl->input.data, wl->input.len, &ctx);
 	shoal_buf_init(&prompt, 0);
 	rc = child ? shoal_buf_puts(&prompt, child->prompt)
 		   : shoal_input_render_text(sc->prompt, &ctx, &prompt, err);

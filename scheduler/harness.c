@@ -405,6 +405,25 @@ static int point_env_at_file(struct harness *h, struct shoal_wire_lease *wl,
 	return SHOAL_OK;
 }
 
+void harness_input_ctx(const struct stage_rt *s, const struct lease_ent *l,
+		       const struct shoal_item *it, const char *chunk, size_t chunk_len,
+		       struct shoal_input_ctx *ctx)
+{
+	memset(ctx, 0, sizeof(*ctx));
+	ctx->source = it->source;
+	ctx->chunk = l->def.chunk;
+	ctx->line_offset = l->def.line_offset;
+	ctx->byte_offset = l->def.byte_offset;
+	ctx->stage = s->conf->id;
+	ctx->attempt = l->attempt;
+	ctx->chunk_data = chunk;
+	ctx->chunk_len = chunk_len;
+	if (it->path == NULL && !s->conf->reduce) {	/* a record of for_each: {stage} */
+		ctx->record = it->data;
+		ctx->record_len = it->len;
+	}
+}
+
 /* The lease's input from the stage's `input:` templates.  An error here is
  * the subtask's (SHOAL_EINVAL), not the run's. */
 static int render_input(struct harness *h, struct stage_rt *s, struct shoal_wire_lease *wl,
@@ -415,20 +434,8 @@ static int render_input(struct harness *h, struct stage_rt *s, struct shoal_wire
 	struct shoal_input_origin origin;
 	int rc;
 
-	memset(&ctx, 0, sizeof(ctx));
 	memset(&origin, 0, sizeof(origin));
-	ctx.source = it->source;
-	ctx.chunk = l->def.chunk;
-	ctx.line_offset = l->def.line_offset;
-	ctx.byte_offset = l->def.byte_offset;
-	ctx.stage = s->conf->id;
-	ctx.attempt = l->attempt;
-	ctx.chunk_data = h->input.data;
-	ctx.chunk_len = h->input.len;
-	if (it->path == NULL && !s->conf->reduce) {	/* a record of for_each: {stage} */
-		ctx.record = it->data;
-		ctx.record_len = it->len;
-	}
+	harness_input_ctx(s, l, it, h->input.data, h->input.len, &ctx);
 	shoal_buf_reset(&h->rendered);
 	rc = shoal_input_build(s->input, h->cfg, &ctx, &h->rendered, &origin, err);
 	if (rc != SHOAL_OK)

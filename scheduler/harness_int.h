@@ -253,6 +253,12 @@ void harness_agents_perform(struct harness *h);
 void harness_agents_stats(const struct harness *h, uint64_t *requests, uint64_t *retries,
 			  uint64_t *rate_limited);
 
+/* What a subtask's templates see ({{source}}, {{chunk}}, {{record.*}},
+ * ...): lease l of stage s, item it, its chunk's bytes. */
+void harness_input_ctx(const struct stage_rt *s, const struct lease_ent *l,
+		       const struct shoal_item *it, const char *chunk, size_t chunk_len,
+		       struct shoal_input_ctx *ctx);
+
 /* Adds a child subtask to the subagents' stage: its item (source, input),
  * returns its item index or -1. */
 long harness_add_child(struct harness *h, const char *source, const char *input,
