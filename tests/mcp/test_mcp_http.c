@@ -21,6 +21,7 @@
 
 #include "agents/mcp.h"
 #include "common/util.h"
+#include "mcp_got.h"
 #include "test.h"
 
 #ifndef SHOAL_MCP_SERVERS
@@ -34,36 +35,6 @@ static pid_t server_pid;
 static int port;
 static char url[128];
 static struct shoal_mcp_http_pool *pool;
-
-struct got {
-	int ran;
-	int code;
-	int is_error;
-	char text[8192];
-};
-
-static void on_call(struct shoal_mcp_client *c,
-		    const struct shoal_mcp_call_result *r, void *arg)
-{
-	struct got *g = arg;
-
-	(void)c;
-	g->ran++;
-	g->code = r->code;
-	g->is_error = r->is_error;
-	shoal_strlcpy(g->text, r->text, sizeof(g->text));
-}
-
-static void on_list(struct shoal_mcp_client *c, int code, const char *error,
-		    void *arg)
-{
-	struct got *g = arg;
-
-	(void)c;
-	g->ran++;
-	g->code = code;
-	shoal_strlcpy(g->text, error != NULL ? error : "", sizeof(g->text));
-}
 
 /* The harness's loop, until g's callback ran or ms passed. */
 static void run_until(struct got *g, int ms)

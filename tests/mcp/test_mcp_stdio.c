@@ -22,6 +22,7 @@
 #include "common/buf.h"
 #include "common/util.h"
 #include "mini_harness.h"
+#include "mcp_got.h"
 #include "test.h"
 
 #ifndef SHOAL_BIN
@@ -60,36 +61,6 @@ struct sconn {
 	const char **argv;
 	uint32_t argc;
 };
-
-struct got {
-	int ran;
-	int code;
-	int is_error;
-	char text[16384];
-};
-
-static void on_call(struct shoal_mcp_client *c,
-		    const struct shoal_mcp_call_result *r, void *arg)
-{
-	struct got *g = arg;
-
-	(void)c;
-	g->ran++;
-	g->code = r->code;
-	g->is_error = r->is_error;
-	shoal_strlcpy(g->text, r->text, sizeof(g->text));
-}
-
-static void on_list(struct shoal_mcp_client *c, int code, const char *error,
-		    void *arg)
-{
-	struct got *g = arg;
-
-	(void)c;
-	g->ran++;
-	g->code = code;
-	shoal_strlcpy(g->text, error != NULL ? error : "", sizeof(g->text));
-}
 
 /* One mcp op carrying data; waits for its result. */
 static const struct shoal_wire_op_result *mcp_op(const char *server,
