@@ -42,6 +42,13 @@ usage_errors_exit_2() {
 	run_shoal "$TMP/u" run x.yaml --bogus ; expect_eq "$RC" 2 "unknown option"
 	run_shoal "$TMP/u" worker ; expect_eq "$RC" 2 "worker without --connect"
 	expect_contains "$TMP/u.err" "needs --connect" "worker message"
+	run_shoal "$TMP/u" worker --connect ipc:///nowhere --slots 0 ; expect_eq "$RC" 2 "--slots 0"
+	expect_contains "$TMP/u.err" "--slots takes a number from 1 to 4096" "--slots message"
+	for bad in 0 many 5000; do
+		run_shoal "$TMP/u" worker --connect ipc:///nowhere --sessions "$bad"
+		expect_eq "$RC" 2 "--sessions $bad"
+		expect_contains "$TMP/u.err" "--sessions takes a number from 1 to 4096, not '$bad'" "--sessions $bad message"
+	done
 	run_shoal "$TMP/u" validate ; expect_eq "$RC" 2 "validate without CONFIG"
 }
 
